@@ -1,0 +1,462 @@
+"""The DeepExposure agent (Yu et al. 2018): one exposure per segment, in turn, then fusion.
+
+Rollout (Algorithms 1-3 of the supplement), for a thumbnail ``S0`` with ordered segment masks
+``m_1..m_T``::
+
+    S^l_0 = S0
+    for t = 0 .. T-1:
+        seg_t     = S0 * m_t                                   (the segment's sub-image)
+        e_t       = pi(S0, seg_t, S^l_t) + OU_t                 (OU noise only while training)
+        S^g_{t+1} = global_exposure(S0, e_t)                    (S0 * 2^e_t in linear light)
+        S^l_{t+1} = local_exposure(S^l_t, m_t, e_t)             (exposure inside segment t only)
+    S^f = exposure_fusion([S0, S^g_1, ..., S^g_T])              (Mertens, eq. 16 / supp. eq. 31)
+
+Everything is differentiable, so the deterministic policy gradient (eq. 7-10) flows from the
+critic through the transition into the policy ("generative loss approximation", section 2.4).
+
+- **DeepExposure I**: a value network ``V(S^l_t)`` trained by TD (eq. 6, 11) with
+  ``r_t = 0`` for ``t < T-1`` and ``r_{T-1} = R = D(S^f) + w_l D(S^l_T)``; the policy ascends
+  ``Q(s_t, a_t) = r_t + gamma V(S^l_{t+1})``.
+- **DeepExposure II**: no value network; ``V(s_t) = D(.) gamma^{T-t}`` (eq. 14-15, supplement B-C),
+  with the final image approximated by ``S^l_{t+1}`` at step ``t``. The advantage
+  ``A_t = D (gamma - 1) gamma^{T-1-t}`` has a negative constant; as the paper says, that constant
+  is folded into the learning rate, *with its sign*, so that the policy ascends
+  ``sum_t gamma^{T-1-t} D(S^l_{t+1}) / sum_t gamma^{T-1-t}`` plus the final reward ``D(S^f)`` — it
+  is pushed towards *higher* discriminator scores (tested).
+
+The reward on ``S^l`` follows section 4 ("the discriminator reward can be applied directly to the
+finally local direct fusion image S^l").
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..filters import global_exposure, local_exposure
+from ..fusion import FusionConfig, exposure_fusion
+from ..methods import register_method
+from ..nets import Trunk, TrunkConfig, load_pretrained, save_pretrained
+from ..recipe import Recipe, fusion_op
+from ..resize import make_thumbnail as thumbnail
+from ..segment import SegmentConfig, segment_thumbnail
+
+__all__ = [
+    "DeepExposureConfig",
+    "ExposurePolicy",
+    "OUNoise",
+    "Rollout",
+    "rollout",
+    "de2_advantage_weights",
+    "de2_policy_weights",
+    "DeepExposureAgent",
+    "DeepExposureMethod",
+    "ExplicitExposuresMethod",
+    "thumbnail",
+    "DEFAULT_MODEL_DIR",
+]
+
+#: the default model shipped inside the package
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "weights" / "deepexposure"
+
+
+@dataclass
+class DeepExposureConfig:
+    """Hyper-parameters of DeepExposure I/II (paper section 5.1 and footnote 2)."""
+
+    algo: str = "de2"
+    """'de1' (value network, TD) or 'de2' (discriminator as value function)."""
+    n_segments: int = 5
+    """T: segments, and so exposure steps, per image."""
+    ev_max: float = 3.0
+    """policy output range: e = ev_max * tanh(raw), in [-ev_max, ev_max] EV."""
+    base_channels: int = 32
+    """channels of the first convolution of each network (doubled per layer)."""
+    image_size: int = 64
+    """training thumbnails are image_size x image_size (the paper: 64)."""
+    gamma: float = 0.99
+    """discount factor."""
+    ou_theta: float = 0.015
+    """Ornstein-Uhlenbeck mean reversion (paper footnote 2)."""
+    ou_mu: float = 0.0
+    """Ornstein-Uhlenbeck mean."""
+    ou_sigma: float = 0.03
+    """Ornstein-Uhlenbeck noise scale."""
+    lr_policy: float = 1.5e-5
+    """Adam learning rate of the policy."""
+    lr_value: float = 5e-4
+    """Adam learning rate of the value network (DE I only)."""
+    lr_policy_final: float = 1e-3
+    """the policy's learning rate decays exponentially to this fraction of its start."""
+    lr_value_final: float = 1e-2
+    """the value network's learning rate decays exponentially to this fraction of its start."""
+    local_reward_weight: float = 1.0
+    """w_l: weight of D(S^l) next to D(S^f) in the reward (section 4)."""
+    adam_betas: tuple[float, float] = (0.5, 0.999)
+    """Adam betas of policy and value optimisers."""
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
+    """thumbnail segmentation (n_segments is copied from above)."""
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    """exposure fusion settings used in training and recorded for inference."""
+
+    def __post_init__(self):
+        if isinstance(self.segment, dict):
+            self.segment = SegmentConfig(**self.segment)
+        if isinstance(self.fusion, dict):
+            self.fusion = FusionConfig(**self.fusion)
+        self.adam_betas = tuple(self.adam_betas)
+        self.segment.n_segments = self.n_segments
+        if self.algo not in ("de1", "de2"):
+            raise ValueError(f"algo must be 'de1' or 'de2', got {self.algo!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class ExposurePolicy(nn.Module):
+    """``pi(S0, seg_t, S^l_t) -> e_t``: the 9-channel trunk, output squashed to ``[-ev_max, ev_max]``."""
+
+    def __init__(self, trunk: Trunk):
+        super().__init__()
+        self.trunk = trunk
+        self.ev_max = float(trunk.config.extra.get("ev_max", 3.0))
+
+    @classmethod
+    def create(cls, base_channels: int = 32, ev_max: float = 3.0, image_size: int = 64) -> "ExposurePolicy":
+        cfg = TrunkConfig(9, 1, base_channels, image_size, kind="deepexposure-policy", extra={"ev_max": ev_max})
+        return cls(Trunk(cfg))
+
+    def forward(self, s0: torch.Tensor, seg: torch.Tensor, s_local: torch.Tensor) -> torch.Tensor:
+        """``(B,3,h,w) x 3 -> (B,)`` exposure values in EV."""
+        raw = self.trunk(torch.cat([s0, seg, s_local], dim=1)).squeeze(1)
+        return self.ev_max * torch.tanh(raw)
+
+
+class OUNoise:
+    """Ornstein-Uhlenbeck process ``x <- x + theta (mu - x) + sigma N(0, 1)`` (dt = 1), one per batch slot.
+
+    The state persists across episodes (it is part of the checkpoint), giving slowly varying
+    exploration offsets with stationary std ``sigma / sqrt(2 theta - theta^2)``.
+    """
+
+    def __init__(self, size: int, theta: float, mu: float, sigma: float):
+        self.theta, self.mu, self.sigma = theta, mu, sigma
+        self.state = torch.full((size,), float(mu))
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        noise = torch.randn(self.state.shape, generator=generator)
+        self.state = self.state + self.theta * (self.mu - self.state) + self.sigma * noise
+        return self.state.clone()
+
+
+def de2_advantage_weights(t_steps: int, gamma: float) -> torch.Tensor:
+    """Eq. (15) / supplement eq. (19) constants ``(gamma - 1) gamma^{T-1-t}`` for steps ``t = 0..T-1``.
+
+    ``A(s_t, a_t) = D * (gamma - 1) * gamma^{T-1-t}`` (0-based ``t``; the paper's ``t`` is 1-based).
+    """
+    t = torch.arange(t_steps, dtype=torch.float64)
+    return (gamma - 1.0) * gamma ** (t_steps - 1 - t)
+
+
+def de2_policy_weights(t_steps: int, gamma: float) -> torch.Tensor:
+    """Weights the DE II policy *ascends* ``D(S^l_{t+1})`` with: ``-A_t / D / (1 - gamma)``, normalised to sum 1.
+
+    Dividing by the positive ``1 - gamma`` folds the constant into the learning rate; the sign flip
+    makes gradient *ascent* on the objective raise the discriminator's score.
+    """
+    w = -de2_advantage_weights(t_steps, gamma) / (1.0 - gamma)
+    return w / w.sum()
+
+
+@dataclass
+class Rollout:
+    """One batch of episodes. ``evs (B,T)``; ``local[t] = S^l_t`` for ``t = 0..T``; ``stack (B,T+1,3,h,w)`` = ``[S0, S^g_1..T]``; ``fused (B,3,h,w)``."""
+
+    evs: torch.Tensor
+    local: list[torch.Tensor]
+    stack: torch.Tensor
+    fused: torch.Tensor
+
+
+def rollout(
+    policy: ExposurePolicy,
+    s0: torch.Tensor,
+    masks: torch.Tensor,
+    fusion_cfg: FusionConfig,
+    noise: torch.Tensor | None = None,
+) -> Rollout:
+    """Run the policy over all segments (see module docstring).
+
+    Args:
+        s0: ``(B, 3, h, w)`` sRGB thumbnails in [0, 1].
+        masks: ``(B, T, 1, h, w)`` ordered segment masks.
+        noise: optional ``(B, T)`` exploration noise added to the policy's output.
+    """
+    t_steps = masks.shape[1]
+    s_local = s0
+    locals_ = [s0]
+    globals_ = [s0]
+    evs = []
+    for t in range(t_steps):
+        m = masks[:, t]
+        e = policy(s0, s0 * m, s_local)
+        if noise is not None:
+            e = e + noise[:, t].to(e)
+        evs.append(e)
+        ev = e.unsqueeze(1)
+        globals_.append(global_exposure(s0, ev))
+        s_local = local_exposure(s_local, m, ev)
+        locals_.append(s_local)
+    stack = torch.stack(globals_, dim=1)
+    fused = exposure_fusion(stack, fusion_cfg).clamp(0.0, 1.0)
+    return Rollout(torch.stack(evs, dim=1), locals_, stack, fused)
+
+
+class DeepExposureAgent(nn.Module):
+    """Networks and losses of DeepExposure I/II, driven by :class:`deepexposure.train.Trainer`.
+
+    The trainer owns the discriminator, the data and the schedule; the agent owns the policy
+    (and the value network for DE I), their optimisers, the OU process and the per-image masks.
+    """
+
+    def __init__(self, cfg: DeepExposureConfig, batch_size: int):
+        super().__init__()
+        self.cfg = cfg
+        self.policy = ExposurePolicy.create(cfg.base_channels, cfg.ev_max, cfg.image_size)
+        self.value = None
+        if cfg.algo == "de1":
+            vcfg = TrunkConfig(6, 1, cfg.base_channels, cfg.image_size, kind="deepexposure-value")
+            self.value = Trunk(vcfg)
+        self.opt_policy = torch.optim.Adam(self.policy.parameters(), lr=cfg.lr_policy, betas=cfg.adam_betas)
+        self.opt_value = (
+            torch.optim.Adam(self.value.parameters(), lr=cfg.lr_value, betas=cfg.adam_betas) if self.value else None
+        )
+        self.ou = OUNoise(batch_size, cfg.ou_theta, cfg.ou_mu, cfg.ou_sigma)
+        self.masks: torch.Tensor | None = None  # (N_inputs, T, 1, h, w), set by prepare()
+
+    # -- trainer interface -------------------------------------------------------------------
+    def prepare(self, inputs: torch.Tensor, progress=None) -> None:
+        """Segment every training thumbnail once (cached for the run)."""
+        masks = []
+        it = range(inputs.shape[0])
+        for i in progress(it) if progress else it:
+            masks.append(segment_thumbnail(inputs[i : i + 1], self.cfg.segment).masks)
+        self.masks = torch.stack(masks)
+
+    def networks(self) -> dict[str, Trunk]:
+        nets = {"policy": self.policy.trunk}
+        if self.value is not None:
+            nets["value"] = self.value
+        return nets
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        opts = {"policy": self.opt_policy}
+        if self.opt_value is not None:
+            opts["value"] = self.opt_value
+        return opts
+
+    def lr_schedule(self) -> dict[str, tuple[float, float]]:
+        """optimiser name -> (initial lr, final fraction) for exponential decay."""
+        s = {"policy": (self.cfg.lr_policy, self.cfg.lr_policy_final)}
+        if self.value is not None:
+            s["value"] = (self.cfg.lr_value, self.cfg.lr_value_final)
+        return s
+
+    def extra_state(self) -> dict[str, torch.Tensor]:
+        return {"ou_state": self.ou.state.clone()}
+
+    def load_extra_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.ou.state = state["ou_state"].clone()
+
+    def _noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        cols = [self.ou.sample(generator)[:n] for _ in range(self.cfg.n_segments)]
+        return torch.stack(cols, dim=1)
+
+    @torch.no_grad()
+    def generate(self, idx: torch.Tensor, inputs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Machine-retouched thumbnails for discriminator pre-training: ``(B, 3, h, w)``."""
+        r = rollout(self.policy, inputs[idx], self.masks[idx], self.cfg.fusion, self._noise(len(idx), generator))
+        return r.fused
+
+    def reward(self, disc: nn.Module, r: Rollout) -> torch.Tensor:
+        """``R = D(S^f) + w_l D(S^l_T)``, ``(B,)``."""
+        out = disc(r.fused).squeeze(1)
+        if self.cfg.local_reward_weight:
+            out = out + self.cfg.local_reward_weight * disc(r.local[-1]).squeeze(1)
+        return out
+
+    def train_step(
+        self, idx: torch.Tensor, inputs: torch.Tensor, disc: nn.Module, generator: torch.Generator
+    ) -> tuple[dict[str, float], torch.Tensor]:
+        """One asynchronous update: roll out N images x T steps, apply the collected gradients once.
+
+        Returns ``(metrics, fakes)``; ``fakes`` are the fused outputs for the discriminator (memory M1).
+        """
+        cfg = self.cfg
+        for p in disc.parameters():
+            p.requires_grad_(False)
+        s0, masks = inputs[idx], self.masks[idx]
+        r = rollout(self.policy, s0, masks, cfg.fusion, self._noise(len(idx), generator))
+        t_steps = masks.shape[1]
+        d_fused = disc(r.fused).squeeze(1)
+        metrics: dict[str, float] = {}
+        if cfg.algo == "de2":
+            w = de2_policy_weights(t_steps, cfg.gamma).to(s0)
+            d_local = torch.stack([disc(r.local[t + 1]).squeeze(1) for t in range(t_steps)], dim=1)  # (B,T)
+            objective = d_fused + cfg.local_reward_weight * (d_local * w).sum(1)
+        else:
+            d_last = disc(r.local[-1]).squeeze(1)
+            reward = d_fused + cfg.local_reward_weight * d_last
+            for p in self.value.parameters():
+                p.requires_grad_(False)
+            # Q(s_t, a_t) = r_t + gamma V(S^l_{t+1}); r_t = 0 before the last step, R at the last.
+            q_mid = [cfg.gamma * self.value(_vfeat(r.local[t + 1])).squeeze(1) for t in range(t_steps - 1)]
+            objective = reward + (torch.stack(q_mid, 1).sum(1) if q_mid else 0.0)
+            for p in self.value.parameters():
+                p.requires_grad_(True)
+        loss_pi = -objective.mean()
+        self.opt_policy.zero_grad(set_to_none=True)
+        loss_pi.backward()
+        self.opt_policy.step()
+        metrics["policy_objective"] = objective.mean().item()
+        metrics["d_fused"] = d_fused.mean().item()
+        if cfg.algo == "de1":
+            metrics.update(self._value_step([x.detach() for x in r.local], reward.detach()))
+        for p in disc.parameters():
+            p.requires_grad_(True)
+        evs = r.evs.detach()
+        metrics["ev_mean"] = float(evs.mean())
+        metrics["ev_std"] = float(evs.std()) if evs.numel() > 1 else 0.0
+        return metrics, r.fused.detach()
+
+    def _value_step(self, local: list[torch.Tensor], reward: torch.Tensor) -> dict[str, float]:
+        """TD(0), eq. (6)/(11): ``delta_t = r_t + gamma V(s_{t+1}) - V(s_t)``, terminal ``V = 0``."""
+        t_steps = len(local) - 1
+        v = torch.stack([self.value(_vfeat(local[t])).squeeze(1) for t in range(t_steps)], dim=1)  # (B,T)
+        targets = td_targets(v.detach(), reward, self.cfg.gamma)
+        loss = 0.5 * ((targets - v) ** 2).mean()
+        self.opt_value.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_value.step()
+        return {"value_loss": loss.item()}
+
+    # -- export ------------------------------------------------------------------------------
+    def save_model(self, directory: str | Path, info: dict | None = None) -> None:
+        """Write an inference model: ``policy.safetensors``, ``policy.config.json``, ``model.json``."""
+        from ..io import atomic_write_bytes
+
+        directory = Path(directory)
+        save_pretrained(self.policy.trunk, directory, "policy")
+        meta = {
+            "method": "deepexposure",
+            "algo": self.cfg.algo,
+            "n_segments": self.cfg.n_segments,
+            "image_size": self.cfg.image_size,
+            "segment": self.cfg.segment.to_dict(),
+            "fusion": asdict(self.cfg.fusion),
+            **(info or {}),
+        }
+        atomic_write_bytes(directory / "model.json", json.dumps(meta, indent=2).encode(), overwrite=True)
+
+
+def _vfeat(img: torch.Tensor) -> torch.Tensor:
+    from ..gan import disc_features
+
+    return disc_features(img)
+
+
+def td_targets(values: torch.Tensor, reward: torch.Tensor, gamma: float) -> torch.Tensor:
+    """TD(0) targets ``y_t = r_t + gamma V(s_{t+1})`` with ``r_t = 0`` (t < T-1), ``r_{T-1} = R``, ``V(s_T) = 0``.
+
+    Args:
+        values: ``(B, T)`` current estimates ``V(s_t)``.
+        reward: ``(B,)`` terminal reward ``R``.
+    """
+    nxt = torch.cat([values[:, 1:], torch.zeros_like(values[:, :1])], dim=1)
+    r = torch.zeros_like(values)
+    r[:, -1] = reward
+    return r + gamma * nxt
+
+
+# -- inference (Algorithm 3) -----------------------------------------------------------------
+
+
+def _resolve_model_dir(model: str | Path | None) -> Path:
+    if model is None or str(model) == "default":
+        return DEFAULT_MODEL_DIR
+    p = Path(model)
+    if (p / "model" / "policy.safetensors").exists():  # a training run directory
+        return p / "model"
+    return p
+
+
+class DeepExposureMethod:
+    """Algorithm 3: thumbnail -> segments -> sequential exposures from the policy -> full-res fusion."""
+
+    name = "deepexposure"
+
+    def __init__(self, model: str | Path | None = None, n_segments: int | None = None):
+        self.model_dir = _resolve_model_dir(model)
+        meta_path = self.model_dir / "model.json"
+        if not (self.model_dir / "policy.safetensors").exists():
+            raise FileNotFoundError(f"{self.model_dir}: no DeepExposure model here (policy.safetensors missing)")
+        try:
+            self.meta = json.loads(meta_path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"{meta_path}: cannot read model metadata ({e})") from None
+        self.policy = ExposurePolicy(load_pretrained(self.model_dir, "policy")).eval()
+        self.segment_cfg = SegmentConfig(**self.meta["segment"])
+        if n_segments:
+            self.segment_cfg.n_segments = int(n_segments)
+        self.fusion_cfg = FusionConfig(**self.meta["fusion"])
+        self.size = int(self.meta.get("image_size", 64))
+
+    def exposures(self, img_srgb: torch.Tensor):
+        """Decide on the thumbnail: returns ``(evs list, segmentation)``."""
+        s0 = thumbnail(img_srgb, self.size)
+        seg = segment_thumbnail(s0, self.segment_cfg)
+        with torch.no_grad():
+            r = rollout(self.policy, s0, seg.masks.unsqueeze(0).to(s0), self.fusion_cfg)
+        return [float(e) for e in r.evs[0]], seg
+
+    def plan(self, img_srgb: torch.Tensor) -> Recipe:
+        evs, seg = self.exposures(img_srgb)
+        name = self.meta.get("name", self.model_dir.name)
+        return Recipe(
+            ops=[fusion_op(evs, self.fusion_cfg)],
+            method={"name": self.name, "model": name, "algo": self.meta.get("algo"), "model_path": str(self.model_dir)},
+            segments=seg.summary(),
+            segment_map=seg.label_rows(),
+            notes=[f"exposure step t was chosen by the policy for segment t (darkest first), on a {self.size}x{self.size} thumbnail"],
+        )
+
+
+class ExplicitExposuresMethod:
+    """User-given exposures, one per segment (``--exposures``): segments are still computed for the recipe."""
+
+    name = "exposures"
+
+    def __init__(self, evs: list[float], fusion: FusionConfig | None = None, size: int = 64, **seg_options):
+        if not evs:
+            raise ValueError("--exposures needs at least one value")
+        self.evs = [float(e) for e in evs]
+        self.fusion_cfg = fusion or FusionConfig()
+        self.segment_cfg = SegmentConfig(n_segments=len(self.evs), **seg_options)
+        self.size = size
+
+    def plan(self, img_srgb: torch.Tensor) -> Recipe:
+        seg = segment_thumbnail(thumbnail(img_srgb, self.size), self.segment_cfg)
+        return Recipe(
+            ops=[fusion_op(self.evs, self.fusion_cfg)],
+            method={"name": self.name},
+            segments=seg.summary(),
+            segment_map=seg.label_rows(),
+        )
+
+
+register_method("deepexposure", DeepExposureMethod)
+register_method("exposures", ExplicitExposuresMethod)

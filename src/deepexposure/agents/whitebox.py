@@ -1,0 +1,606 @@
+"""The white-box "Exposure" agent (Hu et al. 2018): five filter edits chosen by a policy, GAN reward.
+
+State, action and transition (sections 3.2, 5.1)::
+
+    state   s = (image, steps taken k, used-filter flags u)          image: (B, 3, S, S) sRGB in [0, 1]
+    input   x = [image, u_0 .. u_7, k / n_edits]                      12 planes, the last 9 spatially constant
+    policy  (logits, raw) = Trunk(x)                                  one trunk, 8 + 40 outputs
+            pi_1 = (1 - eps) softmax(logits) + eps / 8                 filter choice; sampled (train), argmax (test)
+            a_2  = FILTERS[a_1].squash(raw[slice of a_1])              that filter's parameters, deterministic
+    step    s' = clamp(FILTERS[a_1].fn(image, a_2), 0, 1),  k' = k + 1,  u' = u | onehot(a_1)
+
+Reward (sections 5.2-5.4), for one step::
+
+    r = c (D(s') - D(s))                                   increase of the WGAN-GP discriminator's score
+        - w_range mean(relu(x - 1)^2 + relu(-x)^2)         x = the filter's unclamped output (original code)
+        - w_ent (log 8 + sum_F pi_1(F) log pi_1(F))        eq. (13), low-entropy penalty (0.05)
+        - w_reuse [u[a_1] = 1]                             re-use of a filter (-1)
+
+Learning (eq. 6, 7, 9, 10), with ``V`` the value network on ``(image, state planes)`` and ``gamma = 1``::
+
+    Q     = r + gamma V(s') (1 - done)                     done: k' = n_edits (V of a finished image is 0)
+    delta = Q - V(s)                                       TD error = advantage estimate
+    L_pi  = -mean(Q) - mean(log pi_1(a_1) stop_grad(delta))   DPG through the filters for a_2 (eq. 7, 9),
+                                                              policy gradient with advantage for a_1 (eq. 6)
+    L_V   = mean(delta^2) / 2                              Q held fixed (eq. 10)
+
+The gradient of ``-Q`` reaches the parameters through the differentiable filter, the clamp-free
+range penalty, the (frozen) discriminator and the (frozen) value network; it also reaches the
+filter logits through the entropy penalty, as in the original code.
+
+Out-of-order training (Algorithm 1): a :class:`TrajectoryBuffer` holds ``buffer_size`` in-flight
+trajectories. Each training step draws ``batch_size`` of them, replaces the finished ones by fresh
+inputs, applies one step and puts the results back. Finished images wait in the buffer (they are
+what the discriminator sees) until they are drawn again.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..filters import FILTER_NAMES, FILTERS
+from ..methods import register_method
+from ..nets import Trunk, TrunkConfig, load_pretrained, save_pretrained
+from ..recipe import Recipe
+from ..resize import make_thumbnail
+
+__all__ = [
+    "WhiteBoxConfig",
+    "WhiteBoxPolicy",
+    "TrajectoryBuffer",
+    "StepResult",
+    "N_FILTERS",
+    "N_PARAMS",
+    "state_planes",
+    "apply_chosen_filters",
+    "policy_step",
+    "rollout",
+    "entropy_penalty",
+    "reuse_penalty",
+    "range_penalty",
+    "WhiteBoxAgent",
+    "WhiteBoxMethod",
+    "DEFAULT_MODEL_DIR",
+]
+
+#: the default model shipped inside the package
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "weights" / "whitebox"
+#: number of filters = size of the discrete action space (``filters.FILTERS`` order)
+N_FILTERS = len(FILTER_NAMES)
+#: total number of filter parameters (40: 1 + 1 + 3 + 1 + 8 + 1 + 1 + 24)
+N_PARAMS = sum(FILTERS[n].n_params for n in FILTER_NAMES)
+#: state planes appended to the image: the used-filter flags and the step count
+N_STATE_PLANES = N_FILTERS + 1
+_IN_CHANNELS = 3 + N_STATE_PLANES
+
+
+@dataclass
+class WhiteBoxConfig:
+    """Hyper-parameters of the white-box agent (Hu et al. 2018, sections 5.2-5.4 and Algorithm 1)."""
+
+    n_edits: int = 5
+    """filter steps per image (the paper's five edits)."""
+    buffer_size: int = 256
+    """in-flight trajectories in the out-of-order buffer (paper: 2,048 with batch 64; keep ~32x batch_size)."""
+    base_channels: int = 32
+    """channels of the first convolution of the policy and value networks (doubled per layer)."""
+    image_size: int = 64
+    """training thumbnails are image_size x image_size (the paper: 64)."""
+    gamma: float = 1.0
+    """discount factor (the paper: 1)."""
+    lr_policy: float = 1.5e-5
+    """Adam learning rate of the policy (filter choice and parameters; the paper: 1.5e-5)."""
+    lr_value: float = 5e-4
+    """Adam learning rate of the value network (the paper: 5e-4)."""
+    lr_policy_final: float = 1e-3
+    """the policy's learning rate decays exponentially to this fraction of its start (the paper: 1e-3)."""
+    lr_value_final: float = 1e-3
+    """the value network's learning rate decays exponentially to this fraction of its start (the paper: 1e-3)."""
+    adam_betas: tuple[float, float] = (0.5, 0.9)
+    """Adam betas of the policy and value optimisers (original code: 0.5, 0.9)."""
+    disc_reward_scale: float = 0.05
+    """c: the reward is c * (D(next) - D(current)) (original code's critic_logit_multiplier)."""
+    entropy_penalty: float = 0.05
+    """weight of the low-entropy penalty log|F| + sum pi log pi of eq. (13) (the paper: 0.05)."""
+    reuse_penalty: float = 1.0
+    """penalty for choosing a filter that was already used in this trajectory (the paper: 1)."""
+    range_penalty: float = 1.0
+    """weight of mean(relu(x-1)^2 + relu(-x)^2) on each filter's unclamped output (original code: 1)."""
+    exploration: float = 0.05
+    """eps: filters are drawn from (1 - eps) softmax + eps / 8 while training (original code: 0.05)."""
+
+    def __post_init__(self):
+        self.adam_betas = tuple(self.adam_betas)
+        if self.n_edits < 1:
+            raise ValueError(f"n_edits must be >= 1, got {self.n_edits}")
+        if self.image_size % 16:
+            raise ValueError(f"image_size must be a multiple of 16, got {self.image_size}")
+        if not 0.0 <= self.exploration < 1.0:
+            raise ValueError(f"exploration must be in [0, 1), got {self.exploration}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# -- networks ---------------------------------------------------------------------------------
+
+
+def state_planes(used: torch.Tensor, steps: torch.Tensor, n_edits: int, size: int) -> torch.Tensor:
+    """The spatially constant state planes of section 5.1.
+
+    Args:
+        used: ``(B, 8)`` 0/1 flags, filter ``i`` of :data:`~deepexposure.filters.FILTERS` used so far.
+        steps: ``(B,)`` steps taken so far (0 .. n_edits).
+        n_edits: trajectory length; the step plane is ``steps / n_edits`` in [0, 1].
+        size: side of the planes.
+    Returns:
+        ``(B, 9, size, size)``: the 8 used-filter planes, then the step plane.
+    """
+    vals = torch.cat([used.float(), (steps.float() / n_edits)[:, None]], dim=1)
+    return vals[:, :, None, None].expand(-1, -1, size, size)
+
+
+def _net_input(img: torch.Tensor, used: torch.Tensor, steps: torch.Tensor, n_edits: int) -> torch.Tensor:
+    return torch.cat([img, state_planes(used, steps, n_edits, img.shape[-1]).to(img)], dim=1)
+
+
+class WhiteBoxPolicy(nn.Module):
+    """Both policies of section 5.1 on one trunk: ``(image, state) -> (filter logits (B, 8), raw params (B, 40))``.
+
+    ``raw[:, offset_f : offset_f + P_f]`` is filter ``f``'s slice, mapped into the filter's range by
+    ``FILTERS[f].squash`` (:meth:`filter_params`). The trunk's input is the image plus the 9 state
+    planes of :func:`state_planes`.
+    """
+
+    def __init__(self, trunk: Trunk):
+        super().__init__()
+        names = tuple(trunk.config.extra.get("filters", FILTER_NAMES))
+        if names != FILTER_NAMES:
+            raise ValueError(f"policy was trained for filters {names}, this build has {FILTER_NAMES}")
+        if trunk.config.out_features != N_FILTERS + N_PARAMS or trunk.config.in_channels != _IN_CHANNELS:
+            raise ValueError("not a white-box policy network (wrong input or output size)")
+        self.trunk = trunk
+        self.n_edits = int(trunk.config.extra.get("n_edits", 5))
+        offsets, o = [], 0
+        for name in FILTER_NAMES:
+            offsets.append(o)
+            o += FILTERS[name].n_params
+        self.offsets = offsets
+
+    @classmethod
+    def create(cls, base_channels: int = 32, n_edits: int = 5, image_size: int = 64) -> "WhiteBoxPolicy":
+        cfg = TrunkConfig(
+            _IN_CHANNELS, N_FILTERS + N_PARAMS, base_channels, image_size, kind="whitebox-policy",
+            extra={"filters": list(FILTER_NAMES), "n_edits": n_edits},
+        )
+        return cls(Trunk(cfg))
+
+    def forward(self, img: torch.Tensor, used: torch.Tensor, steps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.trunk(_net_input(img, used, steps, self.n_edits))
+        return out[:, :N_FILTERS], out[:, N_FILTERS:]
+
+    def filter_params(self, raw: torch.Tensor) -> list[torch.Tensor]:
+        """Squash ``raw (B, 40)`` into each filter's range: a list of ``(B, P_f)`` in :data:`FILTERS` order."""
+        out = []
+        for name, off in zip(FILTER_NAMES, self.offsets):
+            spec = FILTERS[name]
+            out.append(spec.squash(raw[:, off : off + spec.n_params]))
+        return out
+
+
+def _value_trunk(base_channels: int, image_size: int) -> Trunk:
+    return Trunk(TrunkConfig(_IN_CHANNELS, 1, base_channels, image_size, kind="whitebox-value"))
+
+
+# -- one step ---------------------------------------------------------------------------------
+
+
+def apply_chosen_filters(img: torch.Tensor, action: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
+    """Apply filter ``action[b]`` with ``params[action[b]][b]`` to image ``b`` (differentiable in params).
+
+    Args:
+        img: ``(B, 3, H, W)`` sRGB.
+        action: ``(B,)`` filter indices into :data:`~deepexposure.filters.FILTER_NAMES`.
+        params: per filter, ``(B, P_f)`` parameters (as from :meth:`WhiteBoxPolicy.filter_params`).
+    Returns:
+        ``(B, 3, H, W)`` unclamped filter outputs.
+    """
+    out = torch.zeros_like(img)
+    for f, name in enumerate(FILTER_NAMES):
+        rows = (action == f).nonzero().squeeze(1)
+        if rows.numel():
+            out = out.index_copy(0, rows, FILTERS[name].fn(img[rows], params[f][rows]).to(out.dtype))
+    return out
+
+
+@dataclass
+class StepResult:
+    """One policy step on a batch. ``probs (B, 8)`` (with exploration mixed in), ``action (B,)``,
+    ``params`` (list of ``(B, P_f)``), ``raw_out`` the filter output before clamping, ``next_img``
+    clamped to [0, 1], ``next_steps (B,)``, ``next_used (B, 8)``, ``done (B,)`` bool."""
+
+    probs: torch.Tensor
+    action: torch.Tensor
+    params: list[torch.Tensor]
+    raw_out: torch.Tensor
+    next_img: torch.Tensor
+    next_steps: torch.Tensor
+    next_used: torch.Tensor
+    done: torch.Tensor
+
+    def chosen_params(self, b: int) -> torch.Tensor:
+        """``(P,)`` parameters of the filter image ``b`` chose."""
+        return self.params[int(self.action[b])][b]
+
+
+def policy_step(
+    policy: WhiteBoxPolicy,
+    img: torch.Tensor,
+    used: torch.Tensor,
+    steps: torch.Tensor,
+    *,
+    generator: torch.Generator | None = None,
+    greedy: bool = False,
+    exploration: float = 0.0,
+) -> StepResult:
+    """Choose a filter and its parameters for every image and apply them (section 3.2, fig. 4).
+
+    Args:
+        img: ``(B, 3, S, S)`` sRGB in [0, 1]; ``used (B, 8)``; ``steps (B,)``.
+        generator: draws the filter choice (ignored when ``greedy``).
+        greedy: take the argmax filter (inference) instead of sampling (training).
+        exploration: ``eps`` of ``pi_1 = (1 - eps) softmax + eps / 8``.
+    """
+    logits, raw = policy(img, used, steps)
+    probs = torch.softmax(logits, dim=1)
+    if exploration:
+        probs = probs * (1.0 - exploration) + exploration / N_FILTERS
+    if greedy:
+        action = probs.argmax(dim=1)
+    else:
+        action = torch.multinomial(probs.detach().cpu(), 1, generator=generator).squeeze(1).to(img.device)
+    params = policy.filter_params(raw)
+    out = apply_chosen_filters(img, action, params)
+    onehot = torch.nn.functional.one_hot(action, N_FILTERS).to(used.dtype)
+    next_steps = steps + 1
+    return StepResult(
+        probs, action, params, out, out.clamp(0.0, 1.0), next_steps, torch.maximum(used, onehot), next_steps >= policy.n_edits
+    )
+
+
+@dataclass
+class Trajectory:
+    """A full roll-out: ``images[t]`` for ``t = 0..T`` and the ``T`` :class:`StepResult` s."""
+
+    images: list[torch.Tensor]
+    steps: list[StepResult]
+
+    @property
+    def final(self) -> torch.Tensor:
+        return self.images[-1]
+
+
+def rollout(
+    policy: WhiteBoxPolicy,
+    img: torch.Tensor,
+    *,
+    generator: torch.Generator | None = None,
+    greedy: bool = False,
+    exploration: float = 0.0,
+) -> Trajectory:
+    """Apply ``policy.n_edits`` steps from a fresh state (nothing used, step 0)."""
+    b = img.shape[0]
+    used = torch.zeros(b, N_FILTERS, device=img.device, dtype=img.dtype)
+    steps = torch.zeros(b, dtype=torch.long, device=img.device)
+    images, results = [img], []
+    for _ in range(policy.n_edits):
+        r = policy_step(policy, img, used, steps, generator=generator, greedy=greedy, exploration=exploration)
+        img, used, steps = r.next_img, r.next_used, r.next_steps
+        images.append(img)
+        results.append(r)
+    return Trajectory(images, results)
+
+
+# -- penalties (section 5.4) ---------------------------------------------------------------------
+
+
+def entropy_penalty(probs: torch.Tensor, weight: float = 0.05) -> torch.Tensor:
+    """Eq. (13): ``weight * (log |F| + sum_F pi(F) log pi(F))``, ``(B, n) -> (B,)``; 0 for a uniform ``pi``."""
+    return weight * (math.log(probs.shape[1]) + torch.special.xlogy(probs, probs).sum(dim=1))
+
+
+def reuse_penalty(used: torch.Tensor, action: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
+    """``weight`` where the chosen filter was already used in the trajectory, else 0: ``(B, n), (B,) -> (B,)``."""
+    return weight * used.gather(1, action[:, None]).squeeze(1).to(torch.get_default_dtype())
+
+
+def range_penalty(img: torch.Tensor) -> torch.Tensor:
+    """``mean(relu(x - 1)^2 + relu(-x)^2)`` over channels and pixels, ``(B, 3, H, W) -> (B,)``."""
+    return (torch.relu(img - 1.0) ** 2 + torch.relu(-img) ** 2).mean(dim=(1, 2, 3))
+
+
+# -- the trajectory buffer (Algorithm 1) -----------------------------------------------------------
+
+
+class TrajectoryBuffer:
+    """Algorithm 1's buffer of in-flight trajectories: ``images (N, 3, S, S)``, ``steps (N,)``, ``used (N, 8)``.
+
+    An entry with ``steps == n_edits`` is finished: it stays (the discriminator samples from the
+    finished entries) until it is drawn again, when it is replaced by a fresh input.
+    """
+
+    def __init__(self, images: torch.Tensor, steps: torch.Tensor, used: torch.Tensor, n_edits: int):
+        self.images, self.steps, self.used, self.n_edits = images, steps.long(), used.float(), n_edits
+
+    @classmethod
+    def fill(cls, inputs: torch.Tensor, size: int, n_edits: int, generator: torch.Generator) -> "TrajectoryBuffer":
+        """``size`` fresh trajectories from random ``inputs`` (drawn with replacement)."""
+        pick = torch.randint(0, inputs.shape[0], (size,), generator=generator)
+        return cls.fresh(inputs[pick.to(inputs.device)], n_edits)
+
+    @classmethod
+    def fresh(cls, images: torch.Tensor, n_edits: int) -> "TrajectoryBuffer":
+        n = images.shape[0]
+        steps = torch.zeros(n, dtype=torch.long, device=images.device)
+        return cls(images.clone(), steps, torch.zeros(n, N_FILTERS, device=images.device), n_edits)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def finished(self) -> torch.Tensor:
+        """``(N,)`` bool: trajectories that took all ``n_edits`` steps."""
+        return self.steps >= self.n_edits
+
+    def draw(self, fresh: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Draw ``b = len(fresh)`` distinct slots at random; finished ones restart from ``fresh[j]``.
+
+        Returns the slots ``(b,)``; read them with :meth:`get`, write the stepped entries with :meth:`put`.
+        """
+        b = fresh.shape[0]
+        if b > len(self):
+            raise ValueError(f"cannot draw {b} trajectories from a buffer of {len(self)}")
+        slots = torch.randperm(len(self), generator=generator)[:b].to(self.steps.device)
+        done = self.finished()[slots]
+        if done.any():
+            s = slots[done]
+            self.images[s] = fresh[done].to(self.images)
+            self.steps[s] = 0
+            self.used[s] = 0.0
+        return slots
+
+    def get(self, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.images[slots], self.steps[slots], self.used[slots]
+
+    def put(self, slots: torch.Tensor, images: torch.Tensor, steps: torch.Tensor, used: torch.Tensor) -> None:
+        self.images[slots] = images.detach().to(self.images)
+        self.steps[slots] = steps.to(self.steps)
+        self.used[slots] = used.detach().to(self.used)
+
+    def sample_finished(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """Up to ``n`` distinct finished images at random, ``(k, 3, S, S)`` with ``k = min(n, #finished)``."""
+        fin = self.finished().nonzero().squeeze(1)
+        order = torch.randperm(fin.numel(), generator=generator)[:n].to(fin.device)
+        return self.images[fin[order]]
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"buffer_images": self.images.clone(), "buffer_steps": self.steps.clone(), "buffer_used": self.used.clone()}
+
+    @classmethod
+    def from_state_dict(cls, d: dict[str, torch.Tensor], n_edits: int) -> "TrajectoryBuffer":
+        return cls(d["buffer_images"].float().clone(), d["buffer_steps"].clone(), d["buffer_used"].float().clone(), n_edits)
+
+
+# -- the agent ---------------------------------------------------------------------------------
+
+
+class WhiteBoxAgent(nn.Module):
+    """Networks, buffer and losses of the white-box agent, driven by :class:`deepexposure.train.Trainer`.
+
+    The trainer owns the discriminator, the data and the schedule; the agent owns the policy, the
+    value network, their optimisers and the trajectory buffer (part of the checkpoint).
+    """
+
+    log_fields = ["reward", "d_gain", "advantage", "entropy", "reuse_rate", "range_penalty", "finished"] + [
+        f"use_{n}" for n in FILTER_NAMES
+    ]
+
+    def __init__(self, cfg: WhiteBoxConfig, batch_size: int):
+        super().__init__()
+        if cfg.buffer_size < batch_size:
+            raise ValueError(f"buffer_size ({cfg.buffer_size}) must be at least batch_size ({batch_size})")
+        self.cfg = cfg
+        self.batch_size = batch_size
+        self.policy = WhiteBoxPolicy.create(cfg.base_channels, cfg.n_edits, cfg.image_size)
+        self.value = _value_trunk(cfg.base_channels, cfg.image_size)
+        self.opt_policy = torch.optim.Adam(self.policy.parameters(), lr=cfg.lr_policy, betas=cfg.adam_betas)
+        self.opt_value = torch.optim.Adam(self.value.parameters(), lr=cfg.lr_value, betas=cfg.adam_betas)
+        self.buffer: TrajectoryBuffer | None = None  # filled at the first training step
+
+    # -- trainer interface -------------------------------------------------------------------
+    def prepare(self, inputs: torch.Tensor, progress=None) -> None:
+        """Check the training thumbnails (nothing to precompute)."""
+        s = self.cfg.image_size
+        if inputs.dim() != 4 or inputs.shape[1:] != (3, s, s):
+            raise ValueError(f"inputs must be (N, 3, {s}, {s}), got {tuple(inputs.shape)}")
+
+    def networks(self) -> dict[str, Trunk]:
+        return {"policy": self.policy.trunk, "value": self.value}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"policy": self.opt_policy, "value": self.opt_value}
+
+    def lr_schedule(self) -> dict[str, tuple[float, float]]:
+        """optimiser name -> (initial lr, final fraction) for exponential decay."""
+        return {"policy": (self.cfg.lr_policy, self.cfg.lr_policy_final), "value": (self.cfg.lr_value, self.cfg.lr_value_final)}
+
+    def extra_state(self) -> dict[str, torch.Tensor]:
+        return self.buffer.state_dict() if self.buffer is not None else {}
+
+    def load_extra_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.buffer = TrajectoryBuffer.from_state_dict(state, self.cfg.n_edits) if "buffer_images" in state else None
+
+    @torch.no_grad()
+    def generate(self, idx: torch.Tensor, inputs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Finished images of the current (sampling) policy, ``(B, 3, S, S)``, for discriminator pre-training."""
+        return rollout(self.policy, inputs[idx], generator=generator, exploration=self.cfg.exploration).final
+
+    @torch.no_grad()
+    def generate_eval(self, idx: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        """Deterministic (argmax) retouches for sample grids."""
+        return rollout(self.policy, inputs[idx], greedy=True).final
+
+    def train_step(
+        self, idx: torch.Tensor, inputs: torch.Tensor, disc: nn.Module, generator: torch.Generator
+    ) -> tuple[dict[str, float], torch.Tensor]:
+        """One iteration of Algorithm 1: draw from the buffer, step, learn, put back.
+
+        Returns ``(metrics, fakes)``; ``fakes`` are ``len(idx)`` finished images from the buffer for
+        the discriminator (topped up with fresh roll-outs of ``inputs[idx]`` while the buffer holds
+        too few finished ones, i.e. during the first ~``6 buffer_size / batch_size`` steps).
+        """
+        cfg = self.cfg
+        if self.buffer is None:
+            self.buffer = TrajectoryBuffer.fill(inputs, cfg.buffer_size, cfg.n_edits, generator)
+        buf = self.buffer
+        slots = buf.draw(inputs[idx], generator)
+        img, steps, used = buf.get(slots)
+
+        for p in disc.parameters():
+            p.requires_grad_(False)
+        for p in self.value.parameters():
+            p.requires_grad_(False)
+        r = policy_step(self.policy, img, used, steps, generator=generator, exploration=cfg.exploration)
+        with torch.no_grad():
+            d_now = disc(img).squeeze(1)
+        d_next = disc(r.next_img).squeeze(1)
+        pen_range = range_penalty(r.raw_out)
+        pen_ent = entropy_penalty(r.probs, cfg.entropy_penalty)
+        pen_reuse = reuse_penalty(used, r.action, cfg.reuse_penalty).to(img)
+        reward = cfg.disc_reward_scale * (d_next - d_now) - cfg.range_penalty * pen_range - pen_ent - pen_reuse
+        v_next = self.value(_net_input(r.next_img, r.next_used, r.next_steps, cfg.n_edits)).squeeze(1)
+        q = reward + cfg.gamma * v_next * (~r.done).to(v_next)
+        for p in self.value.parameters():
+            p.requires_grad_(True)
+        v_now = self.value(_net_input(img, used, steps, cfg.n_edits)).squeeze(1)
+        delta = q.detach() - v_now
+        log_pi = torch.log(r.probs.gather(1, r.action[:, None]).squeeze(1))
+        loss_pi = -q.mean() - (log_pi * delta.detach()).mean()
+        self.opt_policy.zero_grad(set_to_none=True)
+        loss_pi.backward(inputs=list(self.policy.parameters()))
+        self.opt_policy.step()
+        loss_v = 0.5 * (delta**2).mean()
+        self.opt_value.zero_grad(set_to_none=True)
+        loss_v.backward(inputs=list(self.value.parameters()))
+        self.opt_value.step()
+        for p in disc.parameters():
+            p.requires_grad_(True)
+
+        buf.put(slots, r.next_img, r.next_steps, r.next_used)
+        b = idx.shape[0]
+        fakes = buf.sample_finished(b, generator)
+        if fakes.shape[0] < b:
+            extra = self.generate(idx[: b - fakes.shape[0]], inputs, generator)
+            fakes = torch.cat([fakes, extra.to(fakes)])
+
+        with torch.no_grad():
+            ent = -torch.special.xlogy(r.probs, r.probs).sum(1)
+            counts = torch.bincount(r.action, minlength=N_FILTERS).float() / b
+        metrics = {
+            "policy_objective": float(q.mean()),
+            "value_loss": float(loss_v),
+            "reward": float(reward.mean()),
+            "d_gain": float((d_next - d_now).mean()),
+            "advantage": float(delta.detach().mean()),
+            "entropy": float(ent.mean()),
+            "reuse_rate": float((pen_reuse > 0).float().mean()),
+            "range_penalty": float(pen_range.mean()),
+            "finished": int(buf.finished().sum()),
+        }
+        metrics.update({f"use_{n}": float(c) for n, c in zip(FILTER_NAMES, counts)})
+        return metrics, fakes.detach()
+
+    # -- export ------------------------------------------------------------------------------
+    def save_model(self, directory: str | Path, info: dict | None = None) -> None:
+        """Write an inference model: ``policy.safetensors``, ``policy.config.json``, ``model.json``."""
+        from ..io import atomic_write_bytes
+
+        directory = Path(directory)
+        save_pretrained(self.policy.trunk, directory, "policy")
+        meta = {
+            "method": "exposure",
+            "n_edits": self.cfg.n_edits,
+            "image_size": self.cfg.image_size,
+            "filters": list(FILTER_NAMES),
+            **(info or {}),
+        }
+        atomic_write_bytes(directory / "model.json", json.dumps(meta, indent=2).encode(), overwrite=True)
+
+
+# -- inference ---------------------------------------------------------------------------------
+
+
+def _resolve_model_dir(model: str | Path | None) -> Path:
+    if model is None or str(model) == "default":
+        return DEFAULT_MODEL_DIR
+    p = Path(model)
+    if (p / "model" / "policy.safetensors").exists():  # a training run directory
+        return p / "model"
+    return p
+
+
+def _recipe_params(name: str, values: torch.Tensor) -> list[float]:
+    """Round to 6 decimals, then clamp into the filter's documented range (so Recipe.validate passes)."""
+    spec = FILTERS[name]
+    return [min(max(round(float(v), 6), lo), hi) for v, lo, hi in zip(values.tolist(), spec.low, spec.high)]
+
+
+class WhiteBoxMethod:
+    """The white-box agent at inference: ``n_edits`` argmax steps on the thumbnail, as filter ops."""
+
+    name = "exposure"
+
+    def __init__(self, model: str | Path | None = None):
+        self.model_dir = _resolve_model_dir(model)
+        if not (self.model_dir / "policy.safetensors").exists():
+            raise FileNotFoundError(
+                f"{self.model_dir}: no white-box model here (policy.safetensors missing); "
+                "train one with `deepexposure train --algo exposure`"
+            )
+        meta_path = self.model_dir / "model.json"
+        try:
+            self.meta = json.loads(meta_path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"{meta_path}: cannot read model metadata ({e})") from None
+        if self.meta.get("method") != "exposure":
+            raise ValueError(f"{meta_path}: not a white-box (exposure) model (method={self.meta.get('method')!r})")
+        self.policy = WhiteBoxPolicy(load_pretrained(self.model_dir, "policy")).eval()
+        self.size = int(self.meta.get("image_size", 64))
+
+    @torch.no_grad()
+    def decide(self, img_srgb: torch.Tensor) -> Trajectory:
+        """The greedy trajectory on the ``size x size`` thumbnail of ``img_srgb (1, 3, H, W)``."""
+        return rollout(self.policy, make_thumbnail(img_srgb, self.size), greedy=True)
+
+    def plan(self, img_srgb: torch.Tensor) -> Recipe:
+        traj = self.decide(img_srgb)
+        ops, notes = [], []
+        for t, r in enumerate(traj.steps):
+            f = int(r.action[0])
+            name = FILTER_NAMES[f]
+            ops.append({"op": "filter", "name": name, "params": _recipe_params(name, r.chosen_params(0))})
+            notes.append(f"step {t + 1}: {name} (policy probability {float(r.probs[0, f]):.2f})")
+        notes.append(f"filters and parameters were chosen on a {self.size}x{self.size} thumbnail")
+        return Recipe(
+            ops=ops,
+            method={"name": self.name, "model": self.meta.get("name", self.model_dir.name), "model_path": str(self.model_dir)},
+            notes=notes,
+        )
+
+
+register_method("exposure", WhiteBoxMethod)

@@ -1,0 +1,65 @@
+"""``deepexposure`` command line: subcommands only; each lives in ``deepexposure/commands/<name>.py``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+
+#: subcommand modules, in ``--help`` order; each has ``register(subparsers)``
+COMMANDS = ["retouch", "apply", "demo", "train", "eval", "synth", "methods"]
+
+#: options whose value is a comma list that may start with '-' (``--ev -1,0,1``)
+_LIST_OPTIONS = ("--ev", "--exposures")
+
+
+def _join_list_options(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in _LIST_OPTIONS and i + 1 < len(argv):
+            out.append(f"{a}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(a)
+        i += 1
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deepexposure",
+        description="Learned local-exposure photo retouching with white-box recipes (DeepExposure).",
+    )
+    parser.add_argument("--version", action="version", version=f"deepexposure {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            mod = importlib.import_module(f"deepexposure.commands.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"deepexposure.commands.{name}":
+                continue  # command not part of this build
+            raise
+        mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = _join_list_options(list(sys.argv[1:] if argv is None else argv))
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("deepexposure: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,20 @@
+"""``deepexposure methods``: list the retouching methods."""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("methods", help="list retouching methods", description=__doc__)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..methods import __doc__ as doc
+    from ..methods import available_methods
+
+    print("\n".join(available_methods()))
+    table = [line for line in (doc or "").splitlines() if line.startswith("``")]
+    if table:
+        print()
+        print("\n".join(line.replace("``", "") for line in table))
+    return 0

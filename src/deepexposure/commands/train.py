@@ -1,0 +1,127 @@
+"""``deepexposure train --algo de1|de2|exposure --inputs DIR --targets DIR --out RUN_DIR``.
+
+Learns a retouching style from unpaired photo folders: ``--inputs`` are photos like the ones you
+want retouched, ``--targets`` photos in the style you like. ``--resume`` continues an interrupted
+run from its newest checkpoint with the run's saved settings.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from ..config import add_dataclass_options, dataclass_from_args
+from ..train import TrainConfig
+from ._common import error
+
+ALGOS = ("de1", "de2", "exposure")
+
+
+def _agent_config_cls(algo: str):
+    if algo in ("de1", "de2"):
+        from ..agents.deepexposure import DeepExposureConfig
+
+        return DeepExposureConfig
+    from ..agents.whitebox import WhiteBoxConfig
+
+    return WhiteBoxConfig
+
+
+def _make_agent(algo: str, agent_cfg, batch_size: int):
+    if algo in ("de1", "de2"):
+        from ..agents.deepexposure import DeepExposureAgent
+
+        return DeepExposureAgent(agent_cfg, batch_size)
+    from ..agents.whitebox import WhiteBoxAgent
+
+    return WhiteBoxAgent(agent_cfg, batch_size)
+
+
+def register(sub) -> None:
+    from ..agents.deepexposure import DeepExposureConfig
+
+    p = sub.add_parser("train", help="train an agent on unpaired photo folders", description=__doc__)
+    p.add_argument("--algo", choices=ALGOS, default="de2", help="de1: DeepExposure I, de2: DeepExposure II, exposure: white-box filter agent")
+    p.add_argument("--inputs", type=Path, help="folder of photos to learn to retouch")
+    p.add_argument("--targets", type=Path, help="folder of photos in the wanted style (unpaired)")
+    p.add_argument("--out", type=Path, required=True, help="run directory (logs, samples, checkpoints, model)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
+    p.add_argument("--cache-dir", type=Path, default=None, help="prepared-thumbnail cache (default: RUN/cache)")
+    p.add_argument("--min-images", type=int, default=2, help="refuse to train with fewer readable photos per folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_dataclass_options(p, TrainConfig, "training loop")
+    add_dataclass_options(p, DeepExposureConfig, "DeepExposure agent (de1/de2)", skip=("algo", "image_size"))
+    try:
+        from ..agents.whitebox import WhiteBoxConfig
+    except ImportError:
+        pass
+    else:
+        add_dataclass_options(p, WhiteBoxConfig, "white-box agent (exposure); shared names above apply too", skip=("image_size",))
+    p.set_defaults(func=run)
+
+
+def _load_data(inputs: Path, targets: Path, size: int, cache_dir: Path, min_images: int):
+    from ..data import UnpairedFolders
+
+    data = UnpairedFolders(inputs, targets, size=size, cache_dir=cache_dir, min_images=min_images)
+    for path, reason in data.skipped:
+        error(f"{path}: skipped ({reason})")
+    return data
+
+
+def run(args) -> int:
+    run_dir: Path = args.out
+    saved = None
+    if args.resume:
+        cfg_path = run_dir / "config.json"
+        if not cfg_path.exists():
+            error(f"{run_dir}: nothing to resume (no config.json)")
+            return 2
+        saved = json.loads(cfg_path.read_text())
+        algo = saved["algo"]
+        inputs, targets = Path(saved["inputs"]), Path(saved["targets"])
+    else:
+        algo = args.algo
+        if args.inputs is None or args.targets is None:
+            error("train needs --inputs DIR and --targets DIR (or --resume)")
+            return 2
+        inputs, targets = args.inputs, args.targets
+    agent_cls = _agent_config_cls(algo)
+    train_cfg = dataclass_from_args(TrainConfig, args, saved["train"] if saved else None)
+    agent_base = dict(saved["agent"]) if saved else {}
+    if algo in ("de1", "de2"):
+        agent_base["algo"] = algo
+    agent_base["image_size"] = train_cfg.image_size
+    agent_cfg = dataclass_from_args(agent_cls, args, agent_base)
+    for label, d in (("--inputs", inputs), ("--targets", targets)):
+        if not d.is_dir():
+            error(f"{d}: {label} must be a folder of photos")
+            return 2
+    try:
+        data = _load_data(inputs, targets, train_cfg.image_size, args.cache_dir or run_dir / "cache", args.min_images)
+    except ValueError as e:
+        error(e)
+        return 2
+    from ..train import Trainer
+
+    agent = _make_agent(algo, agent_cfg, train_cfg.batch_size)
+    extra = {
+        "algo": algo,
+        "inputs": str(inputs.resolve()),
+        "targets": str(targets.resolve()),
+        "n_inputs": int(data.inputs.shape[0]),
+        "n_targets": int(data.targets.shape[0]),
+        "command": " ".join(["deepexposure"] + sys.argv[1:]),
+    }
+    trainer = Trainer(agent, train_cfg, data.inputs, data.targets, run_dir, extra, progress=not args.quiet)
+    t0 = time.time()
+    try:
+        model_dir = trainer.fit(resume=args.resume)
+    except (FileExistsError, FileNotFoundError) as e:
+        error(e)
+        return 2
+    print(f"trained {trainer.step} steps in {time.time() - t0:.0f} s; model: {model_dir}")
+    print(f"use it: deepexposure retouch --method {'exposure' if algo == 'exposure' else 'deepexposure'} --model {run_dir} PHOTO -o OUT")
+    return 0

@@ -1,0 +1,656 @@
+"""Mertens exposure fusion in torch (DeepExposure supplement, section D, Eqs. (30)-(31)).
+
+DeepExposure blends its locally exposed images ``S^k`` with the exposure fusion of
+Mertens, Kautz and Van Reeth (2007). For every exposure ``k`` a per-pixel weight
+
+    W^k = C^k ** c1 * S^k ** c2 * E^k ** c3 + eps                                   (Eq. 30)
+
+is formed from
+
+* contrast ``C = |Laplacian(grey)|`` with ``grey = 0.299 r + 0.587 g + 0.114 b`` and the
+  3x3 kernel ``[[0, 1, 0], [1, -4, 1], [0, 1, 0]]`` (``cv2.Laplacian`` with ``ksize=1``),
+* saturation ``S = sqrt(sum_c (x_c - mean_c x)^2)``, i.e. ``sqrt(3)`` times the population
+  standard deviation over R, G, B (OpenCV's definition; the constant cancels in the
+  normalisation up to the ``eps``), evaluated in the pairwise form
+  ``((r-g)^2 + (g-b)^2 + (b-r)^2) / 3`` so that it is exactly 0 for grey pixels,
+* well-exposedness ``E = prod_c exp(-(x_c - 0.5)^2 / (2 sigma^2))``,
+
+and ``eps = 1e-12``. The weights are normalised over the K exposures. The result is
+``collapse(sum_k G(W^k)_l * L(S^k)_l)`` for every pyramid level ``l`` (Eq. 31), where ``G`` is
+a Gaussian and ``L`` a Laplacian pyramid.
+
+The details mirror OpenCV's ``cv2.createMergeMertens(1, 1, 1)`` (``modules/photo/src/merge.cpp``):
+the 5-tap binomial kernel ``[1, 4, 6, 4, 1] / 16`` of ``pyrDown``/``pyrUp``,
+``BORDER_REFLECT_101`` everywhere (for ``pyrUp`` it applies to the zero-inserted signal),
+``pyrUp`` to the exact size of the finer level, and ``floor(log2(min(H, W)))`` pyramid
+reductions by default. Two differences from *calling* OpenCV, both deliberate:
+
+* OpenCV's ``MergeMertens.process`` always divides its input by 255, whatever its dtype.
+  Passing float32 images in [0, 1] therefore evaluates the weights on ``x / 255``, which
+  is not Mertens' method. Our images are in [0, 1]; the matching OpenCV call is
+  ``process([img_01 * 255 for ...])`` with float32 images.
+* ``cv2.COLOR_RGB2GRAY`` is applied to whatever channel order it is given (usually BGR);
+  we use the true RGB grey. Saturation and well-exposedness are symmetric in the channels.
+
+The fused image is returned **unclipped** (like OpenCV): the Laplacian blend may leave
+[0, 1] by a few percent near strong edges. Callers that need an image clip it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .color import rgb_to_gray
+
+__all__ = [
+    "FusionConfig",
+    "MERTENS_EPS",
+    "mertens_weights",
+    "exposure_fusion",
+    "exposure_fusion_streaming",
+    "gaussian_pyramid",
+    "laplacian_pyramid",
+    "collapse_laplacian",
+    "pyr_down",
+    "pyr_up",
+    "default_levels",
+]
+
+#: Added to every raw weight before normalisation (OpenCV's ``1e-12f``).
+MERTENS_EPS = 1e-12
+
+
+@dataclass
+class FusionConfig:
+    """Hyper-parameters of Mertens exposure fusion (Eq. (30) of the supplement)."""
+
+    contrast_weight: float = 1.0
+    """exponent c1 of the contrast measure |Laplacian(grey)|"""
+    saturation_weight: float = 1.0
+    """exponent c2 of the saturation measure (deviation over R, G, B)"""
+    exposedness_weight: float = 1.0
+    """exponent c3 of the well-exposedness measure"""
+    sigma: float = 0.2
+    """standard deviation of the well-exposedness Gaussian around 0.5"""
+    levels: int | None = None
+    """number of pyramid reductions (the pyramid has levels + 1 bands); None: floor(log2(min(H, W)))"""
+
+    def __post_init__(self) -> None:
+        for name in ("contrast_weight", "saturation_weight", "exposedness_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"FusionConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if not self.sigma > 0:
+            raise ValueError(f"FusionConfig.sigma must be > 0, got {self.sigma}")
+        if self.levels is not None and self.levels < 0:
+            raise ValueError(f"FusionConfig.levels must be >= 0 or None, got {self.levels}")
+
+
+def default_levels(height: int, width: int) -> int:
+    """OpenCV's number of pyramid reductions, ``int(log2(min(H, W)))`` (exact for integers)."""
+    return max(int(min(height, width)).bit_length() - 1, 0)
+
+
+def _resolve_levels(height: int, width: int, levels: int | None) -> int:
+    """Requested levels, capped so that the coarsest band stays at least 1 pixel (it always does)."""
+    return default_levels(height, width) if levels is None else int(levels)
+
+
+# --------------------------------------------------------------------------------------------
+# Borders and the 5-tap binomial pyramid (OpenCV pyrDown / pyrUp)
+# --------------------------------------------------------------------------------------------
+
+
+def _reflect101(p: int, n: int) -> int:
+    """OpenCV ``borderInterpolate(p, n, BORDER_REFLECT_101)``."""
+    if n == 1:
+        return 0
+    while p < 0 or p >= n:
+        p = -p if p < 0 else 2 * n - 2 - p
+    return p
+
+
+def _pad_reflect101(x: torch.Tensor, pad: int, dim: int) -> torch.Tensor:
+    """Pad ``pad`` samples on both sides of ``dim`` with ``BORDER_REFLECT_101`` (any size)."""
+    n = x.shape[dim]
+    left = [_reflect101(p, n) for p in range(-pad, 0)]
+    right = [_reflect101(p, n) for p in range(n, n + pad)]
+    parts = [x.narrow(dim, i, 1) for i in left] + [x] + [x.narrow(dim, i, 1) for i in right]
+    return torch.cat(parts, dim=dim)
+
+
+def _down1d(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Blur with ``[1, 4, 6, 4, 1] / 16`` (reflect-101) and keep even samples along ``dim``."""
+    n = x.shape[dim]
+    m = (n + 1) // 2
+    p = _pad_reflect101(x, 2, dim)
+    tap = [p.narrow(dim, t, 2 * m - 1)[_step2(dim, x.dim())] for t in range(5)]
+    return (tap[0] + tap[4] + 4.0 * (tap[1] + tap[3]) + 6.0 * tap[2]) * (1.0 / 16.0)
+
+
+def _step2(dim: int, ndim: int) -> tuple:
+    idx = [slice(None)] * ndim
+    idx[dim] = slice(None, None, 2)
+    return tuple(idx)
+
+
+def _up1d(x: torch.Tensor, dim: int, size: int) -> torch.Tensor:
+    """Zero-insert x2, blur with ``2 * [1, 4, 6, 4, 1] / 16`` (reflect-101 on the 2n signal), crop to ``size``.
+
+    In polyphase form with ``s[-1] = s[1]``, ``s[n] = s[n-1]`` (what reflect-101 of the
+    zero-inserted signal amounts to): ``out[2i] = (s[i-1] + 6 s[i] + s[i+1]) / 8``,
+    ``out[2i+1] = (s[i] + s[i+1]) / 2``.
+    """
+    dim = dim % x.dim()
+    n = x.shape[dim]
+    if size not in (2 * n, 2 * n - 1):
+        raise ValueError(f"pyr_up: target size {size} incompatible with source size {n}")
+    lo = _reflect101(-2, 2 * n) // 2
+    hi = _reflect101(2 * n, 2 * n) // 2
+    a = torch.cat([x.narrow(dim, lo, 1), x, x.narrow(dim, hi, 1)], dim=dim)
+    a0, a1, a2 = a.narrow(dim, 0, n), a.narrow(dim, 1, n), a.narrow(dim, 2, n)
+    even = (a0 + a2 + 6.0 * a1) * 0.125
+    odd = (a1 + a2) * 0.5
+    out = torch.stack([even, odd], dim=dim + 1).flatten(dim, dim + 1)
+    return out.narrow(dim, 0, size)
+
+
+def pyr_down(x: torch.Tensor) -> torch.Tensor:
+    """One Gaussian reduction as ``cv2.pyrDown``: ``(N, C, H, W) -> (N, C, ceil(H/2), ceil(W/2))``.
+
+    Separable ``[1, 4, 6, 4, 1] / 16`` blur with ``BORDER_REFLECT_101``, then even rows/columns.
+    """
+    return _down1d(_down1d(x, -2), -1)
+
+
+def pyr_up(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """One expansion as ``cv2.pyrUp(x, dstsize=(W, H))``: ``(N, C, h, w) -> (N, C, H, W)``.
+
+    ``H`` is ``2h`` or ``2h - 1`` (same for ``W``): zero insertion, blur with
+    ``4 * [1, 4, 6, 4, 1]^T [1, 4, 6, 4, 1] / 256`` and reflect-101 borders, then a crop.
+    """
+    return _up1d(_up1d(x, -2, size[0]), -1, size[1])
+
+
+def gaussian_pyramid(x: torch.Tensor, levels: int) -> list[torch.Tensor]:
+    """Gaussian pyramid ``[x, down(x), down(down(x)), ...]`` with ``levels + 1`` entries.
+
+    Args:
+        x: ``(N, C, H, W)``.
+        levels: number of reductions (``cv2.buildPyramid``'s ``maxlevel``).
+    """
+    pyr = [x]
+    for _ in range(levels):
+        pyr.append(pyr_down(pyr[-1]))
+    return pyr
+
+
+def laplacian_pyramid(x: torch.Tensor, levels: int) -> list[torch.Tensor]:
+    """Laplacian pyramid ``L_l = G_l - up(G_{l+1})`` for ``l < levels``, ``L_levels = G_levels``.
+
+    Args:
+        x: ``(N, C, H, W)``.
+        levels: number of reductions; the result has ``levels + 1`` bands.
+    """
+    g = gaussian_pyramid(x, levels)
+    return [g[i] - pyr_up(g[i + 1], g[i].shape[-2:]) for i in range(levels)] + [g[-1]]
+
+
+def collapse_laplacian(pyr: list[torch.Tensor]) -> torch.Tensor:
+    """Invert :func:`laplacian_pyramid`: ``x_l = L_l + up(x_{l+1})`` from the coarsest band down."""
+    cur = pyr[-1]
+    for band in reversed(pyr[:-1]):
+        cur = band + pyr_up(cur, band.shape[-2:])
+    return cur
+
+
+# --------------------------------------------------------------------------------------------
+# Weights (Eq. 30)
+# --------------------------------------------------------------------------------------------
+
+
+def _laplacian3x3(x: torch.Tensor) -> torch.Tensor:
+    """``cv2.Laplacian(x, ksize=1)``: 4-neighbour Laplacian with ``BORDER_REFLECT_101``; ``(N, 1, H, W)``."""
+    p = _pad_reflect101(_pad_reflect101(x, 1, -2), 1, -1)
+    h, w = x.shape[-2:]
+    c = p[..., 1 : h + 1, 1 : w + 1]
+    return p[..., 0:h, 1 : w + 1] + p[..., 2 : h + 2, 1 : w + 1] + p[..., 1 : h + 1, 0:w] + p[..., 1 : h + 1, 2 : w + 2] - 4.0 * c
+
+
+def _safe_pow(x: torch.Tensor, e: float) -> torch.Tensor:
+    """``x ** e`` for ``x >= 0`` with a zero (not NaN/inf) gradient at ``x = 0``."""
+    if e == 1.0:
+        return x
+    if e == 0.0:
+        return torch.ones_like(x)
+    pos = x > 0
+    return torch.where(pos, torch.where(pos, x, torch.ones_like(x)) ** e, torch.zeros_like(x))
+
+
+def _safe_sqrt(x: torch.Tensor) -> torch.Tensor:
+    """``sqrt(x)`` for ``x >= 0`` with a zero gradient at ``x = 0`` (grey pixels have zero saturation)."""
+    pos = x > 0
+    return torch.where(pos, torch.sqrt(torch.where(pos, x, torch.ones_like(x))), torch.zeros_like(x))
+
+
+def _channel_sq_deviation(img: torch.Tensor) -> torch.Tensor:
+    """``sum_c (x_c - mean)^2 = ((r - g)^2 + (g - b)^2 + (b - r)^2) / 3``; exactly 0 for grey pixels.
+
+    The pairwise form avoids OpenCV's float rounding noise at ``r = g = b`` (where every
+    exposure's weight is then exactly ``eps`` and the pixel gets the plain average).
+    """
+    r, g, b = img.unbind(dim=-3)
+    rg, gb, br = r - g, g - b, b - r
+    return ((rg * rg + gb * gb + br * br) * (1.0 / 3.0)).unsqueeze(-3)
+
+
+def _raw_weights(img: torch.Tensor, cfg: FusionConfig) -> torch.Tensor:
+    """Unnormalised Mertens weight ``C^c1 S^c2 E^c3 + eps`` of images ``(N, 3, H, W)`` -> ``(N, 1, H, W)``."""
+    w = None
+    if cfg.contrast_weight != 0:
+        contrast = _laplacian3x3(rgb_to_gray(img)).abs()
+        w = _safe_pow(contrast, cfg.contrast_weight)
+    if cfg.saturation_weight != 0:
+        sat = _safe_sqrt(_channel_sq_deviation(img))
+        s = _safe_pow(sat, cfg.saturation_weight)
+        w = s if w is None else w * s
+    if cfg.exposedness_weight != 0:
+        d = img - 0.5
+        e = torch.exp((d * d).sum(dim=-3, keepdim=True) * (-cfg.exposedness_weight / (2.0 * cfg.sigma**2)))
+        w = e if w is None else w * e
+    if w is None:
+        w = torch.ones_like(img[..., :1, :, :])
+    return w + MERTENS_EPS
+
+
+def _check_stack(stack: torch.Tensor) -> None:
+    if stack.dim() != 5 or stack.shape[2] != 3:
+        raise ValueError(f"expected a stack of shape (B, K, 3, H, W), got {tuple(stack.shape)}")
+    if stack.shape[1] < 1:
+        raise ValueError("the stack needs at least one exposure (K >= 1)")
+    if not stack.is_floating_point():
+        raise TypeError(f"expected a floating-point stack, got {stack.dtype}")
+
+
+def mertens_weights(stack: torch.Tensor, cfg: FusionConfig = FusionConfig()) -> torch.Tensor:
+    """Normalised Mertens weights ``W^k / sum_j W^j`` (Eq. 30 of the supplement).
+
+    Args:
+        stack: ``(B, K, 3, H, W)`` RGB exposures in [0, 1] (any encoding; sRGB in DeepExposure).
+        cfg: exponents and sigma.
+    Returns:
+        ``(B, K, 1, H, W)`` non-negative weights summing to 1 over ``K``. Differentiable.
+    """
+    _check_stack(stack)
+    b, k, c, h, w = stack.shape
+    raw = _raw_weights(stack.reshape(b * k, c, h, w), cfg).reshape(b, k, 1, h, w)
+    return raw / raw.sum(dim=1, keepdim=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Fusion (Eq. 31)
+# --------------------------------------------------------------------------------------------
+
+
+def exposure_fusion(stack: torch.Tensor, cfg: FusionConfig = FusionConfig()) -> torch.Tensor:
+    """Mertens exposure fusion of K exposures, batched and differentiable (Eq. 31).
+
+    ``out = collapse_l( sum_k G(W^k)_l * L(S^k)_l )`` with the normalised weights of
+    :func:`mertens_weights`, ``G`` the Gaussian and ``L`` the Laplacian pyramid.
+
+    Args:
+        stack: ``(B, K, 3, H, W)`` exposures in [0, 1]; float32 or float64; any device.
+        cfg: :class:`FusionConfig`.
+    Returns:
+        ``(B, 3, H, W)``, **not clipped** (it may leave [0, 1] slightly, like OpenCV's
+        ``MergeMertens``); clip before display or saving.
+    """
+    weights = mertens_weights(stack, cfg)
+    b, k, c, h, w = stack.shape
+    levels = _resolve_levels(h, w, cfg.levels)
+    lap = laplacian_pyramid(stack.reshape(b * k, c, h, w), levels)
+    gw = gaussian_pyramid(weights.reshape(b * k, 1, h, w), levels)
+    fused = [
+        (li.reshape(b, k, c, *li.shape[-2:]) * gi.reshape(b, k, 1, *gi.shape[-2:])).sum(dim=1)
+        for li, gi in zip(lap, gw)
+    ]
+    return collapse_laplacian(fused)
+
+
+# --------------------------------------------------------------------------------------------
+# Streaming full-resolution path (no autograd).
+#
+# Every full-resolution quantity is produced in horizontal strips of rows into small reused
+# buffers, so that the arithmetic runs on cache-resident data and no full-size temporary is
+# allocated (fresh 100+ MB tensors cost more in page faults than the arithmetic itself).
+# The strip kernels compute the same sums as pyr_down / pyr_up / _raw_weights; pyr_up results
+# are left unscaled (x64) and the consumer folds 1/64 into its ``alpha``.
+# --------------------------------------------------------------------------------------------
+
+_UP_SCALE = 1.0 / 64.0
+#: pixels per strip (rows = _STRIP_PIXELS // width, even); a few MB per 3-channel strip.
+_STRIP_PIXELS = 1 << 16
+
+
+class _Workspace:
+    """Named flat buffers, grown on demand and handed out as views of the requested shape."""
+
+    def __init__(self, like: torch.Tensor) -> None:
+        self._dtype = like.dtype
+        self._device = like.device
+        self._bufs: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...]) -> torch.Tensor:
+        n = math.prod(shape)
+        buf = self._bufs.get(name)
+        if buf is None or buf.numel() < n:
+            self._bufs.pop(name, None)
+            buf = torch.empty(n, dtype=self._dtype, device=self._device)
+            self._bufs[name] = buf
+        return buf[:n].view(shape)
+
+
+def _strip_rows(width: int) -> int:
+    return max(2, (_STRIP_PIXELS // max(width, 1)) & ~1)
+
+
+def _every2(t: torch.Tensor, dim: int, start: int, count: int) -> torch.Tensor:
+    """``count`` samples of ``t`` along ``dim`` from ``start`` with step 2 (a view)."""
+    if count <= 0:
+        return t.narrow(dim, start, 0)
+    return t.narrow(dim, start, 2 * count - 1).unfold(dim, 1, 2).squeeze(-1)
+
+
+def _down_axis_into(src: torch.Tensor, dst: torch.Tensor, dim: int, first: int = 0) -> None:
+    """``dst[j] = sum_t k_t src[2 (first + j) + t - 2]`` with ``k = (1, 4, 6, 4, 1)`` (unscaled), reflect-101.
+
+    ``dst`` holds outputs ``first .. first + dst.shape[dim] - 1`` of the full reduction of ``src``.
+    """
+    n = src.shape[dim]
+    j0, j1 = first, first + dst.shape[dim]
+    a, b = max(j0, 1), min(j1, (n - 3) // 2 + 1)  # outputs reading only in-range samples
+    if b > a:
+        inner = dst.narrow(dim, a - j0, b - a)
+        torch.add(_every2(src, dim, 2 * a - 2, b - a), _every2(src, dim, 2 * a + 2, b - a), out=inner)
+        inner.add_(_every2(src, dim, 2 * a - 1, b - a), alpha=4.0)
+        inner.add_(_every2(src, dim, 2 * a + 1, b - a), alpha=4.0)
+        inner.add_(_every2(src, dim, 2 * a, b - a), alpha=6.0)
+    for j in range(j0, j1):
+        if a <= j < b:
+            continue
+        row = dst.select(dim, j - j0)
+        row.copy_(src.select(dim, _reflect101(2 * j - 2, n)))
+        for t, k in ((1, 4.0), (2, 6.0), (3, 4.0), (4, 1.0)):
+            row.add_(src.select(dim, _reflect101(2 * j + t - 2, n)), alpha=k)
+
+
+def _up_axis_into(src: torch.Tensor, dst: torch.Tensor, dim: int, first: int = 0, size: int | None = None) -> None:
+    """Rows ``first ..`` of ``8 * up(src)`` along ``dim`` (unscaled) into ``dst``; ``first`` even.
+
+    ``size`` is the full up-sampled length (``2n`` or ``2n - 1``; default ``dst.shape[dim]``).
+    ``up[2i] = s[i-1] + 6 s[i] + s[i+1]``, ``up[2i+1] = 4 s[i] + 4 s[i+1]`` with the
+    reflect-101 extension of the zero-inserted signal (``s[-1] = s[lo]``, ``s[n] = s[hi]``).
+    """
+    n = src.shape[dim]
+    count = dst.shape[dim]
+    size = count if size is None else size
+    if size not in (2 * n, 2 * n - 1) or first % 2 or first + count > size:
+        raise ValueError("internal error: bad up-sampling strip")
+    lo = _reflect101(-2, 2 * n) // 2
+    hi = _reflect101(2 * n, 2 * n) // 2
+    i0 = first // 2
+    n_even, n_odd = (count + 1) // 2, count // 2
+    even = _every2(dst, dim, 0, n_even)
+    odd = _every2(dst, dim, 1, n_odd)
+    a, b = max(i0, 1), min(i0 + n_even, n - 1)
+    if b > a:
+        inner = even.narrow(dim, a - i0, b - a)
+        torch.add(src.narrow(dim, a - 1, b - a), src.narrow(dim, a + 1, b - a), out=inner)
+        inner.add_(src.narrow(dim, a, b - a), alpha=6.0)
+    for i in range(i0, i0 + n_even):
+        if a <= i < b:
+            continue
+        row = even.select(dim, i - i0)
+        torch.add(src.select(dim, i - 1 if i >= 1 else lo), src.select(dim, i + 1 if i + 1 < n else hi), out=row)
+        row.add_(src.select(dim, i), alpha=6.0)
+    b = max(min(i0 + n_odd, n - 1), i0)
+    if b > i0:
+        inner = odd.narrow(dim, 0, b - i0)
+        torch.mul(src.narrow(dim, i0, b - i0), 4.0, out=inner)
+        inner.add_(src.narrow(dim, i0 + 1, b - i0), alpha=4.0)
+    for i in range(b, i0 + n_odd):
+        row = odd.select(dim, i - i0)
+        torch.mul(src.select(dim, i), 4.0, out=row)
+        row.add_(src.select(dim, hi), alpha=4.0)
+
+
+def _down_rows(src: torch.Tensor, dst: torch.Tensor, j0: int, j1: int, ws: _Workspace) -> None:
+    """``dst[:, j0:j1] = pyr_down(src)[:, j0:j1]`` for ``(C, H, W)`` planes."""
+    c, h, w = src.shape
+    if h < 3 or w < 3:  # tiny top levels: the generic path
+        dst[:, j0:j1] = pyr_down(src.unsqueeze(0))[0, :, j0:j1]
+        return
+    tmp = ws.get("down_v", (c, j1 - j0, w))
+    _down_axis_into(src, tmp, 1, first=j0)
+    out = dst[:, j0:j1]
+    _down_axis_into(tmp, out, 2)
+    out.mul_(1.0 / 256.0)
+
+
+def _up_rows(src: torch.Tensor, r0: int, r1: int, size: tuple[int, int], ws: _Workspace) -> torch.Tensor:
+    """Rows ``r0:r1`` (``r0`` even) of ``64 * pyr_up(src, size)`` as a workspace view ``(C, r1 - r0, W)``."""
+    c, hs, wsrc = src.shape
+    if hs < 2 or wsrc < 2:  # tiny top levels: the generic path
+        out = ws.get("up_h", (c, r1 - r0, size[1]))
+        torch.mul(pyr_up(src.unsqueeze(0), size)[0, :, r0:r1], 64.0, out=out)
+        return out
+    tmp = ws.get("up_v", (c, r1 - r0, wsrc))
+    _up_axis_into(src, tmp, 1, first=r0, size=size[0])
+    out = ws.get("up_h", (c, r1 - r0, size[1]))
+    _up_axis_into(tmp, out, 2)
+    return out
+
+
+def _raw_weight_rows(img: torch.Tensor, out: torch.Tensor, r0: int, r1: int, cfg: FusionConfig, ws: _Workspace) -> None:
+    """Rows ``r0:r1`` of the raw weight ``C^c1 S^c2 E^c3 + eps`` of ``img (3, H, W)`` into ``out (r1 - r0, W)``.
+
+    The same arithmetic as :func:`_raw_weights`, on strip-sized reused buffers.
+    """
+    _, h, w = img.shape
+    n = r1 - r0
+    strip = img[:, r0:r1]
+    r, g, b = strip[0], strip[1], strip[2]
+    if cfg.contrast_weight != 0:
+        # grey of rows r0-1 .. r1 (reflect-101 at the image border) with one padded column each side
+        pad = ws.get("w_pad", (n + 2, w + 2))
+        ga, gb = max(r0 - 1, 0), min(r1 + 1, h)
+        grey = pad[ga - (r0 - 1) : gb - (r0 - 1), 1 : w + 1]
+        src = img[:, ga:gb]
+        torch.mul(src[0], 0.299, out=grey)
+        grey.add_(src[1], alpha=0.587)
+        grey.add_(src[2], alpha=0.114)
+        for k in range(n + 2):
+            p = r0 - 1 + k
+            if not ga <= p < gb:
+                q = _reflect101(p, h)
+                pad[k, 1 : w + 1].copy_(pad[q - (r0 - 1), 1 : w + 1])
+        pad[:, 0].copy_(pad[:, 1 + _reflect101(-1, w)])
+        pad[:, w + 1].copy_(pad[:, 1 + _reflect101(w, w)])
+        torch.add(pad[0:n, 1 : w + 1], pad[2 : n + 2, 1 : w + 1], out=out)
+        out.add_(pad[1 : n + 1, 0:w])
+        out.add_(pad[1 : n + 1, 2 : w + 2])
+        out.add_(pad[1 : n + 1, 1 : w + 1], alpha=-4.0)
+        out.abs_()
+        if cfg.contrast_weight != 1:
+            out.pow_(cfg.contrast_weight)
+    else:
+        out.fill_(1.0)
+    t1 = ws.get("w_t1", (n, w))
+    t2 = ws.get("w_t2", (n, w))
+    if cfg.saturation_weight != 0:
+        torch.sub(r, g, out=t1)
+        t1.mul_(t1)
+        torch.sub(g, b, out=t2)
+        t1.addcmul_(t2, t2)
+        torch.sub(b, r, out=t2)
+        t1.addcmul_(t2, t2)
+        t1.mul_(1.0 / 3.0).sqrt_()
+        if cfg.saturation_weight != 1:
+            t1.pow_(cfg.saturation_weight)
+        out.mul_(t1)
+    if cfg.exposedness_weight != 0:
+        torch.sub(r, 0.5, out=t1)
+        t1.mul_(t1)
+        for ch in (g, b):
+            torch.sub(ch, 0.5, out=t2)
+            t1.addcmul_(t2, t2)
+        t1.mul_(-cfg.exposedness_weight / (2.0 * cfg.sigma**2)).exp_()
+        out.mul_(t1)
+    out.add_(MERTENS_EPS)
+
+
+def _level_shapes(h: int, w: int, levels: int) -> list[tuple[int, int]]:
+    shapes = [(h, w)]
+    for _ in range(levels):
+        h, w = (h + 1) // 2, (w + 1) // 2
+        shapes.append((h, w))
+    return shapes
+
+
+def _check_image(img: torch.Tensor, i: int, shape: tuple[int, ...] | None) -> torch.Tensor:
+    if not isinstance(img, torch.Tensor) or img.dim() != 4 or img.shape[0] != 1 or img.shape[1] != 3:
+        got = tuple(img.shape) if isinstance(img, torch.Tensor) else type(img).__name__
+        raise ValueError(f"make_image({i}) must return a (1, 3, H, W) tensor, got {got}")
+    if shape is not None and tuple(img.shape) != shape:
+        raise ValueError(f"make_image({i}) returned {tuple(img.shape)}, expected {shape}")
+    return img[0]
+
+
+def _accumulate_exposure(
+    img: torch.Tensor,
+    weight: torch.Tensor,
+    out: list[torch.Tensor],
+    shapes: list[tuple[int, int]],
+    ws: _Workspace,
+) -> None:
+    """``out[l] += G(weight)_l * L(img)_l`` for every level, strip by strip.
+
+    ``img (3, H, W)``, ``weight (1, H, W)`` normalised. Level ``l + 1`` of both pyramids is
+    produced just ahead of the strip of level ``l`` that needs it, so each strip of level ``l``
+    is read from memory about once.
+    """
+    levels = len(shapes) - 1
+    cur, cw = img, weight
+    for lvl in range(levels):
+        (hc, wc), (hn, wn) = shapes[lvl], shapes[lvl + 1]
+        tag = "ab"[lvl % 2]
+        nxt = ws.get("img_" + tag, (3, hn, wn))
+        nw = ws.get("w_" + tag, (1, hn, wn))
+        rows = _strip_rows(wc)
+        done = 0
+        for r0 in range(0, hc, rows):
+            r1 = min(r0 + rows, hc)
+            need = min(hn, (r1 + 1) // 2 + 1)
+            if need > done:
+                _down_rows(cur, nxt, done, need, ws)
+                _down_rows(cw, nw, done, need, ws)
+                done = need
+            band = _up_rows(nxt, r0, r1, (hc, wc), ws)
+            torch.sub(cur[:, r0:r1], band, alpha=_UP_SCALE, out=band)
+            out[lvl][:, r0:r1].addcmul_(band, cw[:, r0:r1])
+        cur, cw = nxt, nw
+    out[levels].addcmul_(cur, cw)
+
+
+def exposure_fusion_streaming(
+    make_image: Callable[[int], torch.Tensor],
+    k: int,
+    cfg: FusionConfig = FusionConfig(),
+    *,
+    keep_weights: bool = True,
+) -> torch.Tensor:
+    """Memory-frugal full-resolution Mertens fusion (Eqs. 30-31); the result of :func:`exposure_fusion`.
+
+    Holds one exposure and one image pyramid at a time, never all ``k``:
+
+    1. pass 1: for each ``i`` build ``make_image(i)``, compute its raw weight ``W^i`` and add it to
+       the weight sum;
+    2. pass 2: for each ``i`` rebuild ``make_image(i)``, normalise ``W^i`` and walk both pyramids
+       level by level, ``out_l += G(W^i)_l * (G_l - up(G_{l+1}))``, in strips of rows;
+    3. collapse the accumulated Laplacian pyramid in place.
+
+    Memory beyond the caller's images: the output pyramid (4/3 of an image), the weight sum, one
+    exposure's weight and its coarser levels, strip buffers of a few MB, and, with
+    ``keep_weights=True``, the ``k`` raw weight planes (``k`` x ``H x W`` floats) so that pass 2
+    does not recompute them. Runs under ``torch.no_grad()`` in the images' dtype (float32
+    expected); threading is the caller's business (``torch.set_num_threads``).
+
+    Args:
+        make_image: ``i -> (1, 3, H, W)`` exposure ``i`` in [0, 1], ``0 <= i < k``. Called twice per
+            index, so it must be deterministic (a global exposure of the original is cheap).
+            Its result is only read, never modified.
+        k: number of exposures, ``>= 1``.
+        cfg: :class:`FusionConfig`.
+        keep_weights: keep the raw weight planes between the passes (faster) instead of
+            recomputing them in pass 2 (``k - 1`` fewer planes held).
+    Returns:
+        ``(1, 3, H, W)`` fused image, unclipped like :func:`exposure_fusion`.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    with torch.no_grad():
+        first = _check_image(make_image(0), 0, None)
+        shape = (1, *first.shape)
+        _, h, w = first.shape
+        ws = _Workspace(first)
+        levels = _resolve_levels(h, w, cfg.levels)
+        shapes = _level_shapes(h, w, levels)
+        rows = _strip_rows(w)
+
+        # pass 1: raw weights and their sum
+        wsum = torch.empty((1, h, w), dtype=first.dtype, device=first.device)
+        raws: list[torch.Tensor | None] = []
+        for i in range(k):
+            img = first if i == 0 else _check_image(make_image(i), i, shape)
+            raw = torch.empty_like(wsum) if keep_weights and k > 1 else ws.get("raw", (1, h, w))
+            for r0 in range(0, h, rows):
+                r1 = min(r0 + rows, h)
+                _raw_weight_rows(img, raw[0, r0:r1], r0, r1, cfg, ws)
+                if i == 0:
+                    wsum[0, r0:r1].copy_(raw[0, r0:r1])
+                else:
+                    wsum[0, r0:r1].add_(raw[0, r0:r1])
+            raws.append(raw if keep_weights else None)
+            del img, raw
+        del first
+
+        # pass 2: out_l = sum_i G(W^i / sum W)_l * L(img_i)_l
+        out = [torch.zeros((3, hl, wl), dtype=wsum.dtype, device=wsum.device) for hl, wl in shapes]
+        for i in range(k):
+            img = _check_image(make_image(i), i, shape)
+            weight = raws[i]
+            raws[i] = None
+            if weight is None:
+                weight = ws.get("raw", (1, h, w))
+                for r0 in range(0, h, rows):
+                    r1 = min(r0 + rows, h)
+                    _raw_weight_rows(img, weight[0, r0:r1], r0, r1, cfg, ws)
+            weight.div_(wsum)
+            _accumulate_exposure(img, weight, out, shapes, ws)
+            del img, weight
+        del raws, wsum, ws
+
+        # collapse in place: out_{l-1} += up(out_l)
+        ws = _Workspace(out[0])
+        for lvl in range(levels, 0, -1):
+            hc, wc = shapes[lvl - 1]
+            rows_l = _strip_rows(wc)
+            for r0 in range(0, hc, rows_l):
+                r1 = min(r0 + rows_l, hc)
+                out[lvl - 1][:, r0:r1].add_(_up_rows(out[lvl], r0, r1, (hc, wc), ws), alpha=_UP_SCALE)
+            out[lvl] = None  # type: ignore[call-overload]
+        return out[0].unsqueeze(0)

@@ -1,0 +1,114 @@
+"""Policy, value and discriminator networks, and their safetensors + ``config.json`` storage.
+
+All three share one trunk shape (DeepExposure supplement figure 2; Exposure section 5.1, fig. 7):
+four 4x4 stride-2 convolutions with LeakyReLU, a 128-unit fully connected layer, an output layer.
+They never share weights. No dropout (the Exposure paper keeps 50 % dropout on at test time; we do
+not, so inference is deterministic).
+
+- policy (DeepExposure): 9 input channels ``[S0, seg_t, S^l_t]`` -> one exposure value
+  ``e = ev_max * tanh(raw)`` in ``[-ev_max, ev_max]`` EV.
+- value / discriminator: 6 channels, the RGB image plus three spatially constant planes
+  (mean luminance, contrast, saturation; :func:`deepexposure.gan.disc_features`) -> one score.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+__all__ = ["TrunkConfig", "Trunk", "save_pretrained", "load_pretrained"]
+
+
+@dataclass
+class TrunkConfig:
+    """Constructor arguments of :class:`Trunk` (written to ``config.json``)."""
+
+    in_channels: int = 9
+    """input planes (9 for the DeepExposure policy, 6 for value/discriminator)."""
+    out_features: int = 1
+    """size of the output layer."""
+    base_channels: int = 32
+    """channels of the first convolution; doubled at each of the four layers."""
+    input_size: int = 64
+    """side of the square input (the paper's 64x64 thumbnails)."""
+    fc_features: int = 128
+    """width of the hidden fully connected layer."""
+    leaky_slope: float = 0.2
+    """LeakyReLU negative slope."""
+    kind: str = "generic"
+    """role: 'policy', 'value', 'discriminator', 'whitebox-policy', ..."""
+    extra: dict = field(default_factory=dict)
+    """role-specific settings (e.g. ``ev_max`` of the policy), stored with the weights."""
+
+
+class Trunk(nn.Module):
+    """Four 4x4/2 convolutions + LeakyReLU, FC 128 + LeakyReLU, FC ``out_features``.
+
+    Input ``(B, in_channels, S, S)`` with ``S = cfg.input_size``; output ``(B, out_features)``.
+    """
+
+    def __init__(self, cfg: TrunkConfig):
+        super().__init__()
+        self.config = cfg
+        layers: list[nn.Module] = []
+        c_in = cfg.in_channels
+        for i in range(4):
+            c_out = cfg.base_channels * 2**i
+            layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.LeakyReLU(cfg.leaky_slope)]
+            c_in = c_out
+        self.features = nn.Sequential(*layers)
+        side = cfg.input_size // 16
+        self.fc = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(c_in * side * side, cfg.fc_features),
+            nn.LeakyReLU(cfg.leaky_slope),
+            nn.Linear(cfg.fc_features, cfg.out_features),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.config.input_size
+        if x.shape[-2:] != (s, s) or x.shape[-3] != self.config.in_channels:
+            raise ValueError(f"expected (B, {self.config.in_channels}, {s}, {s}), got {tuple(x.shape)}")
+        return self.fc(self.features(x))
+
+
+def save_pretrained(model: Trunk, directory: str | Path, name: str = "model") -> None:
+    """Write ``<name>.safetensors`` and ``<name>.config.json`` into ``directory`` atomically."""
+    from safetensors.torch import save as st_save
+
+    from .io import atomic_write_bytes
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write_bytes(directory / f"{name}.safetensors", st_save(tensors), overwrite=True)
+    cfg = json.dumps(asdict(model.config), indent=2).encode()
+    atomic_write_bytes(directory / f"{name}.config.json", cfg, overwrite=True)
+
+
+def load_pretrained(directory: str | Path, name: str = "model", map_location: str | torch.device = "cpu") -> Trunk:
+    """Load a :class:`Trunk` written by :func:`save_pretrained` (safetensors, never pickle)."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    cfg_path = directory / f"{name}.config.json"
+    w_path = directory / f"{name}.safetensors"
+    try:
+        cfg = TrunkConfig(**json.loads(cfg_path.read_text()))
+    except (OSError, json.JSONDecodeError, TypeError) as e:
+        raise ValueError(f"{cfg_path}: cannot read model config ({e})") from None
+    model = Trunk(cfg)
+    try:
+        state = load_file(str(w_path), device=str(map_location))
+    except Exception as e:  # safetensors raises several types
+        raise ValueError(f"{w_path}: cannot read weights ({e})") from None
+    state = {k: v.float() for k, v in state.items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{w_path}: weights do not match config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    model.eval()
+    return model

@@ -1,0 +1,354 @@
+"""The adversarial training loop shared by every agent (DeepExposure I/II, the white-box agent).
+
+Schedule (Algorithms 1-2 of the DeepExposure supplement; Exposure Algorithm 1):
+
+1. ``p_steps`` discriminator pre-training steps on roll-outs of the current policy;
+2. then, per training step: ``g_steps`` agent updates (each an asynchronous update over a
+   mini-batch of ``batch_size`` images), whose outputs go to the memory M1, followed by ``d_steps``
+   WGAN-GP discriminator updates (eq. 12) on M1 against random target photos; M1 is then emptied.
+
+Learning rates decay exponentially to a fraction of their start over ``steps``. Everything random
+draws from one ``torch.Generator`` seeded by ``seed``; its state, the optimisers, the OU process and
+the step are in every checkpoint, so ``--resume`` continues exactly where the run stopped.
+
+Run directory layout::
+
+    RUN/config.json                 the whole configuration (written at start)
+    RUN/log.csv                     one row per step (rows past a resumed checkpoint are dropped)
+    RUN/tb/                         TensorBoard events (if the tensorboard package is installed)
+    RUN/samples/step_000100.png     input | output grids
+    RUN/checkpoints/step_000100/    networks (safetensors + config.json), optimisers, RNG, state.json
+    RUN/checkpoints/latest          name of the newest complete checkpoint
+    RUN/model/                      the exported inference model (what ``--model RUN`` loads)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .gan import DISC_CHANNELS, Discriminator, discriminator_loss
+from .nets import Trunk, TrunkConfig, load_pretrained, save_pretrained
+
+__all__ = ["TrainConfig", "Trainer", "optimizer_state_to_tensors", "optimizer_state_from_tensors"]
+
+
+@dataclass
+class TrainConfig:
+    """Settings of the adversarial training loop (agent-specific settings live in the agent's config)."""
+
+    steps: int = 2000
+    """training steps after pre-training (each: g_steps agent updates + d_steps discriminator updates)."""
+    batch_size: int = 8
+    """N: images per asynchronous update and per discriminator batch."""
+    p_steps: int = 30
+    """discriminator pre-training steps before the agent learns."""
+    d_steps: int = 5
+    """discriminator updates per training step."""
+    g_steps: int = 1
+    """agent updates per training step."""
+    lr_disc: float = 5e-5
+    """Adam learning rate of the discriminator."""
+    lr_disc_final: float = 1e-3
+    """the discriminator's learning rate decays exponentially to this fraction of its start."""
+    disc_betas: tuple[float, float] = (0.5, 0.999)
+    """Adam betas of the discriminator."""
+    lambda_gp: float = 10.0
+    """gradient-penalty weight lambda of eq. (12)."""
+    disc_base_channels: int = 32
+    """channels of the discriminator's first convolution."""
+    image_size: int = 64
+    """side of the training thumbnails."""
+    seed: int = 0
+    """seed of the run's one random generator."""
+    log_every: int = 1
+    """write a log row every this many steps."""
+    sample_every: int = 200
+    """write an input | output sample grid every this many steps (0: never)."""
+    ckpt_every: int = 100
+    """write a checkpoint every this many steps (and at the end)."""
+    keep_checkpoints: int = 2
+    """how many checkpoints to keep on disk."""
+    threads: int = 0
+    """torch CPU threads (0: leave torch's default)."""
+
+
+def _lr_at(start: float, final_fraction: float, step: int, total: int) -> float:
+    if total <= 1:
+        return start
+    return start * final_fraction ** (min(step, total) / total)
+
+
+def optimizer_state_to_tensors(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split an optimiser's ``state_dict`` into safetensors-able tensors and JSON-able rest."""
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    meta: dict[str, Any] = {"param_groups": sd["param_groups"], "state": {}}
+    for pid, st in sd["state"].items():
+        meta["state"][str(pid)] = {}
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                key = f"{prefix}.{pid}.{k}"
+                tensors[key] = v.detach().cpu().contiguous()
+                meta["state"][str(pid)][k] = {"tensor": key}
+            else:
+                meta["state"][str(pid)][k] = v
+    return tensors, meta
+
+
+def optimizer_state_from_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    state = {}
+    for pid, st in meta["state"].items():
+        state[int(pid)] = {k: (tensors[v["tensor"]] if isinstance(v, dict) and "tensor" in v else v) for k, v in st.items()}
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+class Trainer:
+    """Runs an agent against a WGAN-GP discriminator on unpaired inputs and targets.
+
+    Args:
+        agent: an object with ``prepare(inputs)``, ``networks()``, ``optimizers()``,
+            ``lr_schedule()``, ``generate(idx, inputs, gen)``, ``train_step(idx, inputs, disc, gen)``,
+            ``extra_state()``, ``load_extra_state(d)``, ``save_model(dir, info)``, and ``cfg``
+            (a dataclass) — e.g. :class:`deepexposure.agents.deepexposure.DeepExposureAgent`.
+        cfg: loop settings.
+        inputs: ``(N_in, 3, S, S)`` sRGB thumbnails to retouch.
+        targets: ``(N_t, 3, S, S)`` sRGB thumbnails in the wanted style (unpaired).
+        run_dir: where logs, samples, checkpoints and the model go.
+        extra_config: more settings to record in ``config.json`` (data folders, command line).
+    """
+
+    def __init__(self, agent, cfg: TrainConfig, inputs: torch.Tensor, targets: torch.Tensor, run_dir: str | Path, extra_config: dict | None = None, progress: bool = False):
+        if inputs.shape[0] < 1 or targets.shape[0] < 1:
+            raise ValueError("training needs at least one input and one target photo")
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.agent, self.cfg = agent, cfg
+        self.inputs, self.targets = inputs.float(), targets.float()
+        self.run_dir = Path(run_dir)
+        self.extra_config = extra_config or {}
+        self.progress = progress
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed)  # network initialisation below
+        dcfg = TrunkConfig(DISC_CHANNELS, 1, cfg.disc_base_channels, cfg.image_size, kind="discriminator")
+        self.disc = Discriminator(Trunk(dcfg))
+        self.opt_disc = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr_disc, betas=tuple(cfg.disc_betas))
+        self.step = 0  # counts pre-training steps too
+        self.total = cfg.p_steps + cfg.steps
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+    def config_dict(self) -> dict:
+        return {"train": asdict(self.cfg), "agent": self.agent.cfg.to_dict() if hasattr(self.agent.cfg, "to_dict") else asdict(self.agent.cfg), **self.extra_config}
+
+    def _set_lrs(self) -> None:
+        for g in self.opt_disc.param_groups:
+            g["lr"] = _lr_at(self.cfg.lr_disc, self.cfg.lr_disc_final, self.step, self.total)
+        sched = self.agent.lr_schedule()
+        for name, opt in self.agent.optimizers().items():
+            start, final = sched[name]
+            for g in opt.param_groups:
+                g["lr"] = _lr_at(start, final, max(0, self.step - self.cfg.p_steps), self.cfg.steps)
+
+    def _sample_idx(self, n_pool: int, n: int) -> torch.Tensor:
+        return torch.randint(0, n_pool, (n,), generator=self.gen)
+
+    # -- one step ------------------------------------------------------------------------------
+    def _disc_update(self, fakes: torch.Tensor) -> dict[str, float]:
+        real = self.targets[self._sample_idx(self.targets.shape[0], fakes.shape[0])]
+        loss, w = discriminator_loss(self.disc, real, fakes, self.cfg.lambda_gp, self.gen)
+        self.opt_disc.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_disc.step()
+        return {"disc_loss": loss.item(), "wasserstein": w.item()}
+
+    def train_one(self) -> dict[str, float]:
+        """One step of the schedule; returns the metrics logged for it."""
+        self._set_lrs()
+        b = self.cfg.batch_size
+        metrics: dict[str, float] = {"step": self.step}
+        if self.step < self.cfg.p_steps:
+            idx = self._sample_idx(self.inputs.shape[0], b)
+            fakes = self.agent.generate(idx, self.inputs, self.gen)
+            metrics["phase"] = 0
+            metrics.update(self._disc_update(fakes))
+        else:
+            metrics["phase"] = 1
+            memory = []
+            for _ in range(self.cfg.g_steps):
+                idx = self._sample_idx(self.inputs.shape[0], b)
+                m, fakes = self.agent.train_step(idx, self.inputs, self.disc, self.gen)
+                memory.append(fakes)
+                metrics.update(m)
+            memory_t = torch.cat(memory)
+            for _ in range(self.cfg.d_steps):
+                pick = self._sample_idx(memory_t.shape[0], b)
+                metrics.update(self._disc_update(memory_t[pick]))
+        self.step += 1
+        return metrics
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def checkpoint_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    def save_checkpoint(self) -> Path:
+        """Write ``checkpoints/step_N/`` then point ``latest`` at it (each file written atomically)."""
+        from safetensors.torch import save as st_save
+
+        from .io import atomic_write_bytes
+
+        root = self.checkpoint_dir()
+        final = root / f"step_{self.step:07d}"
+        tmp = root / f".tmp_step_{self.step:07d}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        save_pretrained(self.disc.trunk, tmp, "discriminator")
+        for name, net in self.agent.networks().items():
+            save_pretrained(net, tmp, name)
+        tensors: dict[str, torch.Tensor] = {"rng": self.gen.get_state()}
+        opt_meta = {}
+        for name, opt in {"discriminator": self.opt_disc, **self.agent.optimizers()}.items():
+            t, m = optimizer_state_to_tensors(opt, f"opt.{name}")
+            tensors.update(t)
+            opt_meta[name] = m
+        for k, v in self.agent.extra_state().items():
+            tensors[f"agent.{k}"] = v.detach().cpu().contiguous()
+        atomic_write_bytes(tmp / "state.safetensors", st_save(tensors), overwrite=True)
+        state = {"step": self.step, "optimizers": opt_meta, "torch_rng_note": "the run's generator state is 'rng' in state.safetensors"}
+        atomic_write_bytes(tmp / "state.json", json.dumps(state).encode(), overwrite=True)
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+        atomic_write_bytes(root / "latest", final.name.encode(), overwrite=True)
+        kept = sorted(p for p in root.glob("step_*") if p.is_dir())
+        for old in kept[: -self.cfg.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def latest_checkpoint(self) -> Path | None:
+        latest = self.checkpoint_dir() / "latest"
+        if not latest.exists():
+            return None
+        p = self.checkpoint_dir() / latest.read_text().strip()
+        return p if (p / "state.json").exists() else None
+
+    def load_checkpoint(self, path: Path) -> None:
+        from safetensors.torch import load_file
+
+        self.disc.trunk.load_state_dict(load_pretrained(path, "discriminator").state_dict())
+        for name, net in self.agent.networks().items():
+            net.load_state_dict(load_pretrained(path, name).state_dict())
+        tensors = load_file(str(path / "state.safetensors"))
+        state = json.loads((path / "state.json").read_text())
+        for name, opt in {"discriminator": self.opt_disc, **self.agent.optimizers()}.items():
+            optimizer_state_from_tensors(opt, tensors, state["optimizers"][name])
+        self.gen.set_state(tensors["rng"])
+        self.agent.load_extra_state({k[len("agent.") :]: v for k, v in tensors.items() if k.startswith("agent.")})
+        self.step = int(state["step"])
+
+    # -- logging -------------------------------------------------------------------------------
+    _LOG_FIELDS = ["step", "phase", "disc_loss", "wasserstein", "policy_objective", "d_fused", "value_loss", "ev_mean", "ev_std", "lr_policy", "time_s"]
+
+    def _open_log(self):
+        path = self.run_dir / "log.csv"
+        extra = getattr(self.agent, "log_fields", [])
+        fields = self._LOG_FIELDS + [f for f in extra if f not in self._LOG_FIELDS]
+        if path.exists():  # drop rows past the checkpoint we resumed from: no jump, no duplicates
+            with path.open(newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(float(r["step"])) < self.step]
+            tmp = path.with_suffix(".csv.tmp")
+            with tmp.open("w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+                w.writeheader()
+                w.writerows(rows)
+            tmp.replace(path)
+            fh = path.open("a", newline="")
+        else:
+            fh = path.open("w", newline="")
+            csv.DictWriter(fh, fieldnames=fields).writeheader()
+        return fh, csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+
+    def _tensorboard(self):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except Exception:  # tensorboard not installed: CSV only
+            return None
+        return SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step)
+
+    def _write_sample(self) -> None:
+        from .io import write_image
+
+        with torch.no_grad():
+            n = min(8, self.inputs.shape[0])
+            idx = torch.arange(n)
+            out = self.agent.generate_eval(idx, self.inputs) if hasattr(self.agent, "generate_eval") else self.agent.generate(idx, self.inputs, torch.Generator().manual_seed(0))
+        (self.run_dir / "samples").mkdir(parents=True, exist_ok=True)
+        grid = torch.cat([torch.cat(list(self.inputs[:n]), dim=2), torch.cat(list(out), dim=2)], dim=1)
+        write_image(self.run_dir / "samples" / f"step_{self.step:07d}.png", grid.unsqueeze(0).clamp(0, 1), overwrite=True)
+
+    # -- the loop ------------------------------------------------------------------------------
+    def fit(self, resume: bool = False, stop_after: int | None = None) -> Path:
+        """Train until ``p_steps + steps`` (or ``stop_after`` more steps); returns the model directory.
+
+        With ``resume``, continue from the newest checkpoint in the run directory (error if none).
+        """
+        from tqdm import tqdm
+
+        from .io import atomic_write_bytes
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        cfg_path = self.run_dir / "config.json"
+        if resume:
+            ckpt = self.latest_checkpoint()
+            if ckpt is None:
+                raise FileNotFoundError(f"{self.run_dir}: nothing to resume (no complete checkpoint)")
+            self.agent.prepare(self.inputs)
+            self.load_checkpoint(ckpt)
+        else:
+            if self.latest_checkpoint() is not None:
+                raise FileExistsError(f"{self.run_dir}: already holds a training run (use --resume, or another --out)")
+            self.agent.prepare(self.inputs)
+        atomic_write_bytes(cfg_path, json.dumps(self.config_dict(), indent=2, default=str).encode(), overwrite=True)
+        fh, writer = self._open_log()
+        tb = self._tensorboard()
+        end = self.total if stop_after is None else min(self.total, self.step + stop_after)
+        bar = tqdm(total=self.total, initial=self.step, disable=not self.progress, desc="train", unit="step")
+        t0 = time.time()
+        try:
+            while self.step < end:
+                m = self.train_one()
+                m["time_s"] = round(time.time() - t0, 3)
+                opts = self.agent.optimizers()
+                if "policy" in opts:
+                    m["lr_policy"] = opts["policy"].param_groups[0]["lr"]
+                if (self.step - 1) % self.cfg.log_every == 0:
+                    writer.writerow(m)
+                    fh.flush()
+                    if tb is not None:
+                        for k, v in m.items():
+                            if k != "step" and isinstance(v, (int, float)) and math.isfinite(v):
+                                tb.add_scalar(k, v, m["step"])
+                bar.update(1)
+                bar.set_postfix({k: f"{m[k]:.3g}" for k in ("wasserstein", "ev_mean") if k in m})
+                if self.cfg.sample_every and self.step % self.cfg.sample_every == 0:
+                    self._write_sample()
+                if self.step % self.cfg.ckpt_every == 0 or self.step == self.total:
+                    self.save_checkpoint()
+        finally:
+            bar.close()
+            fh.close()
+            if tb is not None:
+                tb.close()
+        model_dir = self.run_dir / "model"
+        if self.step == self.total or stop_after is not None:
+            self.agent.save_model(model_dir, {"name": self.run_dir.name, "trained_steps": self.step, "seed": self.cfg.seed})
+        return model_dir

@@ -1,0 +1,226 @@
+"""DeepExposure agent: maths against plain loops, the sign of the DE II update, learning on a toy set, resume."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from deepexposure.agents.deepexposure import (
+    DeepExposureAgent,
+    DeepExposureConfig,
+    DeepExposureMethod,
+    ExposurePolicy,
+    OUNoise,
+    de2_advantage_weights,
+    de2_policy_weights,
+    rollout,
+    td_targets,
+)
+from deepexposure.filters import global_exposure
+from deepexposure.fusion import FusionConfig
+from deepexposure.gan import gradient_penalty
+from deepexposure.train import Trainer, TrainConfig
+
+from .toy import toy_exposure_set
+
+
+# -- maths against plain loops ---------------------------------------------------------------
+
+
+def test_ou_process_matches_loop():
+    theta, mu, sigma = 0.015, 0.0, 0.03
+    ou = OUNoise(3, theta, mu, sigma)
+    g1 = torch.Generator().manual_seed(7)
+    got = torch.stack([ou.sample(g1) for _ in range(50)])
+    g2 = torch.Generator().manual_seed(7)
+    x = [mu] * 3
+    ref = []
+    for _ in range(50):
+        n = torch.randn(3, generator=g2).tolist()
+        x = [xi + theta * (mu - xi) + sigma * ni for xi, ni in zip(x, n)]
+        ref.append(list(x))
+    assert torch.allclose(got, torch.tensor(ref), atol=1e-6)
+
+
+def test_ou_process_stationary_std():
+    ou = OUNoise(4000, 0.015, 0.0, 0.03)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(600):
+        s = ou.sample(g)
+    expected = 0.03 / math.sqrt(2 * 0.015 - 0.015**2)
+    assert abs(float(s.std()) - expected) / expected < 0.1
+
+
+def test_de2_advantage_weights_match_loop():
+    for T, gamma in ((1, 0.99), (5, 0.99), (7, 0.9)):
+        ref = [(gamma - 1.0) * gamma ** (T - (t + 1)) for t in range(T)]  # paper: D (gamma-1) gamma^{T-t}, t 1-based
+        assert torch.allclose(de2_advantage_weights(T, gamma), torch.tensor(ref, dtype=torch.float64))
+        w = de2_policy_weights(T, gamma)
+        assert (w > 0).all() and abs(float(w.sum()) - 1) < 1e-12
+        # later steps (closer to the final image) weigh more, as the paper argues
+        assert all(w[i] <= w[i + 1] for i in range(T - 1))
+
+
+def test_td_targets_match_loop():
+    g = torch.Generator().manual_seed(1)
+    v = torch.randn(4, 5, generator=g)
+    r = torch.randn(4, generator=g)
+    gamma = 0.99
+    got = td_targets(v, r, gamma)
+    for b in range(4):
+        for t in range(5):
+            reward = float(r[b]) if t == 4 else 0.0
+            nxt = float(v[b, t + 1]) if t < 4 else 0.0
+            assert abs(float(got[b, t]) - (reward + gamma * nxt)) < 1e-6
+
+
+def test_gradient_penalty_matches_loop():
+    torch.manual_seed(0)
+    disc = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 8), nn.Tanh(), nn.Linear(8, 1)).double()
+    real = torch.rand(3, 3, 4, 4, dtype=torch.float64)
+    fake = torch.rand(3, 3, 4, 4, dtype=torch.float64)
+    got = gradient_penalty(disc, real, fake, torch.Generator().manual_seed(3))
+    eps = torch.rand(3, 1, 1, 1, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    total = 0.0
+    for i in range(3):
+        x = (eps[i] * real[i] + (1 - eps[i]) * fake[i]).unsqueeze(0).requires_grad_(True)
+        (grad,) = torch.autograd.grad(disc(x).sum(), x)
+        total += (math.sqrt(float((grad**2).sum())) - 1.0) ** 2
+    assert abs(float(got) - total / 3) < 1e-10
+
+
+# -- the rollout -----------------------------------------------------------------------------
+
+
+def _masks(b: int, t: int, s: int = 64) -> torch.Tensor:
+    """Vertical stripes as T disjoint segments."""
+    m = torch.zeros(b, t, 1, s, s)
+    edges = torch.linspace(0, s, t + 1).long()
+    for k in range(t):
+        m[:, k, :, :, edges[k] : edges[k + 1]] = 1
+    return m
+
+
+def test_rollout_shapes_and_local_filter():
+    torch.manual_seed(0)
+    pol = ExposurePolicy.create(base_channels=8)
+    s0 = torch.rand(2, 3, 64, 64) * 0.5
+    r = rollout(pol, s0, _masks(2, 3), FusionConfig())
+    assert r.evs.shape == (2, 3) and r.stack.shape == (2, 4, 3, 64, 64) and r.fused.shape == (2, 3, 64, 64)
+    assert len(r.local) == 4 and (r.evs.abs() <= pol.ev_max).all()
+    # each segment of S^l_T carries exactly its own exposure
+    for k, (a, b) in enumerate(((0, 21), (21, 42), (42, 64))):
+        ref = global_exposure(s0, r.evs[:, k : k + 1])
+        assert torch.allclose(r.local[-1][..., a:b], ref[..., a:b], atol=1e-6)
+    # the stack starts with the original
+    assert torch.equal(r.stack[:, 0], s0)
+
+
+class _BrightnessCritic(nn.Module):
+    """A fixed 'discriminator' that prefers mid-grey images: -(mean - 0.5)^2."""
+
+    def forward(self, img):
+        return -((img.mean(dim=(1, 2, 3)) - 0.5) ** 2).unsqueeze(1) * 10
+
+
+@pytest.mark.parametrize("algo", ["de1", "de2"])
+def test_policy_update_raises_discriminator_score(algo):
+    """The update's sign: with a fixed critic, a few policy steps must raise D of the outputs."""
+    torch.manual_seed(0)
+    cfg = DeepExposureConfig(algo=algo, n_segments=2, base_channels=8, lr_policy=3e-3, ou_sigma=0.0)
+    agent = DeepExposureAgent(cfg, batch_size=4)
+    s0 = global_exposure(torch.rand(4, 3, 64, 64) * 0.2 + 0.4, torch.full((4, 1), -2.0))  # too dark
+    agent.masks = _masks(4, 2)
+    disc = _BrightnessCritic()
+    idx = torch.arange(4)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        before = disc(rollout(agent.policy, s0, agent.masks, cfg.fusion).fused).mean()
+    for _ in range(15):
+        agent.train_step(idx, s0, disc, g)
+    with torch.no_grad():
+        after = disc(rollout(agent.policy, s0, agent.masks, cfg.fusion).fused).mean()
+    assert after > before + 0.01
+    assert float(rollout(agent.policy, s0, agent.masks, cfg.fusion).evs.mean()) > 0.3  # brightened
+
+
+# -- learning on a toy set whose answer is known -----------------------------------------------
+
+
+def _toy_trainer(algo: str, tmp_path, steps: int, seed: int = 0):
+    inputs, targets = toy_exposure_set(ev_offset=-1.5)
+    acfg = DeepExposureConfig(algo=algo, n_segments=3, base_channels=16, lr_policy=1e-4, lr_value=1e-3)
+    tcfg = TrainConfig(steps=steps, p_steps=20, d_steps=5, lr_disc=1e-3, disc_base_channels=16, batch_size=8,
+                       seed=seed, sample_every=0, ckpt_every=10_000)
+    torch.manual_seed(seed)
+    agent = DeepExposureAgent(acfg, tcfg.batch_size)
+    return Trainer(agent, tcfg, inputs, targets, tmp_path / algo), inputs
+
+
+@pytest.mark.parametrize("algo", ["de1", "de2"])
+def test_learns_toy_exposure(algo, tmp_path):
+    """Inputs are real photos 1.5 EV darker than the (unpaired) targets: the mean EV must move towards +1.5
+    and the final discriminator must score the trained outputs above the untrained ones."""
+    tr, inputs = _toy_trainer(algo, tmp_path, steps=60)
+    tr.agent.prepare(inputs)
+    cfg = tr.agent.cfg
+    with torch.no_grad():
+        r0 = rollout(tr.agent.policy, inputs, tr.agent.masks, cfg.fusion)
+    ev0, fused0 = float(r0.evs.mean()), r0.fused
+    while tr.step < tr.total:
+        tr.train_one()
+    with torch.no_grad():
+        r1 = rollout(tr.agent.policy, inputs, tr.agent.masks, cfg.fusion)
+        d0, d1 = tr.disc(fused0).mean(), tr.disc(r1.fused).mean()
+    ev1 = float(r1.evs.mean())
+    assert abs(ev1 - 1.5) < abs(ev0 - 1.5) - 0.25, (ev0, ev1)
+    assert d1 > d0, (float(d0), float(d1))
+
+
+def test_resume_matches_uninterrupted_run(tmp_path):
+    """Stop after 7 of 12 steps, resume in a fresh process state: same weights as a straight run."""
+    def make(run):
+        inputs, targets = toy_exposure_set(ev_offset=-1.5, n_per_photo=2)
+        acfg = DeepExposureConfig(algo="de1", n_segments=2, base_channels=8, lr_policy=1e-4)
+        tcfg = TrainConfig(steps=8, p_steps=4, d_steps=2, disc_base_channels=8, batch_size=4, seed=3,
+                           sample_every=0, ckpt_every=7)
+        torch.manual_seed(123)
+        return Trainer(DeepExposureAgent(acfg, 4), tcfg, inputs, targets, tmp_path / run)
+
+    straight = make("straight")
+    straight.fit()
+    first = make("resumed")
+    first.fit(stop_after=9)  # checkpoint at step 7; steps 8-9 are lost as in a crash
+    second = make("resumed")
+    second.fit(resume=True)
+    assert second.step == straight.step == 12
+    for name in ("policy", "value"):
+        a = straight.agent.networks()[name].state_dict()
+        b = second.agent.networks()[name].state_dict()
+        for k in a:
+            assert torch.allclose(a[k], b[k], atol=1e-6), (name, k)
+    for k, v in straight.disc.state_dict().items():
+        assert torch.allclose(v, second.disc.state_dict()[k], atol=1e-6)
+    # the log has each step exactly once
+    import csv
+
+    with (tmp_path / "resumed" / "log.csv").open() as f:
+        steps = [int(float(r["step"])) for r in csv.DictReader(f)]
+    assert steps == list(range(12))
+    # and the exported model retouches
+    method = DeepExposureMethod(tmp_path / "resumed")
+    recipe = method.plan(torch.rand(1, 3, 90, 120))
+    assert len(recipe.ops[0]["evs"]) == 2 and recipe.method["name"] == "deepexposure"
+
+
+def test_refuses_to_overwrite_existing_run(tmp_path):
+    tr, _ = _toy_trainer("de2", tmp_path, steps=1)
+    tr.cfg.p_steps = 1
+    tr.total = 2
+    tr.fit()
+    tr2, _ = _toy_trainer("de2", tmp_path, steps=1)
+    with pytest.raises(FileExistsError):
+        tr2.fit()

@@ -1,0 +1,226 @@
+"""Tests of deepexposure.fusion (Mertens exposure fusion, supplement section D)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from deepexposure.color import linear_to_srgb, srgb_to_linear
+from deepexposure.fusion import (
+    FusionConfig,
+    collapse_laplacian,
+    default_levels,
+    exposure_fusion,
+    exposure_fusion_streaming,
+    gaussian_pyramid,
+    laplacian_pyramid,
+    mertens_weights,
+    pyr_down,
+    pyr_up,
+)
+
+EVS = {3: (-1.5, 0.0, 1.5), 4: (-2.0, -0.7, 0.7, 2.0), 5: (-2.0, -1.0, 0.0, 1.0, 2.0)}
+
+
+def _photo(name: str, size: tuple[int, int]) -> torch.Tensor:
+    """A real skimage photo resized to (H, W) as (1, 3, H, W) sRGB float32 in [0, 1]."""
+    skdata = pytest.importorskip("skimage.data")
+    from skimage.transform import resize
+
+    img = getattr(skdata, name)()
+    img = resize(img, size, order=1, anti_aliasing=True, preserve_range=True)
+    return torch.from_numpy(np.round(img).astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+
+
+def _exposures(img_srgb: torch.Tensor, evs: tuple[float, ...]) -> torch.Tensor:
+    """Global exposures ``S * 2^ev`` in linear light, clipped: (1, 3, H, W) -> (1, K, 3, H, W)."""
+    img_lin = srgb_to_linear(img_srgb)
+    return torch.stack([linear_to_srgb((img_lin * 2.0**ev).clamp(0, 1)) for ev in evs], dim=1)
+
+
+def _opencv_mertens(stack: torch.Tensor) -> np.ndarray:
+    """``cv2.createMergeMertens(1, 1, 1)`` on one (1, K, 3, H, W) stack, as (H, W, 3).
+
+    MergeMertens divides its input by 255 whatever the dtype, so float32 images in [0, 1]
+    would be weighted as values in [0, 1/255]; the equivalent of our [0, 1] call is float32
+    in [0, 255]. Channels are passed in RGB order so that COLOR_RGB2GRAY is the true grey.
+    """
+    cv2 = pytest.importorskip("cv2")
+    imgs = [np.ascontiguousarray(s.permute(1, 2, 0).numpy() * 255.0, dtype=np.float32) for s in stack[0]]
+    return cv2.createMergeMertens(1.0, 1.0, 1.0).process(imgs)
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((np.clip(a, 0, 1) - np.clip(b, 0, 1)) ** 2))
+    return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
+
+
+class TestPyramid:
+    @pytest.mark.parametrize("hw", [(1, 1), (1, 5), (2, 3), (3, 2), (5, 7), (8, 8), (19, 10), (37, 53)])
+    def test_pyr_down_up_match_opencv(self, hw):
+        cv2 = pytest.importorskip("cv2")
+        g = torch.Generator().manual_seed(hw[0] * 100 + hw[1])
+        x = torch.rand(1, 1, *hw, generator=g)
+        ours = pyr_down(x)[0, 0].numpy()
+        ref = cv2.pyrDown(x[0, 0].numpy())
+        assert ours.shape == ref.reshape(ours.shape).shape
+        np.testing.assert_allclose(ours, ref.reshape(ours.shape), atol=1e-6)
+        small = torch.rand(1, 1, (hw[0] + 1) // 2, (hw[1] + 1) // 2, generator=g)
+        ours_up = pyr_up(small, hw)[0, 0].numpy()
+        ref_up = cv2.pyrUp(small[0, 0].numpy(), dstsize=(hw[1], hw[0]))
+        np.testing.assert_allclose(ours_up, ref_up.reshape(ours_up.shape), atol=1e-6)
+
+    def test_shapes_and_perfect_reconstruction(self):
+        x = torch.rand(2, 3, 37, 53, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        g = gaussian_pyramid(x, 5)
+        assert [t.shape[-2:] for t in g] == [(37, 53), (19, 27), (10, 14), (5, 7), (3, 4), (2, 2)]
+        lap = laplacian_pyramid(x, 5)
+        torch.testing.assert_close(collapse_laplacian(lap), x, atol=1e-12, rtol=0)
+
+    def test_default_levels_is_opencv_maxlevel(self):
+        assert default_levels(256, 256) == 8
+        assert default_levels(255, 300) == 7
+        assert default_levels(37, 53) == 5
+        assert default_levels(1, 9) == 0
+
+
+class TestWeights:
+    def test_sum_to_one_and_nonnegative(self):
+        stack = torch.rand(2, 4, 3, 16, 12, generator=torch.Generator().manual_seed(1))
+        w = mertens_weights(stack)
+        assert w.shape == (2, 4, 1, 16, 12)
+        assert (w >= 0).all()
+        torch.testing.assert_close(w.sum(dim=1), torch.ones(2, 1, 16, 12))
+
+    def test_hand_computed_pixel(self):
+        # 3x3 image whose centre pixel differs; weights of the centre pixel by hand.
+        img = torch.full((1, 1, 3, 3, 3), 0.5)
+        img[0, 0, :, 1, 1] = torch.tensor([0.8, 0.5, 0.2])
+        other = torch.full_like(img, 0.3)
+        other[0, 0, :, 1, 1] = torch.tensor([0.6, 0.3, 0.3])
+        stack = torch.cat([img, other], dim=1)
+        w = mertens_weights(stack)[0, :, 0, 1, 1]
+
+        def raw(rgb, grey_c, grey_n):
+            contrast = abs(4 * grey_n - 4 * grey_c)
+            sat = math.sqrt(sum((c - sum(rgb) / 3) ** 2 for c in rgb))
+            expo = math.prod(math.exp(-((c - 0.5) ** 2) / 0.08) for c in rgb)
+            return contrast * sat * expo + 1e-12
+
+        g1 = 0.299 * 0.8 + 0.587 * 0.5 + 0.114 * 0.2
+        g2 = 0.299 * 0.6 + 0.587 * 0.3 + 0.114 * 0.3
+        r1, r2 = raw((0.8, 0.5, 0.2), g1, 0.5), raw((0.6, 0.3, 0.3), g2, 0.3)
+        torch.testing.assert_close(w, torch.tensor([r1 / (r1 + r2), r2 / (r1 + r2)]), rtol=1e-5, atol=1e-6)
+
+    def test_zero_exponents_give_uniform_weights_and_mean(self):
+        cfg = FusionConfig(contrast_weight=0, saturation_weight=0, exposedness_weight=0)
+        stack = torch.rand(1, 3, 3, 20, 24, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+        torch.testing.assert_close(mertens_weights(stack, cfg), torch.full((1, 3, 1, 20, 24), 1 / 3, dtype=torch.float64))
+        torch.testing.assert_close(exposure_fusion(stack, cfg), stack.mean(dim=1))
+
+    def test_config_validation(self):
+        with pytest.raises(ValueError):
+            FusionConfig(sigma=0)
+        with pytest.raises(ValueError):
+            FusionConfig(contrast_weight=-1)
+        with pytest.raises(ValueError):
+            FusionConfig(levels=-1)
+        with pytest.raises(ValueError):
+            exposure_fusion(torch.rand(1, 3, 8, 8))
+
+
+class TestExposureFusion:
+    def test_constant_stack_identity(self):
+        img = torch.rand(2, 1, 3, 33, 20, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+        out = exposure_fusion(img.expand(2, 4, 3, 33, 20))
+        torch.testing.assert_close(out, img[:, 0], atol=1e-12, rtol=0)
+
+    def test_shape_dtype_and_levels_zero(self):
+        stack = torch.rand(3, 2, 3, 9, 11, generator=torch.Generator().manual_seed(4))
+        out = exposure_fusion(stack)
+        assert out.shape == (3, 3, 9, 11) and out.dtype == torch.float32
+        flat = exposure_fusion(stack, FusionConfig(levels=0))  # no pyramid: per-pixel weighted mean
+        torch.testing.assert_close(flat, (mertens_weights(stack) * stack).sum(dim=1))
+
+    def test_batch_elements_are_independent(self):
+        stack = torch.rand(3, 4, 3, 16, 16, generator=torch.Generator().manual_seed(5))
+        torch.testing.assert_close(exposure_fusion(stack)[1:2], exposure_fusion(stack[1:2]))
+
+    def test_gradcheck(self):
+        g = torch.Generator().manual_seed(6)
+        # full Jacobian on a small odd-sized stack (kept small: the test suite runs on 2 loaded cores)
+        stack = (0.05 + 0.9 * torch.rand(1, 2, 3, 6, 7, generator=g, dtype=torch.float64)).requires_grad_()
+        assert torch.autograd.gradcheck(exposure_fusion, (stack,), eps=1e-6, atol=1e-5)
+        # random-projection check on 8x8 with non-default exponents
+        stack8 = (0.05 + 0.9 * torch.rand(1, 2, 3, 8, 8, generator=g, dtype=torch.float64)).requires_grad_()
+        cfg = FusionConfig(contrast_weight=0.7, saturation_weight=1.5, exposedness_weight=2.0, sigma=0.3, levels=2)
+        assert torch.autograd.gradcheck(lambda s: exposure_fusion(s, cfg), (stack8,), eps=1e-6, atol=1e-5, fast_mode=True)
+        assert torch.autograd.gradcheck(exposure_fusion, (stack8,), eps=1e-6, atol=1e-5, fast_mode=True)
+
+    def test_gradient_finite_on_clipped_grey_pixels(self):
+        stack = _exposures(torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(7)), EVS[3])
+        stack[..., :4, :4] = 1.0  # blown-out white: zero saturation, zero contrast
+        stack.requires_grad_()
+        exposure_fusion(stack, FusionConfig(contrast_weight=0.5, saturation_weight=0.5)).sum().backward()
+        assert torch.isfinite(stack.grad).all()
+
+
+class TestOpenCVAgreement:
+    @pytest.mark.parametrize(
+        "name,size,k",
+        [("astronaut", (256, 256), 5), ("coffee", (192, 256), 4), ("chelsea", (200, 256), 3), ("chelsea", (37, 53), 5)],
+    )
+    def test_matches_merge_mertens(self, name, size, k):
+        stack = _exposures(_photo(name, size), EVS[k])
+        ref = _opencv_mertens(stack)
+        ours = exposure_fusion(stack)[0].permute(1, 2, 0).numpy()
+        assert _psnr(ours, ref) >= 40.0
+        # Unclipped values agree too, apart from the rare pixels where OpenCV's float rounding
+        # noise decides between weights that are all ~1e-12 (exactly grey, flat pixels).
+        assert np.mean(np.abs(ours - ref) < 1e-3) > 0.99
+
+    def test_streaming_matches_opencv(self):
+        stack = _exposures(_photo("coffee", (120, 161)), EVS[4])
+        ours = exposure_fusion_streaming(lambda i: stack[:, i], 4)[0].permute(1, 2, 0).numpy()
+        assert _psnr(ours, _opencv_mertens(stack)) >= 40.0
+
+
+class TestStreaming:
+    @pytest.mark.parametrize("hw", [(64, 64), (37, 53), (100, 77), (5, 9), (3, 2), (1, 1)])
+    @pytest.mark.parametrize("keep_weights", [True, False])
+    def test_equals_batched(self, hw, keep_weights):
+        stack = torch.rand(1, 4, 3, *hw, generator=torch.Generator().manual_seed(hw[0] + hw[1]))
+        before = stack.clone()
+        calls = []
+
+        def make_image(i):
+            calls.append(i)
+            return stack[:, i]
+
+        out = exposure_fusion_streaming(make_image, 4, keep_weights=keep_weights)
+        torch.testing.assert_close(out, exposure_fusion(stack), atol=1e-5, rtol=0)
+        assert torch.equal(stack, before), "make_image results must not be modified"
+        assert sorted(calls) == sorted(list(range(4)) * 2)
+
+    def test_config_and_levels(self):
+        stack = _exposures(_photo("astronaut", (48, 40)), EVS[3])
+        cfg = FusionConfig(contrast_weight=0.5, saturation_weight=2.0, exposedness_weight=1.5, sigma=0.25, levels=3)
+        out = exposure_fusion_streaming(lambda i: stack[:, i], 3, cfg)
+        torch.testing.assert_close(out, exposure_fusion(stack, cfg), atol=1e-5, rtol=0)
+
+    def test_float64_and_no_grad(self):
+        stack = torch.rand(1, 2, 3, 12, 10, dtype=torch.float64, requires_grad=True)
+        out = exposure_fusion_streaming(lambda i: stack[:, i], 2)
+        assert out.dtype == torch.float64 and not out.requires_grad
+        torch.testing.assert_close(out, exposure_fusion(stack).detach(), atol=1e-12, rtol=0)
+
+    def test_rejects_bad_images(self):
+        with pytest.raises(ValueError):
+            exposure_fusion_streaming(lambda i: torch.rand(1, 3, 8, 8 + i), 2)
+        with pytest.raises(ValueError):
+            exposure_fusion_streaming(lambda i: torch.rand(3, 8, 8), 1)
+        with pytest.raises(ValueError):
+            exposure_fusion_streaming(lambda i: torch.rand(1, 3, 8, 8), 0)

@@ -1,0 +1,47 @@
+"""Toy data with known answers, built from real photos shipped in scikit-image's wheel."""
+
+from __future__ import annotations
+
+import torch
+
+from deepexposure.filters import global_exposure
+from deepexposure.resize import make_thumbnail
+
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
+
+
+def photo(name: str) -> torch.Tensor:
+    """``(1, 3, H, W)`` sRGB photo from ``skimage.data`` (shipped in the wheel, no download)."""
+    import numpy as np
+    import skimage.data
+
+    from deepexposure.io import uint8_to_tensor
+
+    arr = getattr(skimage.data, name)()
+    return uint8_to_tensor(np.ascontiguousarray(arr))
+
+
+def random_crops(seed: int, n_per_photo: int, size: int = 64) -> torch.Tensor:
+    """Square random crops (half to full short side) of each photo, as ``size`` thumbnails."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for name in PHOTOS:
+        img = photo(name)
+        h, w = img.shape[-2:]
+        for _ in range(n_per_photo):
+            s = int(torch.randint(min(h, w) // 2, min(h, w) + 1, (1,), generator=g))
+            y = int(torch.randint(0, h - s + 1, (1,), generator=g))
+            x = int(torch.randint(0, w - s + 1, (1,), generator=g))
+            out.append(make_thumbnail(img[..., y : y + s, x : x + s], size))
+    return torch.cat(out)
+
+
+def toy_exposure_set(ev_offset: float = -1.5, n_per_photo: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unpaired (inputs, targets): targets are well-exposed crops; inputs are *other* crops ``ev_offset`` EV off.
+
+    The right answer for an exposure agent is ``-ev_offset`` everywhere.
+    """
+    targets = random_crops(0, n_per_photo)
+    inputs = random_crops(1, n_per_photo)
+    inputs = global_exposure(inputs, torch.full((inputs.shape[0], 1), ev_offset))
+    return inputs, targets
