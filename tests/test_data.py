@@ -189,3 +189,22 @@ class TestFiveK:
         (tmp_path / "expertC").mkdir()
         with pytest.raises(D.DatasetError, match="no FiveK input folder"):
             D.FiveK(tmp_path)
+
+
+def test_prepare_commands(tmp_path, capsys):
+    import argparse
+
+    from deepexposure.commands import prepare
+
+    parser = argparse.ArgumentParser()
+    prepare.register(parser.add_subparsers())
+    root = tmp_path / "fivek"
+    for n in range(1, 6):
+        _write(root / "input" / f"a{n:04d}.png", 16, 20, seed=n)
+        _write(root / "expertC" / f"a{n:04d}.jpg", 16, 20, seed=50 + n)
+    args = parser.parse_args(["prepare", "fivek", str(root), "--out", str(tmp_path / "out"), "--counts", "2,2,1", "--long-edge", "10", "--quiet"])
+    assert args.func(args) == 0
+    assert len(list((tmp_path / "out" / "train" / "inputs").iterdir())) == 2
+    args = parser.parse_args(["prepare", "cache", str(root / "input"), "--cache", str(tmp_path / "c"), "--sizes", "64", "--quiet"])
+    assert args.func(args) == 0 and len(list((tmp_path / "c").iterdir())) == 5
+    assert "cached 5 of 5" in capsys.readouterr().out

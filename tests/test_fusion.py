@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from deepexposure import fusion
 from deepexposure.color import linear_to_srgb, srgb_to_linear
 from deepexposure.fusion import (
     FusionConfig,
@@ -58,9 +59,17 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
 
 
+@pytest.fixture(params=["matmul", "slicing"])
+def axis_path(request, monkeypatch):
+    """Run a test with both forms of the batched 1-D operators (banded matmul / slicing)."""
+    if request.param == "slicing":
+        monkeypatch.setattr(fusion, "_MATMUL_MAX", 0)
+    return request.param
+
+
 class TestPyramid:
     @pytest.mark.parametrize("hw", [(1, 1), (1, 5), (2, 3), (3, 2), (5, 7), (8, 8), (19, 10), (37, 53)])
-    def test_pyr_down_up_match_opencv(self, hw):
+    def test_pyr_down_up_match_opencv(self, hw, axis_path):
         cv2 = pytest.importorskip("cv2")
         g = torch.Generator().manual_seed(hw[0] * 100 + hw[1])
         x = torch.rand(1, 1, *hw, generator=g)
@@ -73,7 +82,13 @@ class TestPyramid:
         ref_up = cv2.pyrUp(small[0, 0].numpy(), dstsize=(hw[1], hw[0]))
         np.testing.assert_allclose(ours_up, ref_up.reshape(ours_up.shape), atol=1e-6)
 
-    def test_shapes_and_perfect_reconstruction(self):
+    def test_laplacian_matches_opencv(self, axis_path):
+        cv2 = pytest.importorskip("cv2")
+        x = torch.rand(1, 1, 9, 14, generator=torch.Generator().manual_seed(11))
+        ref = cv2.Laplacian(x[0, 0].numpy(), cv2.CV_32F)
+        np.testing.assert_allclose(fusion._laplacian3x3(x)[0, 0].numpy(), ref, atol=1e-6)
+
+    def test_shapes_and_perfect_reconstruction(self, axis_path):
         x = torch.rand(2, 3, 37, 53, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
         g = gaussian_pyramid(x, 5)
         assert [t.shape[-2:] for t in g] == [(37, 53), (19, 27), (10, 14), (5, 7), (3, 4), (2, 2)]
@@ -145,6 +160,12 @@ class TestExposureFusion:
         flat = exposure_fusion(stack, FusionConfig(levels=0))  # no pyramid: per-pixel weighted mean
         torch.testing.assert_close(flat, (mertens_weights(stack) * stack).sum(dim=1))
 
+    def test_matmul_and_slicing_paths_agree(self, monkeypatch):
+        stack = torch.rand(2, 3, 3, 21, 34, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+        ref = exposure_fusion(stack)
+        monkeypatch.setattr(fusion, "_MATMUL_MAX", 0)
+        torch.testing.assert_close(exposure_fusion(stack), ref, atol=1e-12, rtol=0)
+
     def test_batch_elements_are_independent(self):
         stack = torch.rand(3, 4, 3, 16, 16, generator=torch.Generator().manual_seed(5))
         torch.testing.assert_close(exposure_fusion(stack)[1:2], exposure_fusion(stack[1:2]))
@@ -191,7 +212,11 @@ class TestOpenCVAgreement:
 class TestStreaming:
     @pytest.mark.parametrize("hw", [(64, 64), (37, 53), (100, 77), (5, 9), (3, 2), (1, 1)])
     @pytest.mark.parametrize("keep_weights", [True, False])
-    def test_equals_batched(self, hw, keep_weights):
+    @pytest.mark.parametrize("strip_pixels", [1 << 22, 150])
+    def test_equals_batched(self, hw, keep_weights, strip_pixels, monkeypatch):
+        # small strips exercise the strip borders (a few rows each) on these small images
+        monkeypatch.setattr(fusion, "_STRIP_PIXELS", strip_pixels)
+        monkeypatch.setattr(fusion, "_WEIGHT_STRIP_PIXELS", strip_pixels)
         stack = torch.rand(1, 4, 3, *hw, generator=torch.Generator().manual_seed(hw[0] + hw[1]))
         before = stack.clone()
         calls = []

@@ -152,8 +152,8 @@ def evaluate_paired(
         n_ok += 1
         # the same patch positions for every method and the reference: one seed per image
         img_seed = cfg.seed * 1_000_003 + i
-        ref64 = ref.double()
-        stats["reference"].append(collect_statistics([ref64], seed=img_seed, contrast=cfg.contrast))
+        ref_m = ref.float()
+        stats["reference"].append(collect_statistics([ref_m], seed=img_seed, contrast=cfg.contrast))
         on_sheet = i in sheet_idx
         if on_sheet:
             report.sheet_names.append(pair.name)
@@ -172,10 +172,10 @@ def evaluate_paired(
             out = out.detach().float().cpu().clamp(0, 1)
             if cfg.quantize:
                 out = _quantize(out)
-            out64 = out.double()
-            vals = paired_metrics(out64, ref64)
+            out_m = out.float()
+            vals = paired_metrics(out_m, ref_m)
             rows[m].append({"name": pair.name, **{k: float(v[0]) for k, v in vals.items()}, "seconds": seconds})
-            stats[m].append(collect_statistics([out64], seed=img_seed, contrast=cfg.contrast))
+            stats[m].append(collect_statistics([out_m], seed=img_seed, contrast=cfg.contrast))
             if on_sheet:
                 tiles[m].append(_tile(out, cfg.sheet_tile))
     report.n_images = n_ok
@@ -262,14 +262,9 @@ def contact_sheet(tiles: dict[str, list[np.ndarray]], row_names: list[str], tile
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-    """Atomic write (temp file + rename) through :mod:`deepexposure.io` when it offers one."""
-    try:
-        from .io import atomic_write_bytes
-    except ImportError:  # older io: same thing by hand
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
-        return
+    """Atomic write (temp file + rename)."""
+    from .io import atomic_write_bytes
+
     atomic_write_bytes(path, data, overwrite=True)
 
 

@@ -6,7 +6,7 @@ strictly pixel-wise: the output at a pixel depends only on that pixel and the im
 so parameters chosen on a 64x64 thumbnail apply unchanged to the full-resolution photo
 (Hu et al. 2018, section 4.1, "Resolution-independent").
 
-1. DeepExposure (Wang et al., section 4 "The algorithmic pipeline"):
+1. DeepExposure (Yu et al., section 4 "The algorithmic pipeline"):
 
    - :func:`global_exposure` -- the global filter ``S^g = S * 2^e``, applied in linear light and
      clipped at white.
@@ -159,7 +159,7 @@ def _expose_srgb(img_srgb: torch.Tensor, ev: torch.Tensor, clip: bool) -> torch.
 def global_exposure(img_srgb: torch.Tensor, ev: torch.Tensor) -> torch.Tensor:
     """DeepExposure global filter: re-expose the whole image by ``ev`` stops.
 
-    ``S^g = linear_to_srgb(clip(srgb_to_linear(S) * 2^ev, 0, 1))`` (Wang et al., section 4,
+    ``S^g = linear_to_srgb(clip(srgb_to_linear(S) * 2^ev, 0, 1))`` (Yu et al., section 4,
     "The global filter performs S^g_t = S * e_t", with ``e_t`` read as an EV step in linear light).
 
     Gradients: the clip is physical -- a pixel pushed strictly past white has zero gradient
@@ -181,7 +181,7 @@ def global_exposure(img_srgb: torch.Tensor, ev: torch.Tensor) -> torch.Tensor:
 def local_exposure(img_srgb: torch.Tensor, mask: torch.Tensor, ev: torch.Tensor) -> torch.Tensor:
     """DeepExposure local filter: expose inside a segment mask, keep the background.
 
-    ``S^l = S (.) (1 - m) + global_exposure(S, ev) (.) m`` (Wang et al., section 4,
+    ``S^l = S (.) (1 - m) + global_exposure(S, ev) (.) m`` (Yu et al., section 4,
     ``S^l_t = S (.) bg_mask + e_t * seg_t`` with ``bg_mask = 1 - m``). A soft mask blends linearly.
 
     Args:

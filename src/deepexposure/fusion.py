@@ -38,6 +38,7 @@ The fused image is returned **unclipped** (like OpenCV): the Laplacian blend may
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -123,10 +124,50 @@ def _pad_reflect101(x: torch.Tensor, pad: int, dim: int) -> torch.Tensor:
     return torch.cat(parts, dim=dim)
 
 
+#: Along an axis of at most this many samples the batched (differentiable) pyramid and
+#: Laplacian run as a product with a small banded matrix: two matmuls per operation instead
+#: of a dozen slicing ops, which is what the 64 x 64 training stacks need. Longer axes use
+#: the slicing form (the matmul cost grows with the axis length).
+_MATMUL_MAX = 512
+
+_BINOMIAL = (1.0, 4.0, 6.0, 4.0, 1.0)
+
+
+@functools.lru_cache(maxsize=256)
+def _axis_matrix(kind: str, n: int, size: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``(size, n)`` matrix of a 1-D operator on ``n`` samples (reflect-101 folded in).
+
+    ``down``: blur ``[1, 4, 6, 4, 1] / 16``, keep even samples (``size = ceil(n / 2)``).
+    ``up``: zero-insert to ``2n``, blur ``2 * [1, 4, 6, 4, 1] / 16``, crop to ``size``.
+    ``lap``: second difference ``[1, -2, 1]`` (``size = n``).
+    """
+    m = torch.zeros(size, n, dtype=torch.float64)
+    for i in range(size):
+        if kind == "down":
+            for t, k in enumerate(_BINOMIAL):
+                m[i, _reflect101(2 * i + t - 2, n)] += k / 16.0
+        elif kind == "up":
+            for t, k in enumerate(_BINOMIAL):
+                q = _reflect101(i + t - 2, 2 * n)
+                if q % 2 == 0:
+                    m[i, q // 2] += k / 8.0
+        else:
+            for t, k in ((-1, 1.0), (0, -2.0), (1, 1.0)):
+                m[i, _reflect101(i + t, n)] += k
+    return m.to(dtype=dtype, device=device)
+
+
+def _apply_axis(x: torch.Tensor, mat: torch.Tensor, dim: int) -> torch.Tensor:
+    """Apply the ``(size, n)`` matrix along ``dim`` (-2 or -1) of ``x``."""
+    return torch.matmul(mat, x) if dim == -2 else torch.matmul(x, mat.t())
+
+
 def _down1d(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """Blur with ``[1, 4, 6, 4, 1] / 16`` (reflect-101) and keep even samples along ``dim``."""
+    """Blur with ``[1, 4, 6, 4, 1] / 16`` (reflect-101) and keep even samples along ``dim`` (-2 or -1)."""
     n = x.shape[dim]
     m = (n + 1) // 2
+    if n <= _MATMUL_MAX:
+        return _apply_axis(x, _axis_matrix("down", n, m, x.dtype, x.device), dim)
     p = _pad_reflect101(x, 2, dim)
     tap = [p.narrow(dim, t, 2 * m - 1)[_step2(dim, x.dim())] for t in range(5)]
     return (tap[0] + tap[4] + 4.0 * (tap[1] + tap[3]) + 6.0 * tap[2]) * (1.0 / 16.0)
@@ -141,14 +182,16 @@ def _step2(dim: int, ndim: int) -> tuple:
 def _up1d(x: torch.Tensor, dim: int, size: int) -> torch.Tensor:
     """Zero-insert x2, blur with ``2 * [1, 4, 6, 4, 1] / 16`` (reflect-101 on the 2n signal), crop to ``size``.
 
-    In polyphase form with ``s[-1] = s[1]``, ``s[n] = s[n-1]`` (what reflect-101 of the
-    zero-inserted signal amounts to): ``out[2i] = (s[i-1] + 6 s[i] + s[i+1]) / 8``,
-    ``out[2i+1] = (s[i] + s[i+1]) / 2``.
+    In polyphase form with ``s[-1] = s[lo]``, ``s[n] = s[hi]`` (``lo = 1``, ``hi = n - 1`` for
+    ``n >= 2``: what reflect-101 of the zero-inserted signal amounts to):
+    ``out[2i] = (s[i-1] + 6 s[i] + s[i+1]) / 8``, ``out[2i+1] = (s[i] + s[i+1]) / 2``.
     """
-    dim = dim % x.dim()
     n = x.shape[dim]
     if size not in (2 * n, 2 * n - 1):
         raise ValueError(f"pyr_up: target size {size} incompatible with source size {n}")
+    if n <= _MATMUL_MAX:
+        return _apply_axis(x, _axis_matrix("up", n, size, x.dtype, x.device), dim)
+    dim = dim % x.dim()
     lo = _reflect101(-2, 2 * n) // 2
     hi = _reflect101(2 * n, 2 * n) // 2
     a = torch.cat([x.narrow(dim, lo, 1), x, x.narrow(dim, hi, 1)], dim=dim)
@@ -215,8 +258,12 @@ def collapse_laplacian(pyr: list[torch.Tensor]) -> torch.Tensor:
 
 def _laplacian3x3(x: torch.Tensor) -> torch.Tensor:
     """``cv2.Laplacian(x, ksize=1)``: 4-neighbour Laplacian with ``BORDER_REFLECT_101``; ``(N, 1, H, W)``."""
-    p = _pad_reflect101(_pad_reflect101(x, 1, -2), 1, -1)
     h, w = x.shape[-2:]
+    if h <= _MATMUL_MAX and w <= _MATMUL_MAX:
+        return _apply_axis(x, _axis_matrix("lap", h, h, x.dtype, x.device), -2) + _apply_axis(
+            x, _axis_matrix("lap", w, w, x.dtype, x.device), -1
+        )
+    p = _pad_reflect101(_pad_reflect101(x, 1, -2), 1, -1)
     c = p[..., 1 : h + 1, 1 : w + 1]
     return p[..., 0:h, 1 : w + 1] + p[..., 2 : h + 2, 1 : w + 1] + p[..., 1 : h + 1, 0:w] + p[..., 1 : h + 1, 2 : w + 2] - 4.0 * c
 
@@ -325,15 +372,21 @@ def exposure_fusion(stack: torch.Tensor, cfg: FusionConfig = FusionConfig()) -> 
 # Streaming full-resolution path (no autograd).
 #
 # Every full-resolution quantity is produced in horizontal strips of rows into small reused
-# buffers, so that the arithmetic runs on cache-resident data and no full-size temporary is
-# allocated (fresh 100+ MB tensors cost more in page faults than the arithmetic itself).
-# The strip kernels compute the same sums as pyr_down / pyr_up / _raw_weights; pyr_up results
-# are left unscaled (x64) and the consumer folds 1/64 into its ``alpha``.
+# buffers: the arithmetic runs on cache-resident data, no full-size temporary is allocated
+# (fresh 100+ MB tensors cost more in page faults than the arithmetic), and the number of
+# torch calls stays small (each costs microseconds of dispatch and a thread-pool barrier).
+# From level 1 up, an exposure's image and weight share one (4, h, w) buffer so that a single
+# set of calls reduces both. The kernels compute the same sums as pyr_down / pyr_up /
+# _raw_weights; up-sampled strips are left unscaled (x64) and the consumer folds 1/64 into
+# its ``alpha``.
 # --------------------------------------------------------------------------------------------
 
 _UP_SCALE = 1.0 / 64.0
-#: pixels per strip (rows = _STRIP_PIXELS // width, even); a few MB per 3-channel strip.
-_STRIP_PIXELS = 1 << 16
+#: pixels per strip (rows = _STRIP_PIXELS // width, even): 32 MB per channel, three strips of
+#: a 24 MP frame. Smaller strips are kinder to the cache but cost more torch calls; each call
+#: on more than 32k elements is an OpenMP parallel region, and on an oversubscribed machine
+#: (libgomp's default spin-waiting) the number of regions, not the arithmetic, sets the time.
+_STRIP_PIXELS = 1 << 23
 
 
 class _Workspace:
@@ -354,21 +407,27 @@ class _Workspace:
         return buf[:n].view(shape)
 
 
-def _strip_rows(width: int) -> int:
-    return max(2, (_STRIP_PIXELS // max(width, 1)) & ~1)
+#: pixels per strip of the weight computation in pass 1, when no pyramid is held yet and
+#: full-size temporaries do not raise the peak.
+_WEIGHT_STRIP_PIXELS = 1 << 26
+
+
+def _strip_rows(width: int, pixels: int | None = None) -> int:
+    return max(2, ((pixels or _STRIP_PIXELS) // max(width, 1)) & ~1)
+
+
+_ALL = slice(None)
 
 
 def _every2(t: torch.Tensor, dim: int, start: int, count: int) -> torch.Tensor:
-    """``count`` samples of ``t`` along ``dim`` from ``start`` with step 2 (a view)."""
-    if count <= 0:
-        return t.narrow(dim, start, 0)
-    return t.narrow(dim, start, 2 * count - 1).unfold(dim, 1, 2).squeeze(-1)
+    """``count`` samples of ``t`` along ``dim`` (0, 1 or 2) from ``start`` with step 2 (a view)."""
+    return t[(_ALL,) * dim + (slice(start, start + 2 * count - 1 if count > 0 else start, 2),)]
 
 
 def _down_axis_into(src: torch.Tensor, dst: torch.Tensor, dim: int, first: int = 0) -> None:
-    """``dst[j] = sum_t k_t src[2 (first + j) + t - 2]`` with ``k = (1, 4, 6, 4, 1)`` (unscaled), reflect-101.
+    """``dst[j] = sum_t k_t src[2 (first + j) + t - 2]``, ``k = (1, 4, 6, 4, 1)`` (unscaled), reflect-101.
 
-    ``dst`` holds outputs ``first .. first + dst.shape[dim] - 1`` of the full reduction of ``src``.
+    ``dst`` holds outputs ``first .. first + dst.shape[dim] - 1`` of the reduction of ``src``.
     """
     n = src.shape[dim]
     j0, j1 = first, first + dst.shape[dim]
@@ -388,17 +447,16 @@ def _down_axis_into(src: torch.Tensor, dst: torch.Tensor, dim: int, first: int =
             row.add_(src.select(dim, _reflect101(2 * j + t - 2, n)), alpha=k)
 
 
-def _up_axis_into(src: torch.Tensor, dst: torch.Tensor, dim: int, first: int = 0, size: int | None = None) -> None:
-    """Rows ``first ..`` of ``8 * up(src)`` along ``dim`` (unscaled) into ``dst``; ``first`` even.
+def _up_axis_into(src: torch.Tensor, dst: torch.Tensor, dim: int, first: int, size: int) -> None:
+    """Samples ``first ..`` (``first`` even) of ``8 * up(src)`` along ``dim`` (unscaled) into ``dst``.
 
-    ``size`` is the full up-sampled length (``2n`` or ``2n - 1``; default ``dst.shape[dim]``).
+    ``size`` is the full up-sampled length (``2n`` or ``2n - 1``).
     ``up[2i] = s[i-1] + 6 s[i] + s[i+1]``, ``up[2i+1] = 4 s[i] + 4 s[i+1]`` with the
     reflect-101 extension of the zero-inserted signal (``s[-1] = s[lo]``, ``s[n] = s[hi]``).
     """
     n = src.shape[dim]
     count = dst.shape[dim]
-    size = count if size is None else size
-    if size not in (2 * n, 2 * n - 1) or first % 2 or first + count > size:
+    if size not in (2 * n, 2 * n - 1) or first % 2 or first + count > size or n < 2:
         raise ValueError("internal error: bad up-sampling strip")
     lo = _reflect101(-2, 2 * n) // 2
     hi = _reflect101(2 * n, 2 * n) // 2
@@ -428,30 +486,49 @@ def _up_axis_into(src: torch.Tensor, dst: torch.Tensor, dim: int, first: int = 0
         row.add_(src.select(dim, hi), alpha=4.0)
 
 
-def _down_rows(src: torch.Tensor, dst: torch.Tensor, j0: int, j1: int, ws: _Workspace) -> None:
-    """``dst[:, j0:j1] = pyr_down(src)[:, j0:j1]`` for ``(C, H, W)`` planes."""
-    c, h, w = src.shape
+def _down_rows(
+    sources: list[tuple[torch.Tensor, slice]], dst: torch.Tensor, j0: int, j1: int, ws: _Workspace
+) -> None:
+    """``dst[:, j0:j1] = pyr_down(cat(sources))[:, j0:j1]``; ``sources`` are ``(C_s, H, W)`` planes and
+    the channel slices of ``dst`` they go to."""
+    c = dst.shape[0]
+    h, w = sources[0][0].shape[-2:]
     if h < 3 or w < 3:  # tiny top levels: the generic path
-        dst[:, j0:j1] = pyr_down(src.unsqueeze(0))[0, :, j0:j1]
+        for src, ch in sources:
+            dst[ch, j0:j1] = pyr_down(src.unsqueeze(0))[0, :, j0:j1]
         return
-    tmp = ws.get("down_v", (c, j1 - j0, w))
-    _down_axis_into(src, tmp, 1, first=j0)
+    n = j1 - j0
+    tmp = ws.get("down_v", (c, n, w + 4))  # two reflect-101 columns each side
+    for src, ch in sources:
+        _down_axis_into(src, tmp[ch, :, 2 : w + 2], 1, first=j0)
+    for p, q in ((0, _reflect101(-2, w)), (1, _reflect101(-1, w)), (w + 2, _reflect101(w, w)), (w + 3, _reflect101(w + 1, w))):
+        tmp[:, :, p].copy_(tmp[:, :, q + 2])
+    m = dst.shape[-1]
     out = dst[:, j0:j1]
-    _down_axis_into(tmp, out, 2)
+    torch.add(_every2(tmp, 2, 0, m), _every2(tmp, 2, 4, m), out=out)
+    out.add_(_every2(tmp, 2, 1, m), alpha=4.0)
+    out.add_(_every2(tmp, 2, 3, m), alpha=4.0)
+    out.add_(_every2(tmp, 2, 2, m), alpha=6.0)
     out.mul_(1.0 / 256.0)
 
 
 def _up_rows(src: torch.Tensor, r0: int, r1: int, size: tuple[int, int], ws: _Workspace) -> torch.Tensor:
     """Rows ``r0:r1`` (``r0`` even) of ``64 * pyr_up(src, size)`` as a workspace view ``(C, r1 - r0, W)``."""
     c, hs, wsrc = src.shape
+    out = ws.get("up_h", (c, r1 - r0, size[1]))
     if hs < 2 or wsrc < 2:  # tiny top levels: the generic path
-        out = ws.get("up_h", (c, r1 - r0, size[1]))
         torch.mul(pyr_up(src.unsqueeze(0), size)[0, :, r0:r1], 64.0, out=out)
         return out
-    tmp = ws.get("up_v", (c, r1 - r0, wsrc))
-    _up_axis_into(src, tmp, 1, first=r0, size=size[0])
-    out = ws.get("up_h", (c, r1 - r0, size[1]))
-    _up_axis_into(tmp, out, 2)
+    tmp = ws.get("up_v", (c, r1 - r0, wsrc + 2))  # one reflect-101 column each side
+    _up_axis_into(src, tmp[:, :, 1 : wsrc + 1], 1, first=r0, size=size[0])
+    tmp[:, :, 0].copy_(tmp[:, :, 1 + _reflect101(-2, 2 * wsrc) // 2])
+    tmp[:, :, wsrc + 1].copy_(tmp[:, :, 1 + _reflect101(2 * wsrc, 2 * wsrc) // 2])
+    n_even, n_odd = (size[1] + 1) // 2, size[1] // 2
+    even, odd = _every2(out, 2, 0, n_even), _every2(out, 2, 1, n_odd)
+    torch.add(tmp[:, :, 0:n_even], tmp[:, :, 2 : n_even + 2], out=even)
+    even.add_(tmp[:, :, 1 : n_even + 1], alpha=6.0)
+    torch.mul(tmp[:, :, 1 : n_odd + 1], 4.0, out=odd)
+    odd.add_(tmp[:, :, 2 : n_odd + 2], alpha=4.0)
     return out
 
 
@@ -463,9 +540,8 @@ def _raw_weight_rows(img: torch.Tensor, out: torch.Tensor, r0: int, r1: int, cfg
     _, h, w = img.shape
     n = r1 - r0
     strip = img[:, r0:r1]
-    r, g, b = strip[0], strip[1], strip[2]
     if cfg.contrast_weight != 0:
-        # grey of rows r0-1 .. r1 (reflect-101 at the image border) with one padded column each side
+        # grey of rows r0-1 .. r1 (reflect-101 at the image border), one padded column each side
         pad = ws.get("w_pad", (n + 2, w + 2))
         ga, gb = max(r0 - 1, 0), min(r1 + 1, h)
         grey = pad[ga - (r0 - 1) : gb - (r0 - 1), 1 : w + 1]
@@ -473,11 +549,10 @@ def _raw_weight_rows(img: torch.Tensor, out: torch.Tensor, r0: int, r1: int, cfg
         torch.mul(src[0], 0.299, out=grey)
         grey.add_(src[1], alpha=0.587)
         grey.add_(src[2], alpha=0.114)
-        for k in range(n + 2):
+        for k in (0, n + 1):
             p = r0 - 1 + k
             if not ga <= p < gb:
-                q = _reflect101(p, h)
-                pad[k, 1 : w + 1].copy_(pad[q - (r0 - 1), 1 : w + 1])
+                pad[k, 1 : w + 1].copy_(pad[_reflect101(p, h) - (r0 - 1), 1 : w + 1])
         pad[:, 0].copy_(pad[:, 1 + _reflect101(-1, w)])
         pad[:, w + 1].copy_(pad[:, 1 + _reflect101(w, w)])
         torch.add(pad[0:n, 1 : w + 1], pad[2 : n + 2, 1 : w + 1], out=out)
@@ -489,27 +564,28 @@ def _raw_weight_rows(img: torch.Tensor, out: torch.Tensor, r0: int, r1: int, cfg
             out.pow_(cfg.contrast_weight)
     else:
         out.fill_(1.0)
+    zero = img.new_zeros(())
+    t3 = ws.get("w_t3", (3, n, w))
     t1 = ws.get("w_t1", (n, w))
-    t2 = ws.get("w_t2", (n, w))
     if cfg.saturation_weight != 0:
-        torch.sub(r, g, out=t1)
-        t1.mul_(t1)
-        torch.sub(g, b, out=t2)
-        t1.addcmul_(t2, t2)
-        torch.sub(b, r, out=t2)
-        t1.addcmul_(t2, t2)
-        t1.mul_(1.0 / 3.0).sqrt_()
-        if cfg.saturation_weight != 1:
-            t1.pow_(cfg.saturation_weight)
+        # sqrt(((r - g)^2 + (g - b)^2 + (b - r)^2) / 3) ** c2
+        torch.sub(strip[0:2], strip[1:3], out=t3[0:2])
+        torch.sub(strip[2], strip[0], out=t3[2])
+        torch.addcmul(zero, t3[0], t3[0], value=1.0 / 3.0, out=t1)
+        t1.addcmul_(t3[1], t3[1], value=1.0 / 3.0)
+        t1.addcmul_(t3[2], t3[2], value=1.0 / 3.0)
+        if cfg.saturation_weight == 1:
+            t1.sqrt_()
+        else:
+            t1.pow_(0.5 * cfg.saturation_weight)
         out.mul_(t1)
     if cfg.exposedness_weight != 0:
-        torch.sub(r, 0.5, out=t1)
-        t1.mul_(t1)
-        for ch in (g, b):
-            torch.sub(ch, 0.5, out=t2)
-            t1.addcmul_(t2, t2)
-        t1.mul_(-cfg.exposedness_weight / (2.0 * cfg.sigma**2)).exp_()
-        out.mul_(t1)
+        torch.sub(strip, 0.5, out=t3)
+        scale = -cfg.exposedness_weight / (2.0 * cfg.sigma**2)
+        torch.addcmul(zero, t3[0], t3[0], value=scale, out=t1)
+        t1.addcmul_(t3[1], t3[1], value=scale)
+        t1.addcmul_(t3[2], t3[2], value=scale)
+        out.mul_(t1.exp_())
     out.add_(MERTENS_EPS)
 
 
@@ -533,37 +609,46 @@ def _check_image(img: torch.Tensor, i: int, shape: tuple[int, ...] | None) -> to
 def _accumulate_exposure(
     img: torch.Tensor,
     weight: torch.Tensor,
+    wsum: torch.Tensor,
     out: list[torch.Tensor],
     shapes: list[tuple[int, int]],
     ws: _Workspace,
 ) -> None:
-    """``out[l] += G(weight)_l * L(img)_l`` for every level, strip by strip.
+    """``out[l] += G(weight / wsum)_l * L(img)_l`` for every level, strip by strip.
 
-    ``img (3, H, W)``, ``weight (1, H, W)`` normalised. Level ``l + 1`` of both pyramids is
-    produced just ahead of the strip of level ``l`` that needs it, so each strip of level ``l``
-    is read from memory about once.
+    ``img (3, H, W)``; ``weight (1, H, W)`` raw, normalised in place just ahead of its use.
+    Level ``l + 1`` of both pyramids is produced just ahead of the strip of level ``l`` that
+    needs it, so each strip of level ``l`` is read from memory about once.
     """
     levels = len(shapes) - 1
-    cur, cw = img, weight
+    h = shapes[0][0]
+    sources = [(img, slice(0, 3)), (weight, slice(3, 4))]
+    cur_img, cur_w = img, weight
+    normalised = 0
     for lvl in range(levels):
         (hc, wc), (hn, wn) = shapes[lvl], shapes[lvl + 1]
-        tag = "ab"[lvl % 2]
-        nxt = ws.get("img_" + tag, (3, hn, wn))
-        nw = ws.get("w_" + tag, (1, hn, wn))
+        nxt = ws.get("lvl_" + "ab"[lvl % 2], (4, hn, wn))
         rows = _strip_rows(wc)
         done = 0
         for r0 in range(0, hc, rows):
             r1 = min(r0 + rows, hc)
             need = min(hn, (r1 + 1) // 2 + 1)
             if need > done:
-                _down_rows(cur, nxt, done, need, ws)
-                _down_rows(cw, nw, done, need, ws)
+                if lvl == 0:  # the level-0 rows the reduction reads: up to 2 * need
+                    upto = min(h, 2 * need + 1)
+                    if upto > normalised:
+                        weight[:, normalised:upto].div_(wsum[:, normalised:upto])
+                        normalised = upto
+                _down_rows(sources, nxt, done, need, ws)
                 done = need
-            band = _up_rows(nxt, r0, r1, (hc, wc), ws)
-            torch.sub(cur[:, r0:r1], band, alpha=_UP_SCALE, out=band)
-            out[lvl][:, r0:r1].addcmul_(band, cw[:, r0:r1])
-        cur, cw = nxt, nw
-    out[levels].addcmul_(cur, cw)
+            band = _up_rows(nxt[0:3], r0, r1, (hc, wc), ws)
+            torch.sub(cur_img[:, r0:r1], band, alpha=_UP_SCALE, out=band)
+            out[lvl][:, r0:r1].addcmul_(band, cur_w[:, r0:r1])
+        sources = [(nxt, slice(0, 4))]
+        cur_img, cur_w = nxt[0:3], nxt[3:4]
+    if levels == 0:
+        weight.div_(wsum)
+    out[levels].addcmul_(cur_img, cur_w)
 
 
 def exposure_fusion_streaming(
@@ -606,27 +691,27 @@ def exposure_fusion_streaming(
         first = _check_image(make_image(0), 0, None)
         shape = (1, *first.shape)
         _, h, w = first.shape
-        ws = _Workspace(first)
+        ws = _Workspace(first)  # pass 2
         levels = _resolve_levels(h, w, cfg.levels)
         shapes = _level_shapes(h, w, levels)
-        rows = _strip_rows(w)
-
-        # pass 1: raw weights and their sum
-        wsum = torch.empty((1, h, w), dtype=first.dtype, device=first.device)
-        raws: list[torch.Tensor | None] = []
-        for i in range(k):
-            img = first if i == 0 else _check_image(make_image(i), i, shape)
-            raw = torch.empty_like(wsum) if keep_weights and k > 1 else ws.get("raw", (1, h, w))
+        def raw_weight(img: torch.Tensor, raw: torch.Tensor, wsum: torch.Tensor | None, rows: int, ws: _Workspace) -> None:
             for r0 in range(0, h, rows):
                 r1 = min(r0 + rows, h)
                 _raw_weight_rows(img, raw[0, r0:r1], r0, r1, cfg, ws)
-                if i == 0:
-                    wsum[0, r0:r1].copy_(raw[0, r0:r1])
-                else:
-                    wsum[0, r0:r1].add_(raw[0, r0:r1])
+                if wsum is not None:
+                    wsum[:, r0:r1].add_(raw[:, r0:r1])
+
+        # pass 1: raw weights and their sum (own workspace, released before the pyramids exist)
+        ws1 = _Workspace(first)
+        wsum = torch.zeros((1, h, w), dtype=first.dtype, device=first.device)
+        raws: list[torch.Tensor | None] = []
+        for i in range(k):
+            img = first if i == 0 else _check_image(make_image(i), i, shape)
+            raw = torch.empty_like(wsum) if keep_weights else ws1.get("raw", (1, h, w))
+            raw_weight(img, raw, wsum, _strip_rows(w, _WEIGHT_STRIP_PIXELS), ws1)
             raws.append(raw if keep_weights else None)
             del img, raw
-        del first
+        del first, ws1
 
         # pass 2: out_l = sum_i G(W^i / sum W)_l * L(img_i)_l
         out = [torch.zeros((3, hl, wl), dtype=wsum.dtype, device=wsum.device) for hl, wl in shapes]
@@ -636,11 +721,8 @@ def exposure_fusion_streaming(
             raws[i] = None
             if weight is None:
                 weight = ws.get("raw", (1, h, w))
-                for r0 in range(0, h, rows):
-                    r1 = min(r0 + rows, h)
-                    _raw_weight_rows(img, weight[0, r0:r1], r0, r1, cfg, ws)
-            weight.div_(wsum)
-            _accumulate_exposure(img, weight, out, shapes, ws)
+                raw_weight(img, weight, None, _strip_rows(w), ws)
+            _accumulate_exposure(img, weight, wsum, out, shapes, ws)
             del img, weight
         del raws, wsum, ws
 

@@ -19,7 +19,7 @@ Run directory layout::
     RUN/samples/step_000100.png     input | output grids
     RUN/checkpoints/step_000100/    networks (safetensors + config.json), optimisers, RNG, state.json
     RUN/checkpoints/latest          name of the newest complete checkpoint
-    RUN/model/                      the exported inference model (what ``--model RUN`` loads)
+    RUN/model/                      the inference model (what ``--model RUN`` loads), refreshed at every checkpoint
 """
 
 from __future__ import annotations
@@ -343,12 +343,16 @@ class Trainer:
                     self._write_sample()
                 if self.step % self.cfg.ckpt_every == 0 or self.step == self.total:
                     self.save_checkpoint()
+                    self.export_model()
         finally:
             bar.close()
             fh.close()
             if tb is not None:
                 tb.close()
+        return self.export_model()
+
+    def export_model(self) -> Path:
+        """Write the inference model to ``RUN/model/`` (also done at every checkpoint)."""
         model_dir = self.run_dir / "model"
-        if self.step == self.total or stop_after is not None:
-            self.agent.save_model(model_dir, {"name": self.run_dir.name, "trained_steps": self.step, "seed": self.cfg.seed})
+        self.agent.save_model(model_dir, {"name": self.run_dir.name, "trained_steps": self.step, "seed": self.cfg.seed})
         return model_dir

@@ -512,8 +512,8 @@ class WhiteBoxAgent(nn.Module):
             ent = -torch.special.xlogy(r.probs, r.probs).sum(1)
             counts = torch.bincount(r.action, minlength=N_FILTERS).float() / b
         metrics = {
-            "policy_objective": float(q.mean()),
-            "value_loss": float(loss_v),
+            "policy_objective": float(q.detach().mean()),
+            "value_loss": float(loss_v.detach()),
             "reward": float(reward.mean()),
             "d_gain": float((d_next - d_now).mean()),
             "advantage": float(delta.detach().mean()),

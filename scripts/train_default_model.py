@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Train a shipped default model with the project's own commands, and score it on held-out photos.
+
+    python scripts/train_default_model.py --photos /work/photos --work /work/default-model \
+        --algo de2 --steps 1500 [--export src/deepexposure/weights/deepexposure]
+
+Steps (every one is a ``deepexposure`` command, printed before it runs):
+
+1. Split the photo folder by photo (never by crop), deterministically: every 5th photo (sorted by
+   name) is held out for testing; the rest alternate between an *input* half and a *target* half,
+   so inputs and targets are unpaired and disjoint.
+2. ``deepexposure synth`` the input half with several random exposure errors per photo (seed 1):
+   these are the photos the agent learns to fix. The target half is used as it is, plus random
+   crops (written here, seed 2) so the discriminator sees more than one view of each photo.
+3. ``deepexposure train`` on those folders.
+4. ``deepexposure synth`` the held-out photos (seed 123, other errors) and ``deepexposure eval``
+   the model against the baselines on them (PSNR/SSIM against the well-exposed originals).
+5. With ``--export DIR``, copy the trained model there (for shipping in the package).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+def sh(cmd: list[str]) -> float:
+    print("$", " ".join(shlex.quote(c) for c in cmd), flush=True)
+    t0 = time.time()
+    subprocess.run(cmd, check=True)
+    return time.time() - t0
+
+
+def split(photos: list[Path]) -> tuple[list[Path], list[Path], list[Path]]:
+    test, rest = [], []
+    for i, p in enumerate(photos):
+        (test if i % 5 == 0 else rest).append(p)
+    return rest[0::2], rest[1::2], test
+
+
+def write_crops(paths: list[Path], out: Path, per_photo: int, seed: int, size: int = 256) -> None:
+    from deepexposure.io import read_image, write_image
+    from deepexposure.resize import resize_long_edge
+
+    out.mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(seed)
+    for p in paths:
+        img = read_image(p).img_srgb
+        h, w = img.shape[-2:]
+        write_image(out / f"{p.stem}_full.png", resize_long_edge(img, size, upscale=False), overwrite=True)
+        for k in range(per_photo):
+            s = int(torch.randint(int(min(h, w) * 0.5), min(h, w) + 1, (1,), generator=g))
+            y = int(torch.randint(0, h - s + 1, (1,), generator=g))
+            x = int(torch.randint(0, w - s + 1, (1,), generator=g))
+            crop = resize_long_edge(img[..., y : y + s, x : x + s], size, upscale=False)
+            write_image(out / f"{p.stem}_crop{k}.png", crop, overwrite=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--photos", type=Path, default=Path("/work/photos"))
+    ap.add_argument("--work", type=Path, default=Path("/work/default-model"))
+    ap.add_argument("--algo", default="de2", choices=["de1", "de2", "exposure"])
+    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--variants", type=int, default=6, help="synthetic errors per input photo")
+    ap.add_argument("--crops", type=int, default=5, help="random crops per target photo")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--train-args", default="", help="extra options for `deepexposure train`")
+    ap.add_argument("--export", type=Path, default=None, help="copy the model here when done")
+    ap.add_argument("--skip-train", action="store_true", help="reuse an existing run (evaluate/export only)")
+    args = ap.parse_args()
+
+    from deepexposure.io import list_images
+
+    photos = list_images([args.photos], recursive=False)
+    inputs_src, targets_src, test_src = split(photos)
+    w = args.work
+    w.mkdir(parents=True, exist_ok=True)
+    (w / "split.json").write_text(json.dumps({k: [p.name for p in v] for k, v in
+                                              (("inputs", inputs_src), ("targets", targets_src), ("test", test_src))}, indent=2))
+    print(f"{len(photos)} photos: {len(inputs_src)} input, {len(targets_src)} target, {len(test_src)} held out")
+    de = [sys.executable, "-m", "deepexposure"]
+    run = w / f"run-{args.algo}"
+    timings = {}
+    if not args.skip_train:
+        if not (w / "train_inputs" / "synth.json").exists():
+            sh(de + ["synth", *map(str, inputs_src), "--out", str(w / "train_inputs"), "--seed", "1",
+                     "--size", "256", "--variants", str(args.variants), "--quiet"])
+        if not (w / "train_targets").exists():
+            write_crops(targets_src, w / "train_targets", args.crops, seed=2)
+        cmd = de + ["train", "--algo", args.algo, "--inputs", str(w / "train_inputs" / "input"),
+                    "--targets", str(w / "train_targets"), "--out", str(run), "--steps", str(args.steps),
+                    "--threads", str(args.threads), *shlex.split(args.train_args)]
+        if (run / "checkpoints" / "latest").exists():
+            cmd = de + ["train", "--out", str(run), "--resume"]
+        timings["train_s"] = sh(cmd)
+    if not (w / "heldout" / "synth.json").exists():
+        sh(de + ["synth", *map(str, test_src), "--out", str(w / "heldout"), "--seed", "123", "--variants", "2", "--quiet"])
+    method = "exposure" if args.algo == "exposure" else "deepexposure"
+    timings["eval_s"] = sh(de + ["eval", "--paired", str(w / "heldout"), "--methods", f"identity,auto,clahe,fusion,{method}",
+                                 "--model", str(run), "--out", str(w / "eval"), "--name", f"eval-{args.algo}", "--overwrite", "--quiet"])
+    (w / f"timings-{args.algo}.json").write_text(json.dumps(timings, indent=2))
+    print(json.dumps(timings))
+    if args.export:
+        args.export.mkdir(parents=True, exist_ok=True)
+        for f in (run / "model").iterdir():
+            shutil.copy2(f, args.export / f.name)
+        print(f"model copied to {args.export}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

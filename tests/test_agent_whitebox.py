@@ -1,0 +1,297 @@
+"""White-box (Exposure) agent: penalties and the trajectory buffer against plain loops, learning on a toy set,
+resume, and the inference method's recipes."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+
+import pytest
+import torch
+from torch import nn
+
+from deepexposure.agents.whitebox import (
+    N_FILTERS,
+    N_PARAMS,
+    TrajectoryBuffer,
+    WhiteBoxAgent,
+    WhiteBoxConfig,
+    WhiteBoxMethod,
+    WhiteBoxPolicy,
+    apply_chosen_filters,
+    entropy_penalty,
+    policy_step,
+    range_penalty,
+    reuse_penalty,
+    rollout,
+    state_planes,
+)
+from deepexposure.color import rgb_to_hsv
+from deepexposure.filters import FILTER_NAMES, FILTERS, apply_filter, white_balance
+from deepexposure.methods import get_method
+from deepexposure.recipe import Recipe, render
+from deepexposure.train import Trainer, TrainConfig
+
+from .toy import random_crops
+
+WB = FILTER_NAMES.index("white_balance")
+
+
+# -- maths against plain loops ---------------------------------------------------------------
+
+
+def test_entropy_penalty_matches_loop():
+    g = torch.Generator().manual_seed(0)
+    probs = torch.softmax(torch.randn(6, N_FILTERS, generator=g) * 2, dim=1)
+    probs[0] = 1.0 / N_FILTERS  # uniform: no penalty
+    probs[1] = 0.0
+    probs[1, 3] = 1.0  # one-hot: the largest penalty, weight * log 8
+    got = entropy_penalty(probs, 0.05)
+    for b in range(6):
+        s = sum(float(p) * math.log(float(p)) for p in probs[b] if p > 0)
+        assert abs(float(got[b]) - 0.05 * (math.log(N_FILTERS) + s)) < 1e-6
+    assert abs(float(got[0])) < 1e-6 and abs(float(got[1]) - 0.05 * math.log(8)) < 1e-6
+
+
+def test_reuse_penalty_matches_loop():
+    g = torch.Generator().manual_seed(1)
+    used = (torch.rand(10, N_FILTERS, generator=g) > 0.5).float()
+    action = torch.randint(0, N_FILTERS, (10,), generator=g)
+    got = reuse_penalty(used, action, 1.0)
+    for b in range(10):
+        assert float(got[b]) == (1.0 if used[b, int(action[b])] == 1 else 0.0)
+
+
+def test_range_penalty_matches_loop():
+    g = torch.Generator().manual_seed(2)
+    img = torch.rand(3, 3, 4, 5, generator=g) * 1.6 - 0.3
+    got = range_penalty(img)
+    for b in range(3):
+        vals = img[b].flatten().tolist()
+        ref = sum(max(v - 1, 0) ** 2 + max(-v, 0) ** 2 for v in vals) / len(vals)
+        assert abs(float(got[b]) - ref) < 1e-6
+    assert float(range_penalty(img.clamp(0, 1)).abs().max()) == 0.0
+
+
+def test_policy_outputs_and_chosen_filters_match_loop():
+    torch.manual_seed(0)
+    pol = WhiteBoxPolicy.create(base_channels=4, n_edits=5, image_size=16)
+    assert pol.trunk.config.out_features == N_FILTERS + N_PARAMS == 48
+    raw = torch.randn(N_FILTERS, N_PARAMS) * 30  # far into every squash's tails
+    params = pol.filter_params(raw)
+    for spec, p in zip(FILTERS.values(), params):
+        assert p.shape == (N_FILTERS, spec.n_params)
+        assert (p >= torch.tensor(spec.low) - 1e-6).all() and (p <= torch.tensor(spec.high) + 1e-6).all(), spec.name
+    img = torch.rand(N_FILTERS, 3, 16, 16)
+    action = torch.randperm(N_FILTERS)
+    got = apply_chosen_filters(img, action, params)
+    for b in range(N_FILTERS):
+        name = FILTER_NAMES[int(action[b])]
+        ref = apply_filter(name, img[b : b + 1], params[int(action[b])][b : b + 1])
+        assert torch.allclose(got[b : b + 1], ref, atol=1e-6), name
+    # state planes: 8 used flags then steps / n_edits, spatially constant
+    used = torch.zeros(2, N_FILTERS)
+    used[1, 2] = 1
+    planes = state_planes(used, torch.tensor([0, 3]), 5, 4)
+    assert planes.shape == (2, 9, 4, 4) and float(planes[1, 2].min()) == 1 and float(planes[1, 8, 0, 0]) == pytest.approx(0.6)
+    # a step marks the filter used and counts
+    with torch.no_grad():
+        r = policy_step(pol, img[:2], used, torch.tensor([0, 4]), greedy=True)
+    assert r.next_steps.tolist() == [1, 5] and r.done.tolist() == [False, True]
+    for b in range(2):
+        assert float(r.next_used[b, int(r.action[b])]) == 1.0
+    assert float(r.next_img.min()) >= 0 and float(r.next_img.max()) <= 1
+
+
+# -- the trajectory buffer -------------------------------------------------------------------
+
+
+def _fake_step(images, steps, used):
+    """A stand-in for the policy: brighten by 0.01, use filter (step mod 8)."""
+    action = steps % N_FILTERS
+    nxt_used = used.clone()
+    nxt_used[torch.arange(len(steps)), action] = 1.0
+    return images + 0.01, steps + 1, nxt_used
+
+
+def _run_buffer(seed: int, iters: int, n: int, b: int, n_edits: int, inputs: torch.Tensor):
+    g = torch.Generator().manual_seed(seed)
+    buf = TrajectoryBuffer.fill(inputs, n, n_edits, g)
+    log = []
+    for _ in range(iters):
+        fresh = inputs[torch.randint(0, len(inputs), (b,), generator=g)]
+        slots = buf.draw(fresh, g)
+        buf.put(slots, *_fake_step(*buf.get(slots)))
+        log.append((slots.tolist(), buf.sample_finished(b, g)))
+    return buf, log
+
+
+def test_trajectory_buffer_matches_loop():
+    n, b, n_edits, iters = 6, 3, 2, 12
+    inputs = torch.arange(20, dtype=torch.float32).view(20, 1, 1, 1).expand(20, 3, 2, 2).contiguous()
+    buf, log = _run_buffer(5, iters, n, b, n_edits, inputs)
+
+    # plain-loop reference: a list of dicts, the same random draws
+    g = torch.Generator().manual_seed(5)
+    pick = torch.randint(0, len(inputs), (n,), generator=g)
+    ref = [{"img": inputs[int(i)].clone(), "k": 0, "used": [0.0] * N_FILTERS} for i in pick]
+    n_refilled = 0
+    for it in range(iters):
+        fresh = inputs[torch.randint(0, len(inputs), (b,), generator=g)]
+        slots = torch.randperm(n, generator=g)[:b].tolist()
+        assert slots == log[it][0] and len(set(slots)) == b
+        for j, s in enumerate(slots):
+            if ref[s]["k"] == n_edits:  # finished: replaced by a fresh input
+                ref[s] = {"img": fresh[j].clone(), "k": 0, "used": [0.0] * N_FILTERS}
+                n_refilled += 1
+            e = ref[s]
+            e["used"][e["k"] % N_FILTERS] = 1.0
+            e["img"] = e["img"] + 0.01
+            e["k"] += 1
+        finished = [i for i in range(n) if ref[i]["k"] == n_edits]
+        order = torch.randperm(len(finished), generator=g)[:b].tolist()
+        want = torch.stack([ref[finished[o]]["img"] for o in order]) if finished else torch.zeros(0, 3, 2, 2)
+        assert torch.equal(log[it][1], want)
+    assert n_refilled > 0  # the run did exercise refills
+    for i in range(n):
+        assert torch.allclose(buf.images[i], ref[i]["img"])
+        assert int(buf.steps[i]) == ref[i]["k"] and buf.used[i].tolist() == ref[i]["used"]
+    assert int(buf.steps.max()) <= n_edits
+
+    # deterministic under a seed, different under another
+    again, _ = _run_buffer(5, iters, n, b, n_edits, inputs)
+    other, _ = _run_buffer(6, iters, n, b, n_edits, inputs)
+    assert torch.equal(again.images, buf.images) and torch.equal(again.steps, buf.steps)
+    assert not (torch.equal(other.images, buf.images) and torch.equal(other.steps, buf.steps))
+    # state_dict round trip
+    back = TrajectoryBuffer.from_state_dict(buf.state_dict(), n_edits)
+    assert torch.equal(back.images, buf.images) and torch.equal(back.used, buf.used)
+
+
+# -- learning on a toy set whose answer is known -----------------------------------------------
+
+
+class _ColourCritic(nn.Module):
+    """A linear WGAN critic on the per-channel means, ``D = w . (mean_rgb * S)``, starting at ``w = 0``.
+
+    The scale ``S`` (image side) makes a unit input gradient (the gradient penalty's target) an O(1)
+    ``w``. It is trained by the Trainer's own WGAN-GP loss and schedule; the Trainer's convolutional
+    discriminator needs far more than a unit test's CPU budget to pick up a global colour cast.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(3, 1)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, img):
+        return self.linear(img.mean(dim=(2, 3)) * img.shape[-1])
+
+
+def _probe(policy: WhiteBoxPolicy, inputs: torch.Tensor) -> tuple[float, float, float]:
+    """On the greedy trajectories: (mean over photos of the largest pi(white_balance) along the way,
+    share of photos whose trajectory uses white balance, mean log(W_r / W_b) of the first step's
+    white-balance parameters)."""
+    with torch.no_grad():
+        traj = rollout(policy, inputs, greedy=True)
+        pref = torch.stack([s.probs[:, WB] for s in traj.steps], 1).amax(1).mean()
+        uses = torch.stack([s.action for s in traj.steps], 1).eq(WB).any(1).float().mean()
+        wb = traj.steps[0].params[WB]
+    return float(pref), float(uses), float(torch.log(wb[:, 0] / wb[:, 2]).mean())
+
+
+def test_learns_toy_white_balance():
+    """Targets are real photo crops made warmer (red x1.25, blue x0.8); the inputs are other, unedited crops.
+    A short run must make the agent prefer white balance and turn its red/blue ratio up."""
+    torch.set_num_threads(1)
+    seed = int(os.environ.get("WHITEBOX_TOY_SEED", "0"))
+    size = 16  # global colour: a 16x16 thumbnail is enough, and 16x cheaper than 64x64
+    targets = white_balance(random_crops(0, 8, size), torch.tensor([[1.25, 1.0, 0.8]])).clamp(0, 1)
+    inputs = random_crops(1, 8, size)
+    acfg = WhiteBoxConfig(n_edits=2, buffer_size=32, base_channels=8, image_size=size, lr_policy=3e-4, lr_value=1e-3,
+                          lr_policy_final=1.0, lr_value_final=1.0, disc_reward_scale=1.0)
+    tcfg = TrainConfig(steps=120, p_steps=30, d_steps=5, lr_disc=1e-2, lr_disc_final=1.0, batch_size=8,
+                       disc_base_channels=8, image_size=size, seed=seed, sample_every=0, ckpt_every=10**6)
+    torch.manual_seed(seed)
+    tr = Trainer(WhiteBoxAgent(acfg, tcfg.batch_size), tcfg, inputs, targets, "unused")
+    tr.disc = _ColourCritic()
+    tr.opt_disc = torch.optim.Adam(tr.disc.parameters(), lr=tcfg.lr_disc, betas=tcfg.disc_betas)
+    tr.agent.prepare(inputs)
+    pref0, uses0, warm0 = _probe(tr.agent.policy, inputs)
+    while tr.step < tr.total:
+        tr.train_one()
+    pref1, uses1, warm1 = _probe(tr.agent.policy, inputs)
+    assert pref1 > max(0.3, pref0 + 0.2), (pref0, pref1)  # prefers white balance (untrained: ~1/8)
+    assert uses1 >= 0.9, (uses0, uses1)  # and uses it on (nearly) every photo
+    assert warm1 > warm0 + 0.25, (warm0, warm1)  # warmer: W_r / W_b goes up
+
+
+# -- resume and the exported model -------------------------------------------------------------
+
+
+def _tiny_trainer(run, tmp_path, steps=8, p_steps=4, ckpt_every=7):
+    targets = random_crops(0, 2, 16)
+    inputs = random_crops(1, 2, 16)
+    acfg = WhiteBoxConfig(n_edits=2, buffer_size=8, base_channels=4, image_size=16, lr_policy=1e-3, lr_value=1e-3)
+    tcfg = TrainConfig(steps=steps, p_steps=p_steps, d_steps=2, disc_base_channels=4, batch_size=4, image_size=16,
+                       seed=3, sample_every=0, ckpt_every=ckpt_every)
+    torch.manual_seed(123)
+    return Trainer(WhiteBoxAgent(acfg, 4), tcfg, inputs, targets, tmp_path / run)
+
+
+def test_resume_matches_uninterrupted_run(tmp_path):
+    """Stop after 7 of 12 steps, resume in a fresh process state: same weights and buffer as a straight run."""
+    straight = _tiny_trainer("straight", tmp_path)
+    straight.fit()
+    first = _tiny_trainer("resumed", tmp_path)
+    first.fit(stop_after=9)  # checkpoint at step 7; steps 8-9 are lost as in a crash
+    second = _tiny_trainer("resumed", tmp_path)
+    second.fit(resume=True)
+    assert second.step == straight.step == 12
+    for name in ("policy", "value"):
+        a = straight.agent.networks()[name].state_dict()
+        b = second.agent.networks()[name].state_dict()
+        for k in a:
+            assert torch.allclose(a[k], b[k], atol=1e-6), (name, k)
+    for k, v in straight.disc.state_dict().items():
+        assert torch.allclose(v, second.disc.state_dict()[k], atol=1e-6)
+    for k, v in straight.agent.extra_state().items():
+        assert torch.allclose(v, second.agent.extra_state()[k], atol=1e-6), k
+    with (tmp_path / "resumed" / "log.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [int(float(r["step"])) for r in rows] == list(range(12))  # each step exactly once
+    assert rows[-1]["use_white_balance"] != ""  # the agent's own columns are logged
+    # the exported model retouches, found from the run directory
+    method = get_method("exposure", model=str(tmp_path / "resumed"))
+    recipe = method.plan(torch.rand(1, 3, 50, 70))
+    assert len(recipe.ops) == 2 and recipe.method["name"] == "exposure"
+
+
+def test_plan_returns_valid_filter_recipe(tmp_path):
+    torch.manual_seed(0)
+    agent = WhiteBoxAgent(WhiteBoxConfig(n_edits=5, buffer_size=8, base_channels=4), batch_size=4)
+    with torch.no_grad():  # push the parameter head into its tails so clamping to the ranges matters
+        agent.policy.trunk.fc[-1].weight.mul_(200.0)
+    agent.save_model(tmp_path / "m", {"name": "tiny"})
+    method = WhiteBoxMethod(tmp_path / "m")
+    img = random_crops(2, 1, 64)[:1]
+    recipe = method.plan(img)
+    assert len(recipe.ops) == 5
+    for op in recipe.ops:
+        assert op["op"] == "filter" and op["name"] in FILTERS and len(op["params"]) == FILTERS[op["name"]].n_params
+    Recipe.from_json(recipe.to_json()).validate()  # every parameter inside its documented range
+    assert recipe.method == {"name": "exposure", "model": "tiny", "model_path": str(tmp_path / "m")}
+    # the recipe re-renders what the agent did on the thumbnail
+    traj = method.decide(img)
+    assert [FILTER_NAMES[int(s.action[0])] for s in traj.steps] == [op["name"] for op in recipe.ops]
+    out = render(recipe, img)
+    assert torch.allclose(out, traj.final, atol=1e-4)
+    # deterministic
+    assert method.plan(img).ops == recipe.ops
+
+
+def test_method_reports_missing_model(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no white-box model"):
+        WhiteBoxMethod(tmp_path / "nothing")
