@@ -54,8 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from .commands._common import UsageError, error
+
     try:
         return int(args.func(args) or 0)
+    except UsageError as e:
+        error(e)
+        return 2
     except KeyboardInterrupt:
         print("deepexposure: interrupted", file=sys.stderr)
         return 130

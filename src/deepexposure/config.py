@@ -46,14 +46,25 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, title: str
     docs = field_docs(cls)
     taken = {a.dest for a in parser._actions}
     for f in dataclasses.fields(cls):
-        if f.name in skip or f.default is dataclasses.MISSING or f"cfg_{f.name}" in taken:
-            continue  # an option of the same name serves every config that has the field
+        if f.name in skip or f.default is dataclasses.MISSING:
+            continue
+        if f"cfg_{f.name}" in taken:  # one option serves every config that has the field
+            action = next(a for a in parser._actions if a.dest == f"cfg_{f.name}")
+            first = getattr(action, "_cfg_title", "")
+            if first:
+                action.help = f"{first}: {action.help}"
+                action._cfg_title = ""
+            action.help = f"{action.help}; {title}: {docs.get(f.name, '')} (default: {f.default})"
+            continue
         opt = "--" + f.name.replace("_", "-")
         help_ = f"{docs.get(f.name, '')} (default: {f.default})"
         if isinstance(f.default, bool):
-            group.add_argument(opt, dest=f"cfg_{f.name}", action=argparse.BooleanOptionalAction, default=None, help=help_)
+            action = group.add_argument(opt, dest=f"cfg_{f.name}", action=argparse.BooleanOptionalAction, default=None, help=help_)
         elif _scalar_type(f.default):
-            group.add_argument(opt, dest=f"cfg_{f.name}", type=_scalar_type(f.default), default=None, help=help_)
+            action = group.add_argument(opt, dest=f"cfg_{f.name}", type=_scalar_type(f.default), default=None, help=help_)
+        else:
+            continue
+        action._cfg_title = title
 
 
 def dataclass_from_args(cls: type, args: argparse.Namespace, base: dict | None = None):

@@ -32,6 +32,17 @@ reductions by default. Two differences from *calling* OpenCV, both deliberate:
 * ``cv2.COLOR_RGB2GRAY`` is applied to whatever channel order it is given (usually BGR);
   we use the true RGB grey. Saturation and well-exposedness are symmetric in the channels.
 
+Numerics: in float32 the contrast of flat or linear-ramp areas is 1-ulp rounding noise
+(~3e-8, far above ``eps``), so there the blend depends on the order of the float operations;
+two float32 implementations (OpenCV, our batched and our streaming path) differ by up to ~1e-2
+at a few pixels (PSNR 57-140 dB against OpenCV, 80-95 dB between our paths and against float64).
+In float64 our two paths agree to 1e-10. Where every exposure of a pixel is grey (``r = g = b``),
+our saturation is exactly 0 (pairwise form), OpenCV's is rounding noise.
+
+Two implementations share these definitions: :func:`exposure_fusion` (batched, autograd; for
+training stacks, 1-D operators as small banded matmuls) and :func:`exposure_fusion_streaming`
+(one full-resolution image, no autograd, bounded memory, in-place strip processing).
+
 The fused image is returned **unclipped** (like OpenCV): the Laplacian blend may leave
 [0, 1] by a few percent near strong edges. Callers that need an image clip it.
 """
@@ -44,7 +55,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from .color import rgb_to_gray
 
@@ -97,7 +107,7 @@ def default_levels(height: int, width: int) -> int:
 
 
 def _resolve_levels(height: int, width: int, levels: int | None) -> int:
-    """Requested levels, capped so that the coarsest band stays at least 1 pixel (it always does)."""
+    """``levels`` or OpenCV's default; more levels than that just repeat 1-pixel bands."""
     return default_levels(height, width) if levels is None else int(levels)
 
 
@@ -265,7 +275,8 @@ def _laplacian3x3(x: torch.Tensor) -> torch.Tensor:
         )
     p = _pad_reflect101(_pad_reflect101(x, 1, -2), 1, -1)
     c = p[..., 1 : h + 1, 1 : w + 1]
-    return p[..., 0:h, 1 : w + 1] + p[..., 2 : h + 2, 1 : w + 1] + p[..., 1 : h + 1, 0:w] + p[..., 1 : h + 1, 2 : w + 2] - 4.0 * c
+    vertical = p[..., 0:h, 1 : w + 1] + p[..., 2 : h + 2, 1 : w + 1] - 2.0 * c
+    return vertical + (p[..., 1 : h + 1, 0:w] + p[..., 1 : h + 1, 2 : w + 2] - 2.0 * c)
 
 
 def _safe_pow(x: torch.Tensor, e: float) -> torch.Tensor:
@@ -407,13 +418,8 @@ class _Workspace:
         return buf[:n].view(shape)
 
 
-#: pixels per strip of the weight computation in pass 1, when no pyramid is held yet and
-#: full-size temporaries do not raise the peak.
-_WEIGHT_STRIP_PIXELS = 1 << 26
-
-
-def _strip_rows(width: int, pixels: int | None = None) -> int:
-    return max(2, ((pixels or _STRIP_PIXELS) // max(width, 1)) & ~1)
+def _strip_rows(width: int) -> int:
+    return max(2, (_STRIP_PIXELS // max(width, 1)) & ~1)
 
 
 _ALL = slice(None)
@@ -555,10 +561,15 @@ def _raw_weight_rows(img: torch.Tensor, out: torch.Tensor, r0: int, r1: int, cfg
                 pad[k, 1 : w + 1].copy_(pad[_reflect101(p, h) - (r0 - 1), 1 : w + 1])
         pad[:, 0].copy_(pad[:, 1 + _reflect101(-1, w)])
         pad[:, w + 1].copy_(pad[:, 1 + _reflect101(w, w)])
+        # (up + down - 2 c) + (left + right - 2 c), in this order: exactly 0 on flat areas
+        # (clipped highlights), as the batched path; "+ 4 neighbours - 4 c" leaves rounding
+        # noise there, which then decides the otherwise all-eps weights.
+        centre = pad[1 : n + 1, 1 : w + 1]
         torch.add(pad[0:n, 1 : w + 1], pad[2 : n + 2, 1 : w + 1], out=out)
+        out.add_(centre, alpha=-2.0)
         out.add_(pad[1 : n + 1, 0:w])
         out.add_(pad[1 : n + 1, 2 : w + 2])
-        out.add_(pad[1 : n + 1, 1 : w + 1], alpha=-4.0)
+        out.add_(centre, alpha=-2.0)
         out.abs_()
         if cfg.contrast_weight != 1:
             out.pow_(cfg.contrast_weight)
@@ -589,6 +600,19 @@ def _raw_weight_rows(img: torch.Tensor, out: torch.Tensor, r0: int, r1: int, cfg
     out.add_(MERTENS_EPS)
 
 
+def _raw_weight_plane(
+    img: torch.Tensor, out: torch.Tensor, cfg: FusionConfig, ws: _Workspace, wsum: torch.Tensor | None = None
+) -> None:
+    """``out (1, H, W)`` = raw weight of ``img (3, H, W)``, strip by strip; also ``wsum += out`` if given."""
+    h, w = img.shape[-2:]
+    rows = _strip_rows(w)
+    for r0 in range(0, h, rows):
+        r1 = min(r0 + rows, h)
+        _raw_weight_rows(img, out[0, r0:r1], r0, r1, cfg, ws)
+        if wsum is not None:
+            wsum[:, r0:r1].add_(out[:, r0:r1])
+
+
 def _level_shapes(h: int, w: int, levels: int) -> list[tuple[int, int]]:
     shapes = [(h, w)]
     for _ in range(levels):
@@ -606,49 +630,59 @@ def _check_image(img: torch.Tensor, i: int, shape: tuple[int, ...] | None) -> to
     return img[0]
 
 
-def _accumulate_exposure(
+def _accumulate_levels(
     img: torch.Tensor,
     weight: torch.Tensor,
-    wsum: torch.Tensor,
     out: list[torch.Tensor],
     shapes: list[tuple[int, int]],
+    first: int,
+    last: int,
     ws: _Workspace,
-) -> None:
-    """``out[l] += G(weight / wsum)_l * L(img)_l`` for every level, strip by strip.
+    wsum: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``out[l] += sum_g G(w_g)_l * L(img_g)_l`` for levels ``first <= l < last``, strip by strip.
 
-    ``img (3, H, W)``; ``weight (1, H, W)`` raw, normalised in place just ahead of its use.
-    Level ``l + 1`` of both pyramids is produced just ahead of the strip of level ``l`` that
-    needs it, so each strip of level ``l`` is read from memory about once.
+    ``img (3G, h, w)`` holds ``G`` images and ``weight (G, h, w)`` their weights, both at level
+    ``first``; with ``wsum`` the weights are raw and normalised in place just ahead of their
+    use. Level ``l + 1`` of both pyramids is produced just ahead of the strip of level ``l``
+    that needs it, so each strip is read from memory about once. Returns the level-``last``
+    Gaussian images and weights (workspace views).
     """
-    levels = len(shapes) - 1
-    h = shapes[0][0]
-    sources = [(img, slice(0, 3)), (weight, slice(3, 4))]
+    g = weight.shape[0]
+    sources = [(img, slice(0, 3 * g)), (weight, slice(3 * g, 4 * g))]
     cur_img, cur_w = img, weight
     normalised = 0
-    for lvl in range(levels):
+    for lvl in range(first, last):
         (hc, wc), (hn, wn) = shapes[lvl], shapes[lvl + 1]
-        nxt = ws.get("lvl_" + "ab"[lvl % 2], (4, hn, wn))
-        rows = _strip_rows(wc)
+        nxt = ws.get("lvl_" + "ab"[lvl % 2], (4 * g, hn, wn))
+        rows = _strip_rows(wc * g)
         done = 0
         for r0 in range(0, hc, rows):
             r1 = min(r0 + rows, hc)
             need = min(hn, (r1 + 1) // 2 + 1)
             if need > done:
-                if lvl == 0:  # the level-0 rows the reduction reads: up to 2 * need
-                    upto = min(h, 2 * need + 1)
+                if wsum is not None and lvl == first:  # the rows the reduction reads: up to 2 * need
+                    upto = min(hc, 2 * need + 1)
                     if upto > normalised:
                         weight[:, normalised:upto].div_(wsum[:, normalised:upto])
                         normalised = upto
                 _down_rows(sources, nxt, done, need, ws)
                 done = need
-            band = _up_rows(nxt[0:3], r0, r1, (hc, wc), ws)
+            band = _up_rows(nxt[0 : 3 * g], r0, r1, (hc, wc), ws)
             torch.sub(cur_img[:, r0:r1], band, alpha=_UP_SCALE, out=band)
-            out[lvl][:, r0:r1].addcmul_(band, cur_w[:, r0:r1])
-        sources = [(nxt, slice(0, 4))]
-        cur_img, cur_w = nxt[0:3], nxt[3:4]
-    if levels == 0:
+            for j in range(g):
+                out[lvl][:, r0:r1].addcmul_(band[3 * j : 3 * j + 3], cur_w[j : j + 1, r0:r1])
+        sources = [(nxt, slice(0, 4 * g))]
+        cur_img, cur_w = nxt[0 : 3 * g], nxt[3 * g : 4 * g]
+    if wsum is not None and first == last:
         weight.div_(wsum)
-    out[levels].addcmul_(cur_img, cur_w)
+    return cur_img, cur_w
+
+
+#: Pyramid levels of at most this many pixels are not streamed per exposure: the K exposures'
+#: Gaussian images and weights at the first such level are kept (at most K x 4 x this many
+#: floats) and the coarse levels are processed for all K at once, with K times fewer calls.
+_COARSE_PIXELS = 1 << 19
 
 
 def exposure_fusion_streaming(
@@ -660,19 +694,24 @@ def exposure_fusion_streaming(
 ) -> torch.Tensor:
     """Memory-frugal full-resolution Mertens fusion (Eqs. 30-31); the result of :func:`exposure_fusion`.
 
-    Holds one exposure and one image pyramid at a time, never all ``k``:
+    Computes the same function as :func:`exposure_fusion` (float64: equal to 1e-10; float32: see
+    the module notes on rounding). Holds one exposure and one image pyramid at a time, never all
+    ``k``:
 
     1. pass 1: for each ``i`` build ``make_image(i)``, compute its raw weight ``W^i`` and add it to
        the weight sum;
     2. pass 2: for each ``i`` rebuild ``make_image(i)``, normalise ``W^i`` and walk both pyramids
-       level by level, ``out_l += G(W^i)_l * (G_l - up(G_{l+1}))``, in strips of rows;
-    3. collapse the accumulated Laplacian pyramid in place.
+       level by level, ``out_l += G(W^i)_l * (G_l - up(G_{l+1}))``, in strips of rows, down
+       to the first level of at most ``2^19`` pixels, whose Gaussian image and weight are kept;
+    3. do the remaining coarse levels for all ``k`` exposures at once;
+    4. collapse the accumulated Laplacian pyramid in place.
 
     Memory beyond the caller's images: the output pyramid (4/3 of an image), the weight sum, one
-    exposure's weight and its coarser levels, strip buffers of a few MB, and, with
-    ``keep_weights=True``, the ``k`` raw weight planes (``k`` x ``H x W`` floats) so that pass 2
-    does not recompute them. Runs under ``torch.no_grad()`` in the images' dtype (float32
-    expected); threading is the caller's business (``torch.set_num_threads``).
+    exposure's weight and its coarser levels, strip buffers (at most ~2^23 pixels), the coarse
+    Gaussians (``k x 4 x 2^19`` floats at most) and, with ``keep_weights=True``, the ``k`` raw
+    weight planes (``k x H x W`` floats) so that pass 2 does not recompute them. Runs under
+    ``torch.no_grad()`` in the images' dtype (float32 expected); threading is the caller's
+    business (``torch.set_num_threads``).
 
     Args:
         make_image: ``i -> (1, 3, H, W)`` exposure ``i`` in [0, 1], ``0 <= i < k``. Called twice per
@@ -691,40 +730,48 @@ def exposure_fusion_streaming(
         first = _check_image(make_image(0), 0, None)
         shape = (1, *first.shape)
         _, h, w = first.shape
-        ws = _Workspace(first)  # pass 2
+        dtype, device = first.dtype, first.device
         levels = _resolve_levels(h, w, cfg.levels)
         shapes = _level_shapes(h, w, levels)
-        def raw_weight(img: torch.Tensor, raw: torch.Tensor, wsum: torch.Tensor | None, rows: int, ws: _Workspace) -> None:
-            for r0 in range(0, h, rows):
-                r1 = min(r0 + rows, h)
-                _raw_weight_rows(img, raw[0, r0:r1], r0, r1, cfg, ws)
-                if wsum is not None:
-                    wsum[:, r0:r1].add_(raw[:, r0:r1])
+        coarse = next((i for i, (hl, wl) in enumerate(shapes) if hl * wl <= _COARSE_PIXELS), levels)
 
         # pass 1: raw weights and their sum (own workspace, released before the pyramids exist)
         ws1 = _Workspace(first)
-        wsum = torch.zeros((1, h, w), dtype=first.dtype, device=first.device)
+        wsum = torch.zeros((1, h, w), dtype=dtype, device=device)
         raws: list[torch.Tensor | None] = []
         for i in range(k):
             img = first if i == 0 else _check_image(make_image(i), i, shape)
+            first = None  # hold one exposure at a time
             raw = torch.empty_like(wsum) if keep_weights else ws1.get("raw", (1, h, w))
-            raw_weight(img, raw, wsum, _strip_rows(w, _WEIGHT_STRIP_PIXELS), ws1)
+            _raw_weight_plane(img, raw, cfg, ws1, wsum)
             raws.append(raw if keep_weights else None)
             del img, raw
-        del first, ws1
+        del ws1
 
-        # pass 2: out_l = sum_i G(W^i / sum W)_l * L(img_i)_l
-        out = [torch.zeros((3, hl, wl), dtype=wsum.dtype, device=wsum.device) for hl, wl in shapes]
+        # pass 2: out_l = sum_i G(W^i / sum W)_l * L(img_i)_l for the fine levels l < coarse
+        ws = _Workspace(wsum)
+        out = [torch.zeros((3, hl, wl), dtype=dtype, device=device) for hl, wl in shapes]
+        hc, wc = shapes[coarse]
+        coarse_img = torch.empty((3 * k, hc, wc), dtype=dtype, device=device)
+        coarse_w = torch.empty((k, hc, wc), dtype=dtype, device=device)
         for i in range(k):
             img = _check_image(make_image(i), i, shape)
             weight = raws[i]
             raws[i] = None
             if weight is None:
                 weight = ws.get("raw", (1, h, w))
-                raw_weight(img, weight, None, _strip_rows(w), ws)
-            _accumulate_exposure(img, weight, wsum, out, shapes, ws)
-            del img, weight
-        del raws, wsum, ws
+                _raw_weight_plane(img, weight, cfg, ws)
+            g_img, g_w = _accumulate_levels(img, weight, out, shapes, 0, coarse, ws, wsum)
+            coarse_img[3 * i : 3 * i + 3].copy_(g_img)
+            coarse_w[i : i + 1].copy_(g_w)
+            del img, weight, g_img, g_w
+        del raws, wsum
+
+        # the coarse levels, all exposures at once
+        top_img, top_w = _accumulate_levels(coarse_img, coarse_w, out, shapes, coarse, levels, ws)
+        for j in range(k):
+            out[levels].addcmul_(top_img[3 * j : 3 * j + 3], top_w[j : j + 1])
+        del ws, coarse_img, coarse_w, top_img, top_w
 
         # collapse in place: out_{l-1} += up(out_l)
         ws = _Workspace(out[0])

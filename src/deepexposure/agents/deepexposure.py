@@ -282,6 +282,11 @@ class DeepExposureAgent(nn.Module):
         r = rollout(self.policy, inputs[idx], self.masks[idx], self.cfg.fusion, self._noise(len(idx), generator))
         return r.fused
 
+    @torch.no_grad()
+    def generate_eval(self, idx: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        """Deterministic outputs (no exploration noise, OU state untouched), for sample grids: ``(B, 3, h, w)``."""
+        return rollout(self.policy, inputs[idx], self.masks[idx], self.cfg.fusion).fused
+
     def reward(self, disc: nn.Module, r: Rollout) -> torch.Tensor:
         """``R = D(S^f) + w_l D(S^l_T)``, ``(B,)``."""
         out = disc(r.fused).squeeze(1)

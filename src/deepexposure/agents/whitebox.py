@@ -55,6 +55,7 @@ __all__ = [
     "WhiteBoxPolicy",
     "TrajectoryBuffer",
     "StepResult",
+    "Trajectory",
     "N_FILTERS",
     "N_PARAMS",
     "state_planes",
@@ -473,33 +474,37 @@ class WhiteBoxAgent(nn.Module):
 
         for p in disc.parameters():
             p.requires_grad_(False)
-        for p in self.value.parameters():
-            p.requires_grad_(False)
-        r = policy_step(self.policy, img, used, steps, generator=generator, exploration=cfg.exploration)
-        with torch.no_grad():
-            d_now = disc(img).squeeze(1)
-        d_next = disc(r.next_img).squeeze(1)
-        pen_range = range_penalty(r.raw_out)
-        pen_ent = entropy_penalty(r.probs, cfg.entropy_penalty)
-        pen_reuse = reuse_penalty(used, r.action, cfg.reuse_penalty).to(img)
-        reward = cfg.disc_reward_scale * (d_next - d_now) - cfg.range_penalty * pen_range - pen_ent - pen_reuse
-        v_next = self.value(_net_input(r.next_img, r.next_used, r.next_steps, cfg.n_edits)).squeeze(1)
-        q = reward + cfg.gamma * v_next * (~r.done).to(v_next)
-        for p in self.value.parameters():
-            p.requires_grad_(True)
-        v_now = self.value(_net_input(img, used, steps, cfg.n_edits)).squeeze(1)
-        delta = q.detach() - v_now
-        log_pi = torch.log(r.probs.gather(1, r.action[:, None]).squeeze(1))
-        loss_pi = -q.mean() - (log_pi * delta.detach()).mean()
-        self.opt_policy.zero_grad(set_to_none=True)
-        loss_pi.backward(inputs=list(self.policy.parameters()))
-        self.opt_policy.step()
-        loss_v = 0.5 * (delta**2).mean()
-        self.opt_value.zero_grad(set_to_none=True)
-        loss_v.backward(inputs=list(self.value.parameters()))
-        self.opt_value.step()
-        for p in disc.parameters():
-            p.requires_grad_(True)
+        try:
+            for p in self.value.parameters():
+                p.requires_grad_(False)
+            r = policy_step(self.policy, img, used, steps, generator=generator, exploration=cfg.exploration)
+            with torch.no_grad():
+                d_now = disc(img).squeeze(1)
+            d_next = disc(r.next_img).squeeze(1)
+            pen_range = range_penalty(r.raw_out)
+            pen_ent = entropy_penalty(r.probs, cfg.entropy_penalty)
+            pen_reuse = reuse_penalty(used, r.action, cfg.reuse_penalty).to(img)
+            reward = cfg.disc_reward_scale * (d_next - d_now) - cfg.range_penalty * pen_range - pen_ent - pen_reuse
+            v_next = self.value(_net_input(r.next_img, r.next_used, r.next_steps, cfg.n_edits)).squeeze(1)
+            q = reward + cfg.gamma * v_next * (~r.done).to(v_next)
+            for p in self.value.parameters():
+                p.requires_grad_(True)
+            v_now = self.value(_net_input(img, used, steps, cfg.n_edits)).squeeze(1)
+            delta = q.detach() - v_now
+            log_pi = torch.log(r.probs.gather(1, r.action[:, None]).squeeze(1))
+            loss_pi = -q.mean() - (log_pi * delta.detach()).mean()
+            self.opt_policy.zero_grad(set_to_none=True)
+            loss_pi.backward(inputs=list(self.policy.parameters()))
+            self.opt_policy.step()
+            loss_v = 0.5 * (delta**2).mean()
+            self.opt_value.zero_grad(set_to_none=True)
+            loss_v.backward(inputs=list(self.value.parameters()))
+            self.opt_value.step()
+        finally:
+            for p in disc.parameters():
+                p.requires_grad_(True)
+            for p in self.value.parameters():
+                p.requires_grad_(True)
 
         buf.put(slots, r.next_img, r.next_steps, r.next_used)
         b = idx.shape[0]
@@ -511,17 +516,17 @@ class WhiteBoxAgent(nn.Module):
         with torch.no_grad():
             ent = -torch.special.xlogy(r.probs, r.probs).sum(1)
             counts = torch.bincount(r.action, minlength=N_FILTERS).float() / b
-        metrics = {
-            "policy_objective": float(q.detach().mean()),
-            "value_loss": float(loss_v.detach()),
-            "reward": float(reward.mean()),
-            "d_gain": float((d_next - d_now).mean()),
-            "advantage": float(delta.detach().mean()),
-            "entropy": float(ent.mean()),
-            "reuse_rate": float((pen_reuse > 0).float().mean()),
-            "range_penalty": float(pen_range.mean()),
-            "finished": int(buf.finished().sum()),
-        }
+            metrics = {
+                "policy_objective": float(q.mean()),
+                "value_loss": float(loss_v),
+                "reward": float(reward.mean()),
+                "d_gain": float((d_next - d_now).mean()),
+                "advantage": float(delta.mean()),
+                "entropy": float(ent.mean()),
+                "reuse_rate": float((pen_reuse > 0).float().mean()),
+                "range_penalty": float(pen_range.mean()),
+                "finished": int(buf.finished().sum()),
+            }
         metrics.update({f"use_{n}": float(c) for n, c in zip(FILTER_NAMES, counts)})
         return metrics, fakes.detach()
 

@@ -22,8 +22,19 @@ def add_method_options(p: argparse.ArgumentParser, default: str = "deepexposure"
     g.add_argument("--segments", type=int, default=None, metavar="T", help="number of segments for learned methods (default: the model's)")
 
 
+class UsageError(ValueError):
+    """A bad option value; :func:`deepexposure.cli.main` prints it as one line and exits with 2."""
+
+
 def method_from_args(args: argparse.Namespace):
-    """Build the :class:`~deepexposure.methods.Method` the options ask for."""
+    """Build the :class:`~deepexposure.methods.Method` the options ask for (:class:`UsageError` if it cannot)."""
+    try:
+        return _method_from_args(args)
+    except (ValueError, FileNotFoundError) as e:
+        raise UsageError(str(e)) from None
+
+
+def _method_from_args(args: argparse.Namespace):
     from ..methods import get_method
 
     name = "exposures" if args.exposures is not None else args.method
@@ -43,3 +54,8 @@ def method_from_args(args: argparse.Namespace):
 def error(msg: str) -> None:
     """Print one line to stderr, prefixed ``error:``; never a traceback."""
     print(f"error: {' '.join(str(msg).split())}", file=sys.stderr)
+
+
+def warn(msg: str) -> None:
+    """Print one line to stderr, prefixed ``warning:``."""
+    print(f"warning: {' '.join(str(msg).split())}", file=sys.stderr)

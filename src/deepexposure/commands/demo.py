@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._common import add_method_options, error, method_from_args
+from ._common import add_method_options, method_from_args
 from .retouch import retouch_many
 
 
@@ -18,11 +18,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..samples import sample_paths
 
-    try:
-        method = method_from_args(args)
-    except (ValueError, FileNotFoundError) as e:
-        error(e)
-        return 2
+    method = method_from_args(args)
     files = sample_paths()
     ok, failed = retouch_many(method, files, args.out_dir, args, protect=files)
     print(f"{ok} sample photos retouched into {args.out_dir}/ (open the *.explain.jpg files to see what was done)")

@@ -28,7 +28,9 @@ def register(sub) -> None:
     p.add_argument("--long-edge", type=int, default=d.long_edge, help=f"evaluation resolution: long edge in px, 0 = full size (default {d.long_edge}, as in the papers)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the histogram-intersection patches (default 0)")
     p.add_argument("--contrast", choices=["variance", "std"], default=d.contrast, help="histogram-intersection contrast: 2x variance (paper text, default) or 2x std (authors' script)")
-    p.add_argument("--model", default=None, help="model for the learned methods (deepexposure, exposure)")
+    p.add_argument("--model", action="append", default=[], metavar="[METHOD=]PATH",
+                   help="model for the learned methods: PATH for all, or METHOD=PATH per method (repeatable), "
+                        "e.g. --model deepexposure=runs/de2 --model exposure=runs/wb")
     p.add_argument("--ev", type=float_list, default=None, metavar="E1,E2,..", help="exposure bracket of the fusion baseline (default -1,0,1,2)")
     p.add_argument("--device", default=d.device, help="device the methods run on (default cpu)")
     p.add_argument("--name", default="eval", help="file name stem of the outputs: NAME.md, NAME.json, NAME_sheet.png (default eval)")
@@ -40,11 +42,19 @@ def register(sub) -> None:
 def _build_methods(names: list[str], args) -> tuple[dict, dict[str, str]]:
     from ..methods import get_method
 
+    models: dict[str, str] = {}
+    for entry in args.model:
+        method, sep, path = entry.partition("=")
+        if sep and method in ("deepexposure", "exposure"):
+            models[method] = path
+        else:
+            models.setdefault("deepexposure", entry)
+            models.setdefault("exposure", entry)
     methods, failed = {}, {}
     for name in names:
         opts: dict = {}
-        if name in ("deepexposure", "exposure") and args.model:
-            opts["model"] = args.model
+        if name in models:
+            opts["model"] = models[name]
         if name == "fusion" and args.ev is not None:
             opts["ev"] = args.ev
         try:

@@ -58,11 +58,7 @@ def retouch_many(method, files: list[Path], out_dir: Path, args, protect: list[P
 def run(args) -> int:
     from ..io import ImageReadError, list_images
 
-    try:
-        method = method_from_args(args)
-    except (ValueError, FileNotFoundError) as e:
-        error(e)
-        return 2
+    method = method_from_args(args)
     files: list[Path] = []
     missing = 0
     for p in args.inputs:

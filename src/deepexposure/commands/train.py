@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..config import add_dataclass_options, dataclass_from_args
 from ..train import TrainConfig
-from ._common import error
+from ._common import error, warn
 
 ALGOS = ("de1", "de2", "exposure")
 
@@ -50,24 +50,41 @@ def register(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     p.add_argument("--cache-dir", type=Path, default=None, help="prepared-thumbnail cache (default: RUN/cache)")
     p.add_argument("--min-images", type=int, default=2, help="refuse to train with fewer readable photos per folder")
+    p.add_argument("--allow-grayscale", action="store_true", help="keep grayscale photos (skipped by default: they would teach desaturation)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_dataclass_options(p, TrainConfig, "training loop")
-    add_dataclass_options(p, DeepExposureConfig, "DeepExposure agent (de1/de2)", skip=("algo", "image_size"))
+    add_dataclass_options(p, DeepExposureConfig, "DeepExposure agent (--algo de1/de2)", skip=("algo", "image_size"))
     try:
         from ..agents.whitebox import WhiteBoxConfig
     except ImportError:
         pass
     else:
-        add_dataclass_options(p, WhiteBoxConfig, "white-box agent (exposure); shared names above apply too", skip=("image_size",))
+        add_dataclass_options(p, WhiteBoxConfig, "white-box agent (--algo exposure)", skip=("image_size",))
     p.set_defaults(func=run)
 
 
-def _load_data(inputs: Path, targets: Path, size: int, cache_dir: Path, min_images: int):
-    from ..data import UnpairedFolders
+def _is_gray(thumbs):
+    """``(N,3,h,w) -> (N,)`` bool: all three channels (nearly) equal."""
+    return (thumbs.amax(1) - thumbs.amin(1)).flatten(1).amax(1) < 2.0 / 255
+
+
+def _load_data(inputs: Path, targets: Path, size: int, cache_dir: Path, min_images: int, allow_gray: bool):
+    """Load both folders as thumbnails; report unreadable files, skip grayscale ones, refuse too few."""
+    from ..data import DatasetError, UnpairedFolders
 
     data = UnpairedFolders(inputs, targets, size=size, cache_dir=cache_dir, min_images=min_images)
     for path, reason in data.skipped:
-        error(f"{path}: skipped ({reason})")
+        warn(f"{path}: skipped ({reason})")
+    if not allow_gray:
+        for what in ("inputs", "targets"):
+            imgs, paths = getattr(data, what), getattr(data, what[:-1] + "_paths")
+            gray = _is_gray(imgs)
+            for p in [p for p, g in zip(paths, gray.tolist()) if g]:
+                warn(f"{p}: skipped (grayscale photo; use --allow-grayscale to keep it)")
+            keep = ~gray
+            if int(keep.sum()) < min_images:
+                raise DatasetError(f"{inputs if what == 'inputs' else targets}: only {int(keep.sum())} colour photos, need at least {min_images}")
+            setattr(data, what, imgs[keep])
     return data
 
 
@@ -100,7 +117,7 @@ def run(args) -> int:
             error(f"{d}: {label} must be a folder of photos")
             return 2
     try:
-        data = _load_data(inputs, targets, train_cfg.image_size, args.cache_dir or run_dir / "cache", args.min_images)
+        data = _load_data(inputs, targets, train_cfg.image_size, args.cache_dir or run_dir / "cache", args.min_images, args.allow_grayscale)
     except ValueError as e:
         error(e)
         return 2
