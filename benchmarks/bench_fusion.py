@@ -26,6 +26,8 @@ Methods (the output of each is compared with OpenCV's by PSNR on [0, 1], clipped
   spin, which on an oversubscribed machine (other jobs on the same cores) wastes up to a
   scheduler slice per region. OpenCV's pthreads pool sleeps instead. This row shows what the
   environment, not the algorithm, costs; it is the caller's setting, not the library's.
+* ``opencv_1thread``, ``ours_1thread``: both with one thread (``cv2.setNumThreads(1)``,
+  ``torch.set_num_threads(1)``): the cost of the work itself, least disturbed by other jobs.
 * ``ours_onthefly``: ``exposure_fusion_streaming(make_image, K)`` where ``make_image(i)`` re-exposes
   the original (held as the baseline) with ``global_exposure`` in row blocks, so the K exposures
   never exist at once; its time includes the 2K re-exposures.
@@ -51,9 +53,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-METHODS = ("opencv", "ours", "ours_passive", "ours_onthefly")
+METHODS = ("opencv", "ours", "ours_passive", "ours_onthefly", "opencv_1thread", "ours_1thread")
 #: extra environment of a method's worker process
 METHOD_ENV = {"ours_passive": {"OMP_WAIT_POLICY": "PASSIVE"}}
+#: methods measured with one thread in torch and OpenCV (the work itself, without threading effects)
+METHOD_THREADS = {"opencv_1thread": 1, "ours_1thread": 1}
 EXPOSE_BLOCK_ROWS = 512
 
 
@@ -106,15 +110,17 @@ def _worker(method: str, mp: float, k: int, threads: int | None, save: str | Non
         return out
 
     with torch.no_grad():
-        if method == "opencv":
-            inputs = [np.ascontiguousarray(expose(i)[0].permute(1, 2, 0).numpy() * 255.0, dtype=np.float32) for i in range(k)]
+        if method in ("opencv", "opencv_1thread"):
+            inputs = [
+                np.ascontiguousarray(expose(i)[0].permute(1, 2, 0).numpy() * 255.0, dtype=np.float32) for i in range(k)
+            ]
             merge = cv2.createMergeMertens(1.0, 1.0, 1.0)
             del img_srgb
 
             def run():
                 return merge.process(inputs)
 
-        elif method in ("ours", "ours_passive"):
+        elif method in ("ours", "ours_passive", "ours_1thread"):
             stack = [expose(i) for i in range(k)]
             del img_srgb
 
@@ -155,6 +161,7 @@ def _worker(method: str, mp: float, k: int, threads: int | None, save: str | Non
 
 
 def _run_worker(method: str, mp: float, k: int, threads: int | None, save: str | None) -> dict:
+    threads = METHOD_THREADS.get(method, threads)
     cmd = [sys.executable, __file__, "--worker", method, "--mp", str(mp), "--k", str(k)]
     if threads:
         cmd += ["--threads", str(threads)]
@@ -208,7 +215,8 @@ def main(argv: list[str] | None = None) -> None:
                     r = _run_worker(m, mp, args.k, args.threads, save)
                     r["loadavg_after"] = _loadavg()
                     runs.setdefault(m, []).append(r)
-                    print(f"{mp:5.1f} MP  {m:14s} {r['seconds']:7.2f} s  {r['peak_extra_bytes'] / 2**30:6.2f} GiB", flush=True)
+                    gib = r["peak_extra_bytes"] / 2**30
+                    print(f"{mp:5.1f} MP  {m:14s} {r['seconds']:7.2f} s  {gib:6.2f} GiB", flush=True)
             # time: the fastest run; memory: the largest peak of all runs (it varies by ~0.15 GiB
             # with whether glibc returns freed <= 32 MB blocks to the system)
             best = {
@@ -222,14 +230,16 @@ def main(argv: list[str] | None = None) -> None:
             }
             ref = np.load(os.path.join(tmp, "opencv.npy")) if "opencv" in best else None
             for m, r in best.items():
-                if ref is not None and m != "opencv":
+                if ref is not None and not m.startswith("opencv"):
                     out = np.load(os.path.join(tmp, f"{m}.npy"))
                     r["psnr_vs_opencv_db"] = round(_psnr(out, ref), 2)
                     r["max_abs_diff_vs_opencv"] = float(np.abs(out - ref).max())
                     del out
-                if "opencv" in best and m != "opencv":
-                    r["time_ratio_vs_opencv"] = round(r["seconds"] / best["opencv"]["seconds"], 3)
-                    r["mem_ratio_vs_opencv"] = round(r["peak_extra_bytes"] / best["opencv"]["peak_extra_bytes"], 3)
+                ref_m = "opencv_1thread" if m.endswith("_1thread") else "opencv"
+                if ref_m in best and m != ref_m:
+                    r["reference"] = ref_m
+                    r["time_ratio_vs_opencv"] = round(r["seconds"] / best[ref_m]["seconds"], 3)
+                    r["mem_ratio_vs_opencv"] = round(r["peak_extra_bytes"] / best[ref_m]["peak_extra_bytes"], 3)
                 rows.append(r)
             del ref
             for m in methods:
@@ -238,7 +248,8 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     meta = {
-        "command": "PYTHONPATH=src python " + " ".join(["benchmarks/bench_fusion.py"] + (argv if argv is not None else sys.argv[1:])),
+        "command": "PYTHONPATH=src python "
+        + " ".join(["benchmarks/bench_fusion.py"] + (argv if argv is not None else sys.argv[1:])),
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "torch": torch.__version__,
         "opencv": __import__("cv2").__version__,
@@ -258,14 +269,16 @@ def main(argv: list[str] | None = None) -> None:
         "Peak extra memory: fresh subprocess, `clear_refs=5`, then `VmHWM - VmRSS` before the call; inputs not counted "
         "(`ours_onthefly` holds only the original and re-exposes it inside the call; its time includes that).",
         "",
-        "| MP | K | method | time (s) | CPU (s) | peak extra (GiB) | time / OpenCV | memory / OpenCV | PSNR vs OpenCV (dB) |",
+        "| MP | K | method | time (s) | CPU (s) | peak extra (GiB) | time / OpenCV | memory / OpenCV "
+        "| PSNR vs OpenCV (dB) |",
         "|---:|--:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['megapixels']} | {r['k']} | {r['method']} | {r['seconds']:.2f} | {r['cpu_seconds']:.2f} | "
             f"{r['peak_extra_bytes'] / 2**30:.2f} | "
-            f"{r.get('time_ratio_vs_opencv', '')} | {r.get('mem_ratio_vs_opencv', '')} | {r.get('psnr_vs_opencv_db', '')} |"
+            f"{r.get('time_ratio_vs_opencv', '')} | {r.get('mem_ratio_vs_opencv', '')} | "
+            f"{r.get('psnr_vs_opencv_db', '')} |"
         )
     lines += [
         "",

@@ -169,6 +169,45 @@ def test_trajectory_buffer_matches_loop():
     assert torch.equal(back.images, buf.images) and torch.equal(back.used, buf.used)
 
 
+def test_warm_buffer_starts_in_steady_state():
+    """Every entry has taken 1..n_edits steps of the policy, all stages occur, a fifth is finished (so the
+    value network sees terminal transitions and the discriminator real fakes from the first step)."""
+    torch.manual_seed(0)
+    pol = WhiteBoxPolicy.create(base_channels=4, n_edits=5, image_size=16)
+    inputs = random_crops(1, 6, 16)
+    buf = TrajectoryBuffer.warm(pol, inputs, 200, torch.Generator().manual_seed(4), exploration=0.05)
+    assert len(buf) == 200 and buf.steps.min() >= 1 and buf.steps.max() <= 5
+    counts = torch.bincount(buf.steps, minlength=6)[1:]
+    assert (counts > 20).all(), counts  # ~40 each
+    assert int(buf.finished().sum()) == int(counts[-1]) >= 20
+    n_used = buf.used.sum(1)
+    assert (n_used >= 1).all() and (n_used <= buf.steps.float()).all()
+    assert float(buf.images.min()) >= 0 and float(buf.images.max()) <= 1
+    # the images are the policy's: an entry that took one step is one policy step from some input
+    one = (buf.steps == 1).nonzero().squeeze(1)[:3]
+    with torch.no_grad():
+        for i in one.tolist():
+            f = int(buf.used[i].argmax())
+            outs = [FILTERS[FILTER_NAMES[f]].fn(inputs[j : j + 1], pol.filter_params(pol(inputs[j : j + 1], torch.zeros(1, N_FILTERS), torch.zeros(1, dtype=torch.long))[1])[f]).clamp(0, 1) for j in range(len(inputs))]
+            assert any(torch.allclose(buf.images[i : i + 1], o, atol=1e-5) for o in outs)
+    again = TrajectoryBuffer.warm(pol, inputs, 200, torch.Generator().manual_seed(4), exploration=0.05)
+    assert torch.equal(again.images, buf.images) and torch.equal(again.steps, buf.steps)
+
+
+def test_greedy_never_reuses_a_filter():
+    """At inference the argmax is taken over the filters not used yet: a policy that strongly prefers
+    one filter still makes n_edits distinct edits, the preferred one first."""
+    torch.manual_seed(0)
+    pol = WhiteBoxPolicy.create(base_channels=4, n_edits=5, image_size=16)
+    with torch.no_grad():
+        pol.trunk.fc[-1].bias[:N_FILTERS] = torch.tensor([0.0, 0.0, 9.0, 0.0, 0.0, 0.0, 8.0, 0.0])
+    traj = rollout(pol, random_crops(1, 4, 16), greedy=True)
+    acts = torch.stack([s.action for s in traj.steps], 1)
+    assert acts[:, 0].eq(WB).all() and acts[:, 1].eq(6).all()
+    for row in acts.tolist():
+        assert len(set(row)) == 5, row
+
+
 # -- learning on a toy set whose answer is known -----------------------------------------------
 
 

@@ -143,7 +143,20 @@ def _tanh_range(raw: torch.Tensor, low: float, high: float) -> torch.Tensor:
 
 def _expose_srgb(img_srgb: torch.Tensor, ev: torch.Tensor, clip: bool) -> torch.Tensor:
     """``linear_to_srgb(L * 2^ev)`` with ``L = srgb_to_linear(img_srgb)``, optionally clipped to [0, 1]."""
-    img_lin = srgb_to_linear(img_srgb) * torch.exp2(ev)[:, :, None, None]
+    return _expose_linear(srgb_to_linear(img_srgb), ev, clip)
+
+
+def exposed_from_linear(img_lin: torch.Tensor, ev: torch.Tensor) -> torch.Tensor:
+    """:func:`global_exposure` for an image already decoded to linear light (saves one transfer
+    function per exposure when one photo is re-exposed many times, as full-resolution fusion does).
+
+    ``linear_to_srgb(clip(img_lin * 2^ev, 0, 1))``; ``img_lin (B,3,H,W)`` linear in [0, 1], ``ev (B,1)``.
+    """
+    return _expose_linear(img_lin, _check_params(img_lin, ev, 1, "ev"), clip=True)
+
+
+def _expose_linear(img_lin: torch.Tensor, ev: torch.Tensor, clip: bool) -> torch.Tensor:
+    img_lin = img_lin * torch.exp2(ev)[:, :, None, None]
     if clip:
         # Physical: light pushed past white saturates. torch.clamp passes the gradient at the
         # bounds themselves, so only pixels strictly beyond white lose their gradient w.r.t. ev.

@@ -403,9 +403,9 @@ _STRIP_PIXELS = 1 << 23
 class _Workspace:
     """Named flat buffers, grown on demand and handed out as views of the requested shape."""
 
-    def __init__(self, like: torch.Tensor) -> None:
-        self._dtype = like.dtype
-        self._device = like.device
+    def __init__(self, dtype: torch.dtype, device: torch.device) -> None:
+        self._dtype = dtype
+        self._device = device
         self._bufs: dict[str, torch.Tensor] = {}
 
     def get(self, name: str, shape: tuple[int, ...]) -> torch.Tensor:
@@ -507,8 +507,8 @@ def _down_rows(
     tmp = ws.get("down_v", (c, n, w + 4))  # two reflect-101 columns each side
     for src, ch in sources:
         _down_axis_into(src, tmp[ch, :, 2 : w + 2], 1, first=j0)
-    for p, q in ((0, _reflect101(-2, w)), (1, _reflect101(-1, w)), (w + 2, _reflect101(w, w)), (w + 3, _reflect101(w + 1, w))):
-        tmp[:, :, p].copy_(tmp[:, :, q + 2])
+    for p in (0, 1, w + 2, w + 3):  # padded column p is original column p - 2
+        tmp[:, :, p].copy_(tmp[:, :, _reflect101(p - 2, w) + 2])
     m = dst.shape[-1]
     out = dst[:, j0:j1]
     torch.add(_every2(tmp, 2, 0, m), _every2(tmp, 2, 4, m), out=out)
@@ -638,20 +638,17 @@ def _accumulate_levels(
     first: int,
     last: int,
     ws: _Workspace,
-    wsum: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``out[l] += sum_g G(w_g)_l * L(img_g)_l`` for levels ``first <= l < last``, strip by strip.
 
-    ``img (3G, h, w)`` holds ``G`` images and ``weight (G, h, w)`` their weights, both at level
-    ``first``; with ``wsum`` the weights are raw and normalised in place just ahead of their
-    use. Level ``l + 1`` of both pyramids is produced just ahead of the strip of level ``l``
-    that needs it, so each strip is read from memory about once. Returns the level-``last``
-    Gaussian images and weights (workspace views).
+    ``img (3G, h, w)`` holds ``G`` images and ``weight (G, h, w)`` their normalised weights, both
+    at level ``first``. Level ``l + 1`` of both pyramids is produced just ahead of the strip of
+    level ``l`` that needs it, so each strip is read from memory about once. Returns the
+    level-``last`` Gaussian images and weights (workspace views).
     """
     g = weight.shape[0]
     sources = [(img, slice(0, 3 * g)), (weight, slice(3 * g, 4 * g))]
     cur_img, cur_w = img, weight
-    normalised = 0
     for lvl in range(first, last):
         (hc, wc), (hn, wn) = shapes[lvl], shapes[lvl + 1]
         nxt = ws.get("lvl_" + "ab"[lvl % 2], (4 * g, hn, wn))
@@ -661,11 +658,6 @@ def _accumulate_levels(
             r1 = min(r0 + rows, hc)
             need = min(hn, (r1 + 1) // 2 + 1)
             if need > done:
-                if wsum is not None and lvl == first:  # the rows the reduction reads: up to 2 * need
-                    upto = min(hc, 2 * need + 1)
-                    if upto > normalised:
-                        weight[:, normalised:upto].div_(wsum[:, normalised:upto])
-                        normalised = upto
                 _down_rows(sources, nxt, done, need, ws)
                 done = need
             band = _up_rows(nxt[0 : 3 * g], r0, r1, (hc, wc), ws)
@@ -674,8 +666,6 @@ def _accumulate_levels(
                 out[lvl][:, r0:r1].addcmul_(band[3 * j : 3 * j + 3], cur_w[j : j + 1, r0:r1])
         sources = [(nxt, slice(0, 4 * g))]
         cur_img, cur_w = nxt[0 : 3 * g], nxt[3 * g : 4 * g]
-    if wsum is not None and first == last:
-        weight.div_(wsum)
     return cur_img, cur_w
 
 
@@ -698,20 +688,23 @@ def exposure_fusion_streaming(
     the module notes on rounding). Holds one exposure and one image pyramid at a time, never all
     ``k``:
 
-    1. pass 1: for each ``i`` build ``make_image(i)``, compute its raw weight ``W^i`` and add it to
-       the weight sum;
-    2. pass 2: for each ``i`` rebuild ``make_image(i)``, normalise ``W^i`` and walk both pyramids
-       level by level, ``out_l += G(W^i)_l * (G_l - up(G_{l+1}))``, in strips of rows, down
-       to the first level of at most ``2^19`` pixels, whose Gaussian image and weight are kept;
-    3. do the remaining coarse levels for all ``k`` exposures at once;
+    1. pass 1: for each ``i`` build ``make_image(i)``, compute its raw weight ``W^i`` (in strips of
+       rows) and add it to the weight sum; then normalise the kept weights;
+    2. pass 2: for each ``i`` rebuild ``make_image(i)`` and walk both pyramids level by level,
+       ``out_l += G(W^i)_l * (G_l - up(G_{l+1}))``, in strips of rows, producing level ``l + 1``
+       just ahead of the strip of level ``l`` that needs it, down to the first level of at most
+       ``2^19`` pixels, whose Gaussian image and weight are kept;
+    3. do the remaining coarse levels for all ``k`` exposures at once (fewer, larger calls);
     4. collapse the accumulated Laplacian pyramid in place.
 
-    Memory beyond the caller's images: the output pyramid (4/3 of an image), the weight sum, one
-    exposure's weight and its coarser levels, strip buffers (at most ~2^23 pixels), the coarse
-    Gaussians (``k x 4 x 2^19`` floats at most) and, with ``keep_weights=True``, the ``k`` raw
-    weight planes (``k x H x W`` floats) so that pass 2 does not recompute them. Runs under
-    ``torch.no_grad()`` in the images' dtype (float32 expected); threading is the caller's
-    business (``torch.set_num_threads``).
+    Memory beyond the caller's images (24 MP, k = 5: about 1.1-1.2 GiB): the output pyramid
+    (4/3 of an image), the ``k`` weight planes (``keep_weights=True``; else the weight sum and one
+    recomputed weight), one exposure's levels 1 and 2 (4 channels), strip buffers of at most
+    ~2^23 pixels per channel, and the coarse Gaussians (``k x 4 x 2^19`` floats at most). Nothing
+    of that size is allocated per call of an inner loop. Runs under ``torch.no_grad()`` in the
+    images' dtype (float32 expected); threading is the caller's business
+    (``torch.set_num_threads``; see ``benchmarks/bench_fusion.py`` for ``OMP_WAIT_POLICY`` on a
+    shared machine).
 
     Args:
         make_image: ``i -> (1, 3, H, W)`` exposure ``i`` in [0, 1], ``0 <= i < k``. Called twice per
@@ -719,8 +712,8 @@ def exposure_fusion_streaming(
             Its result is only read, never modified.
         k: number of exposures, ``>= 1``.
         cfg: :class:`FusionConfig`.
-        keep_weights: keep the raw weight planes between the passes (faster) instead of
-            recomputing them in pass 2 (``k - 1`` fewer planes held).
+        keep_weights: keep the weight planes between the passes (faster) instead of
+            recomputing them in pass 2 (``k - 2`` fewer planes held).
     Returns:
         ``(1, 3, H, W)`` fused image, unclipped like :func:`exposure_fusion`.
     """
@@ -736,7 +729,7 @@ def exposure_fusion_streaming(
         coarse = next((i for i, (hl, wl) in enumerate(shapes) if hl * wl <= _COARSE_PIXELS), levels)
 
         # pass 1: raw weights and their sum (own workspace, released before the pyramids exist)
-        ws1 = _Workspace(first)
+        ws1 = _Workspace(dtype, device)
         wsum = torch.zeros((1, h, w), dtype=dtype, device=device)
         raws: list[torch.Tensor | None] = []
         for i in range(k):
@@ -747,9 +740,14 @@ def exposure_fusion_streaming(
             raws.append(raw if keep_weights else None)
             del img, raw
         del ws1
+        if keep_weights:  # normalise now and drop the sum: one plane less while the pyramids exist
+            for raw in raws:
+                raw.div_(wsum)
+            del raw
+            wsum = None
 
         # pass 2: out_l = sum_i G(W^i / sum W)_l * L(img_i)_l for the fine levels l < coarse
-        ws = _Workspace(wsum)
+        ws = _Workspace(dtype, device)
         out = [torch.zeros((3, hl, wl), dtype=dtype, device=device) for hl, wl in shapes]
         hc, wc = shapes[coarse]
         coarse_img = torch.empty((3 * k, hc, wc), dtype=dtype, device=device)
@@ -761,7 +759,8 @@ def exposure_fusion_streaming(
             if weight is None:
                 weight = ws.get("raw", (1, h, w))
                 _raw_weight_plane(img, weight, cfg, ws)
-            g_img, g_w = _accumulate_levels(img, weight, out, shapes, 0, coarse, ws, wsum)
+                weight.div_(wsum)
+            g_img, g_w = _accumulate_levels(img, weight, out, shapes, 0, coarse, ws)
             coarse_img[3 * i : 3 * i + 3].copy_(g_img)
             coarse_w[i : i + 1].copy_(g_w)
             del img, weight, g_img, g_w
@@ -774,7 +773,7 @@ def exposure_fusion_streaming(
         del ws, coarse_img, coarse_w, top_img, top_w
 
         # collapse in place: out_{l-1} += up(out_l)
-        ws = _Workspace(out[0])
+        ws = _Workspace(dtype, device)
         for lvl in range(levels, 0, -1):
             hc, wc = shapes[lvl - 1]
             rows_l = _strip_rows(wc)

@@ -25,7 +25,7 @@ def disc_features(img_srgb: torch.Tensor) -> torch.Tensor:
     """RGB plus three spatially constant planes (Exposure section 5.1, DeepExposure section 4).
 
     Planes: mean luminance ``mean(Lum)``; contrast ``2 * var(Lum)`` (Exposure supplement 9);
-    mean HSV saturation. ``Lum = 0.27 R + 0.67 G + 0.06 B``.
+    mean HSV saturation ``(max - min) / (max + 1e-3)``. ``Lum = 0.27 R + 0.67 G + 0.06 B``.
 
     Args:
         img_srgb: ``(B, 3, H, W)`` in [0, 1].
@@ -35,7 +35,9 @@ def disc_features(img_srgb: torch.Tensor) -> torch.Tensor:
     lum = luminance(img_srgb)  # (B,1,H,W)
     mean_l = lum.mean(dim=(-2, -1), keepdim=True)
     contrast = 2.0 * ((lum - mean_l) ** 2).mean(dim=(-2, -1), keepdim=True)
-    sat = rgb_to_hsv(img_srgb.clamp(0, 1))[:, 1:2].mean(dim=(-2, -1), keepdim=True)
+    # eps 1e-3 bounds d(sat)/d(pixel) by ~1e3 on near-black pixels (with 1e-8 a dark image gave
+    # gradients of ~1e5 that blew up the critic's Adam state and stalled it for good)
+    sat = rgb_to_hsv(img_srgb.clamp(0, 1), eps=1e-3)[:, 1:2].mean(dim=(-2, -1), keepdim=True)
     planes = torch.cat([mean_l, contrast, sat], dim=1).expand(-1, -1, *img_srgb.shape[-2:])
     return torch.cat([img_srgb, planes], dim=1)
 

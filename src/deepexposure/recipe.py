@@ -193,19 +193,23 @@ def fusion_op(evs: list[float], fusion_cfg=None, include_original: bool = True) 
 
 
 def _render_fusion(op: dict, img_srgb: torch.Tensor) -> torch.Tensor:
-    from .filters import global_exposure
+    from .color import srgb_to_linear
+    from .filters import exposed_from_linear
     from .fusion import exposure_fusion_streaming
 
     cfg = _fusion_config(op.get("fusion", {}), "recipe")
     evs = [float(e) for e in op["evs"]]
     include = bool(op.get("include_original", True))
     sources: list[float | None] = ([None] if include else []) + evs
+    if sources == [None]:
+        return img_srgb
+    img_lin = srgb_to_linear(img_srgb)  # decoded once, re-exposed per source (twice: two passes)
 
     def make(i: int) -> torch.Tensor:
         ev = sources[i]
         if ev is None:
             return img_srgb
-        return global_exposure(img_srgb, torch.tensor([[ev]], dtype=img_srgb.dtype, device=img_srgb.device))
+        return exposed_from_linear(img_lin, torch.tensor([[ev]], dtype=img_srgb.dtype, device=img_srgb.device))
 
     if len(sources) == 1:
         return make(0)

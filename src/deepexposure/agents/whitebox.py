@@ -5,7 +5,7 @@ State, action and transition (sections 3.2, 5.1)::
     state   s = (image, steps taken k, used-filter flags u)          image: (B, 3, S, S) sRGB in [0, 1]
     input   x = [image, u_0 .. u_7, k / n_edits]                      12 planes, the last 9 spatially constant
     policy  (logits, raw) = Trunk(x)                                  one trunk, 8 + 40 outputs
-            pi_1 = (1 - eps) softmax(logits) + eps / 8                 filter choice; sampled (train), argmax (test)
+            pi_1 = (1 - eps) softmax(logits) + eps / 8                 filter choice; sampled (train), argmax over unused filters (test)
             a_2  = FILTERS[a_1].squash(raw[slice of a_1])              that filter's parameters, deterministic
     step    s' = clamp(FILTERS[a_1].fn(image, a_2), 0, 1),  k' = k + 1,  u' = u | onehot(a_1)
 
@@ -31,7 +31,8 @@ filter logits through the entropy penalty, as in the original code.
 Out-of-order training (Algorithm 1): a :class:`TrajectoryBuffer` holds ``buffer_size`` in-flight
 trajectories. Each training step draws ``batch_size`` of them, replaces the finished ones by fresh
 inputs, applies one step and puts the results back. Finished images wait in the buffer (they are
-what the discriminator sees) until they are drawn again.
+what the discriminator sees) until they are drawn again. The buffer starts in its steady state
+(:meth:`TrajectoryBuffer.warm`), so terminal transitions anchor the value network from the first step.
 """
 
 from __future__ import annotations
@@ -255,7 +256,7 @@ def policy_step(
     Args:
         img: ``(B, 3, S, S)`` sRGB in [0, 1]; ``used (B, 8)``; ``steps (B,)``.
         generator: draws the filter choice (ignored when ``greedy``).
-        greedy: take the argmax filter (inference) instead of sampling (training).
+        greedy: take the most likely *unused* filter (inference) instead of sampling (training).
         exploration: ``eps`` of ``pi_1 = (1 - eps) softmax + eps / 8``.
     """
     logits, raw = policy(img, used, steps)
@@ -263,7 +264,11 @@ def policy_step(
     if exploration:
         probs = probs * (1.0 - exploration) + exploration / N_FILTERS
     if greedy:
-        action = probs.argmax(dim=1)
+        # Inference: the most likely filter among those not used yet (the reuse penalty's intent).
+        # The original's test-time argmax could pick a used filter again when pi_1 is flat.
+        unused = used < 0.5
+        unused = unused | ~unused.any(dim=1, keepdim=True)  # every filter used: plain argmax
+        action = probs.detach().masked_fill(~unused, -1.0).argmax(dim=1)
     else:
         action = torch.multinomial(probs.detach().cpu(), 1, generator=generator).squeeze(1).to(img.device)
     params = policy.filter_params(raw)
@@ -344,6 +349,31 @@ class TrajectoryBuffer:
         """``size`` fresh trajectories from random ``inputs`` (drawn with replacement)."""
         pick = torch.randint(0, inputs.shape[0], (size,), generator=generator)
         return cls.fresh(inputs[pick.to(inputs.device)], n_edits)
+
+    @classmethod
+    def warm(
+        cls, policy: "WhiteBoxPolicy", inputs: torch.Tensor, size: int, generator: torch.Generator, exploration: float = 0.0
+    ) -> "TrajectoryBuffer":
+        """``size`` trajectories in the buffer's steady state: entry ``i`` has taken ``k_i ~ U{1..n_edits}``
+        steps of ``policy`` (sampled, no learning) from a random input.
+
+        Algorithm 1 draws entries uniformly, so in steady state the stages ``1..n_edits`` are equally
+        frequent and a fifth of a batch's transitions are terminal. A buffer that starts with every
+        entry at step 0 has no terminal transition for ~``buffer_size / batch_size`` steps, so the
+        value network (gamma = 1) bootstraps only on itself and drifts without bound; the original
+        code ran 100 agent steps at learning rate 0 first for the same reason.
+        """
+        buf = cls.fill(inputs, size, policy.n_edits, generator)
+        target = torch.randint(1, policy.n_edits + 1, (size,), generator=generator).to(buf.steps.device)
+        with torch.no_grad():
+            for _ in range(policy.n_edits):
+                rows = (buf.steps < target).nonzero().squeeze(1)
+                if not rows.numel():
+                    break
+                img, steps, used = buf.get(rows)
+                r = policy_step(policy, img, used, steps, generator=generator, exploration=exploration)
+                buf.put(rows, r.next_img, r.next_steps, r.next_used)
+        return buf
 
     @classmethod
     def fresh(cls, images: torch.Tensor, n_edits: int) -> "TrajectoryBuffer":
@@ -462,12 +492,12 @@ class WhiteBoxAgent(nn.Module):
         """One iteration of Algorithm 1: draw from the buffer, step, learn, put back.
 
         Returns ``(metrics, fakes)``; ``fakes`` are ``len(idx)`` finished images from the buffer for
-        the discriminator (topped up with fresh roll-outs of ``inputs[idx]`` while the buffer holds
-        too few finished ones, i.e. during the first ~``6 buffer_size / batch_size`` steps).
+        the discriminator (topped up with fresh roll-outs of ``inputs[idx]`` in the rare case that the
+        buffer holds too few finished ones; it starts warm, about a fifth finished).
         """
         cfg = self.cfg
-        if self.buffer is None:
-            self.buffer = TrajectoryBuffer.fill(inputs, cfg.buffer_size, cfg.n_edits, generator)
+        if self.buffer is None:  # start in the steady state (terminal transitions and finished images at once)
+            self.buffer = TrajectoryBuffer.warm(self.policy, inputs, cfg.buffer_size, generator, cfg.exploration)
         buf = self.buffer
         slots = buf.draw(inputs[idx], generator)
         img, steps, used = buf.get(slots)
