@@ -24,7 +24,7 @@ from deepexposure.fusion import FusionConfig
 from deepexposure.gan import gradient_penalty
 from deepexposure.train import Trainer, TrainConfig
 
-from .toy import toy_exposure_set
+from .toy import assert_same_training_state, straight_and_resumed, toy_exposure_set
 
 
 # -- maths against plain loops ---------------------------------------------------------------
@@ -191,20 +191,9 @@ def test_resume_matches_uninterrupted_run(tmp_path):
         torch.manual_seed(123)
         return Trainer(DeepExposureAgent(acfg, 4), tcfg, inputs, targets, tmp_path / run)
 
-    straight = make("straight")
-    straight.fit()
-    first = make("resumed")
-    first.fit(stop_after=9)  # checkpoint at step 7; steps 8-9 are lost as in a crash
-    second = make("resumed")
-    second.fit(resume=True)
-    assert second.step == straight.step == 12
-    for name in ("policy", "value"):
-        a = straight.agent.networks()[name].state_dict()
-        b = second.agent.networks()[name].state_dict()
-        for k in a:
-            assert torch.allclose(a[k], b[k], atol=1e-6), (name, k)
-    for k, v in straight.disc.state_dict().items():
-        assert torch.allclose(v, second.disc.state_dict()[k], atol=1e-6)
+    straight, second = straight_and_resumed(make)
+    assert second.step == 12
+    assert_same_training_state(straight, second)
     # the log has each step exactly once
     import csv
 

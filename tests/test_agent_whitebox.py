@@ -33,7 +33,7 @@ from deepexposure.methods import get_method
 from deepexposure.recipe import Recipe, render
 from deepexposure.train import Trainer, TrainConfig
 
-from .toy import random_crops
+from .toy import assert_same_training_state, random_crops, straight_and_resumed
 
 WB = FILTER_NAMES.index("white_balance")
 
@@ -282,22 +282,9 @@ def _tiny_trainer(run, tmp_path, steps=8, p_steps=4, ckpt_every=7):
 
 def test_resume_matches_uninterrupted_run(tmp_path):
     """Stop after 7 of 12 steps, resume in a fresh process state: same weights and buffer as a straight run."""
-    straight = _tiny_trainer("straight", tmp_path)
-    straight.fit()
-    first = _tiny_trainer("resumed", tmp_path)
-    first.fit(stop_after=9)  # checkpoint at step 7; steps 8-9 are lost as in a crash
-    second = _tiny_trainer("resumed", tmp_path)
-    second.fit(resume=True)
-    assert second.step == straight.step == 12
-    for name in ("policy", "value"):
-        a = straight.agent.networks()[name].state_dict()
-        b = second.agent.networks()[name].state_dict()
-        for k in a:
-            assert torch.allclose(a[k], b[k], atol=1e-6), (name, k)
-    for k, v in straight.disc.state_dict().items():
-        assert torch.allclose(v, second.disc.state_dict()[k], atol=1e-6)
-    for k, v in straight.agent.extra_state().items():
-        assert torch.allclose(v, second.agent.extra_state()[k], atol=1e-6), k
+    straight, second = straight_and_resumed(lambda run: _tiny_trainer(run, tmp_path))
+    assert second.step == 12
+    assert_same_training_state(straight, second)
     with (tmp_path / "resumed" / "log.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [int(float(r["step"])) for r in rows] == list(range(12))  # each step exactly once

@@ -45,3 +45,28 @@ def toy_exposure_set(ev_offset: float = -1.5, n_per_photo: int = 8) -> tuple[tor
     inputs = random_crops(1, n_per_photo)
     inputs = global_exposure(inputs, torch.full((inputs.shape[0], 1), ev_offset))
     return inputs, targets
+
+
+def straight_and_resumed(make):
+    """Train ``make("straight")`` to the end; train ``make("resumed")`` for 9 steps (its checkpoint is
+    at step 7, steps 8-9 are lost as in a crash), then resume a fresh ``make("resumed")``.
+    Returns ``(straight, resumed)`` trainers."""
+    straight = make("straight")
+    straight.fit()
+    make("resumed").fit(stop_after=9)
+    resumed = make("resumed")
+    resumed.fit(resume=True)
+    return straight, resumed
+
+
+def assert_same_training_state(a, b, atol: float = 1e-6) -> None:
+    """Same step, agent networks, discriminator and agent extra state (OU noise, buffers)."""
+    assert a.step == b.step
+    for name, net in a.agent.networks().items():
+        other = b.agent.networks()[name].state_dict()
+        for k, v in net.state_dict().items():
+            assert torch.allclose(v, other[k], atol=atol), (name, k)
+    for k, v in a.disc.state_dict().items():
+        assert torch.allclose(v, b.disc.state_dict()[k], atol=atol), ("discriminator", k)
+    for k, v in a.agent.extra_state().items():
+        assert torch.allclose(v, b.agent.extra_state()[k], atol=atol), k
