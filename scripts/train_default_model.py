@@ -73,6 +73,7 @@ def main() -> int:
     ap.add_argument("--variants", type=int, default=6, help="synthetic errors per input photo")
     ap.add_argument("--crops", type=int, default=5, help="random crops per target photo")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--run-name", default=None, help="run folder under --work (default: run-ALGO)")
     ap.add_argument("--train-args", default="", help="extra options for `deepexposure train`")
     ap.add_argument("--export", type=Path, default=None, help="copy the model here when done")
     ap.add_argument("--skip-train", action="store_true", help="reuse an existing run (evaluate/export only)")
@@ -88,7 +89,7 @@ def main() -> int:
                                               (("inputs", inputs_src), ("targets", targets_src), ("test", test_src))}, indent=2))
     print(f"{len(photos)} photos: {len(inputs_src)} input, {len(targets_src)} target, {len(test_src)} held out")
     de = [sys.executable, "-m", "deepexposure"]
-    run = w / f"run-{args.algo}"
+    run = w / (args.run_name or f"run-{args.algo}")
     timings = {}
     if not args.skip_train:
         if not (w / "train_inputs" / "synth.json").exists():
@@ -106,8 +107,8 @@ def main() -> int:
         sh(de + ["synth", *map(str, test_src), "--out", str(w / "heldout"), "--seed", "123", "--variants", "2", "--quiet"])
     method = "exposure" if args.algo == "exposure" else "deepexposure"
     timings["eval_s"] = sh(de + ["eval", "--paired", str(w / "heldout"), "--methods", f"identity,auto,clahe,fusion,{method}",
-                                 "--model", str(run), "--out", str(w / "eval"), "--name", f"eval-{args.algo}", "--overwrite", "--quiet"])
-    (w / f"timings-{args.algo}.json").write_text(json.dumps(timings, indent=2))
+                                 "--model", str(run), "--out", str(w / "eval"), "--name", f"eval-{run.name}", "--overwrite", "--quiet"])
+    (w / f"timings-{run.name}.json").write_text(json.dumps(timings, indent=2))
     print(json.dumps(timings))
     if args.export:
         args.export.mkdir(parents=True, exist_ok=True)

@@ -148,6 +148,58 @@ def test_policy_update_raises_discriminator_score(algo):
         assert float(rollout(agent.policy, s0, agent.masks, cfg.fusion).evs.mean()) > 0.3  # brightened
 
 
+class _FlatCritic(nn.Module):
+    """A 'discriminator' that scores every image the same (its gradient is zero)."""
+
+    def forward(self, img):
+        return img.mean(dim=(1, 2, 3)).unsqueeze(1) * 0.0
+
+
+def test_ev_penalty_shrinks_exposures_and_is_off_by_default():
+    torch.manual_seed(0)
+    s0 = torch.rand(4, 3, 64, 64) * 0.5
+    idx, g = torch.arange(4), torch.Generator().manual_seed(0)
+    evs = {}
+    for lam in (0.0, 1.0):
+        torch.manual_seed(0)
+        cfg = DeepExposureConfig(algo="de2", n_segments=2, base_channels=8, lr_policy=3e-3, ou_sigma=0.0, ev_penalty=lam)
+        agent = DeepExposureAgent(cfg, batch_size=4)
+        agent.masks = _masks(4, 2)
+        with torch.no_grad():  # start from a policy that over-exposes by ~2 EV
+            agent.policy.trunk.fc[-1].bias.fill_(0.8)
+            e0 = rollout(agent.policy, s0, agent.masks, cfg.fusion).evs.abs().mean()
+        for _ in range(15):
+            agent.train_step(idx, s0, _FlatCritic(), g)
+        with torch.no_grad():
+            evs[lam] = (float(e0), float(rollout(agent.policy, s0, agent.masks, cfg.fusion).evs.abs().mean()))
+    assert DeepExposureConfig().ev_penalty == 0.0
+    assert evs[0.0][1] == pytest.approx(evs[0.0][0], abs=1e-6)  # no critic gradient, no penalty: no change
+    assert evs[1.0][1] < evs[1.0][0] - 0.3, evs  # the penalty alone pulls the exposures towards 0
+
+
+def test_policy_average_matches_loop_and_is_exported(tmp_path):
+    torch.manual_seed(0)
+    beta = 0.8
+    cfg = DeepExposureConfig(algo="de2", n_segments=2, base_channels=8, lr_policy=3e-3, ou_sigma=0.0, policy_ema=beta)
+    agent = DeepExposureAgent(cfg, batch_size=4)
+    agent.masks = _masks(4, 2)
+    s0 = global_exposure(torch.rand(4, 3, 64, 64) * 0.2 + 0.4, torch.full((4, 1), -2.0))
+    idx, g = torch.arange(4), torch.Generator().manual_seed(0)
+    ref = [p.detach().clone() for p in agent.policy.parameters()]
+    for _ in range(6):
+        agent.train_step(idx, s0, _BrightnessCritic(), g)
+        ref = [beta * r + (1 - beta) * p.detach() for r, p in zip(ref, agent.policy.parameters())]
+    for r, a in zip(ref, agent.policy_avg.parameters()):
+        assert torch.allclose(r, a, atol=1e-6)
+    assert not all(torch.equal(a, p) for a, p in zip(agent.policy_avg.parameters(), agent.policy.parameters()))
+    agent.save_model(tmp_path)
+    exported = DeepExposureMethod(tmp_path).policy
+    for r, e in zip(ref, exported.parameters()):
+        assert torch.allclose(r, e, atol=1e-6)
+    with pytest.raises(ValueError, match="policy_ema"):
+        DeepExposureAgent(DeepExposureConfig(policy_ema=1.0), batch_size=4)
+
+
 # -- learning on a toy set whose answer is known -----------------------------------------------
 
 
@@ -182,10 +234,11 @@ def test_learns_toy_exposure(algo, tmp_path):
 
 
 def test_resume_matches_uninterrupted_run(tmp_path):
-    """Stop after 7 of 12 steps, resume in a fresh process state: same weights as a straight run."""
+    """Stop after 7 of 12 steps, resume in a fresh process state: same weights (the policy's running
+    average included) as a straight run."""
     def make(run):
         inputs, targets = toy_exposure_set(ev_offset=-1.5, n_per_photo=2)
-        acfg = DeepExposureConfig(algo="de1", n_segments=2, base_channels=8, lr_policy=1e-4)
+        acfg = DeepExposureConfig(algo="de1", n_segments=2, base_channels=8, lr_policy=1e-4, policy_ema=0.9)
         tcfg = TrainConfig(steps=8, p_steps=4, d_steps=2, disc_base_channels=8, batch_size=4, seed=3,
                            sample_every=0, ckpt_every=7)
         torch.manual_seed(123)

@@ -20,6 +20,7 @@ from deepexposure.agents.whitebox import (
     WhiteBoxMethod,
     WhiteBoxPolicy,
     apply_chosen_filters,
+    edit_cost,
     entropy_penalty,
     policy_step,
     range_penalty,
@@ -61,6 +62,21 @@ def test_reuse_penalty_matches_loop():
     got = reuse_penalty(used, action, 1.0)
     for b in range(10):
         assert float(got[b]) == (1.0 if used[b, int(action[b])] == 1 else 0.0)
+
+
+def test_edit_cost_matches_loop_and_is_off_by_default():
+    g = torch.Generator().manual_seed(5)
+    a, b = torch.rand(3, 3, 4, 5, generator=g), torch.rand(3, 3, 4, 5, generator=g)
+    ref = []
+    for i in range(3):
+        tot = 0.0
+        for c in range(3):
+            for y in range(4):
+                for x in range(5):
+                    tot += (float(b[i, c, y, x]) - float(a[i, c, y, x])) ** 2
+        ref.append(tot / 60)
+    assert torch.allclose(edit_cost(a, b), torch.tensor(ref), atol=1e-6)
+    assert WhiteBoxConfig().edit_penalty == 0.0
 
 
 def test_range_penalty_matches_loop():
@@ -192,6 +208,20 @@ def test_warm_buffer_starts_in_steady_state():
             assert any(torch.allclose(buf.images[i : i + 1], o, atol=1e-5) for o in outs)
     again = TrajectoryBuffer.warm(pol, inputs, 200, torch.Generator().manual_seed(4), exploration=0.05)
     assert torch.equal(again.images, buf.images) and torch.equal(again.steps, buf.steps)
+
+
+def test_fresh_policy_starts_near_identity():
+    """A fresh policy's parameter outputs sit at (almost) every filter's identity, including the sigmoid
+    heads of saturation and black & white, whose raw 0 would mean 50 % strength."""
+    torch.manual_seed(0)
+    pol = WhiteBoxPolicy.create(base_channels=8)
+    img = random_crops(3, 1)[:2]
+    _, raw = pol(img, torch.zeros(2, N_FILTERS), torch.zeros(2))
+    for name, params in zip(FILTER_NAMES, pol.filter_params(raw.detach())):
+        change = (FILTERS[name].fn(img, params) - img).abs().mean()
+        assert change < 0.05, (name, float(change))
+    bw = pol.filter_params(raw.detach())[FILTER_NAMES.index("black_and_white")]
+    assert float(bw.max()) < 0.1  # sigmoid(0) would be 0.5
 
 
 def test_greedy_never_reuses_a_filter():

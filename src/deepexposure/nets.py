@@ -39,6 +39,13 @@ class TrunkConfig:
     """width of the hidden fully connected layer."""
     leaky_slope: float = 0.2
     """LeakyReLU negative slope."""
+    init: str = "kaiming"
+    """weight initialisation for training from scratch: 'kaiming' (He normal for the LeakyReLU
+    slope, zero biases, output layer scaled by ``out_scale``) keeps the input's variation alive
+    through the five layers; 'torch' is PyTorch's default (signal shrinks at every layer, so at
+    the start the output is mostly the biases and hardly depends on the image)."""
+    out_scale: float = 0.1
+    """with init='kaiming': factor on the output layer's initial weights (small first outputs)."""
     kind: str = "generic"
     """role: 'policy', 'value', 'discriminator', 'whitebox-policy', ..."""
     extra: dict = field(default_factory=dict)
@@ -68,6 +75,18 @@ class Trunk(nn.Module):
             nn.LeakyReLU(cfg.leaky_slope),
             nn.Linear(cfg.fc_features, cfg.out_features),
         )
+        if cfg.init == "kaiming":
+            self._init_kaiming()
+        elif cfg.init != "torch":
+            raise ValueError(f"TrunkConfig.init must be 'kaiming' or 'torch', got {cfg.init!r}")
+
+    @torch.no_grad()
+    def _init_kaiming(self) -> None:
+        layers = [m for m in self.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        for m in layers:
+            nn.init.kaiming_normal_(m.weight, a=self.config.leaky_slope, nonlinearity="leaky_relu")
+            nn.init.zeros_(m.bias)
+        layers[-1].weight.mul_(self.config.out_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.config.input_size
@@ -107,7 +126,11 @@ def load_pretrained(directory: str | Path, name: str = "model", map_location: st
     except Exception as e:  # safetensors raises several types
         raise ValueError(f"{w_path}: cannot read weights ({e})") from None
     state = {k: v.float() for k, v in state.items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches raise even when strict=False
+        first = str(e).strip().splitlines()[1].strip() if "\n" in str(e).strip() else str(e)
+        raise ValueError(f"{w_path}: weights do not match config ({first})") from None
     if missing or unexpected:
         raise ValueError(f"{w_path}: weights do not match config (missing {missing[:3]}, unexpected {unexpected[:3]})")
     model.eval()

@@ -30,6 +30,7 @@ finally local direct fusion image S^l").
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -96,8 +97,18 @@ class DeepExposureConfig:
     """the value network's learning rate decays exponentially to this fraction of its start."""
     local_reward_weight: float = 1.0
     """w_l: weight of D(S^l) next to D(S^f) in the reward (section 4)."""
+    ev_penalty: float = 0.0
+    """lambda_e: the policy maximises its objective minus lambda_e * mean(e_t^2) (not in the paper; 0
+    turns it off). Without it a short run can drive the exposures to +-ev_max, where tanh's gradient
+    vanishes and the fusion just picks pixels from the extremes; a small cost keeps each exposure
+    no larger than the discriminator asks for."""
     adam_betas: tuple[float, float] = (0.5, 0.999)
     """Adam betas of policy and value optimisers."""
+    policy_ema: float = 0.0
+    """beta of an exponential moving average of the policy's weights, updated after every policy
+    step (0: off; not in the paper). With it on, the exported model and the sample grids use the
+    average, which smooths the step-to-step swings of adversarial training (0.99 averages over
+    about the last 100 steps)."""
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     """thumbnail segmentation (n_segments is copied from above)."""
     fusion: FusionConfig = field(default_factory=FusionConfig)
@@ -236,6 +247,9 @@ class DeepExposureAgent(nn.Module):
             torch.optim.Adam(self.value.parameters(), lr=cfg.lr_value, betas=cfg.adam_betas) if self.value else None
         )
         self.ou = OUNoise(batch_size, cfg.ou_theta, cfg.ou_mu, cfg.ou_sigma)
+        if not 0.0 <= cfg.policy_ema < 1.0:
+            raise ValueError(f"policy_ema must be in [0, 1), got {cfg.policy_ema}")
+        self.policy_avg = copy.deepcopy(self.policy).requires_grad_(False) if cfg.policy_ema > 0 else None
         self.masks: torch.Tensor | None = None  # (N_inputs, T, 1, h, w), set by prepare()
 
     # -- trainer interface -------------------------------------------------------------------
@@ -249,6 +263,8 @@ class DeepExposureAgent(nn.Module):
 
     def networks(self) -> dict[str, Trunk]:
         nets = {"policy": self.policy.trunk}
+        if self.policy_avg is not None:
+            nets["policy_ema"] = self.policy_avg.trunk
         if self.value is not None:
             nets["value"] = self.value
         return nets
@@ -285,7 +301,18 @@ class DeepExposureAgent(nn.Module):
     @torch.no_grad()
     def generate_eval(self, idx: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         """Deterministic outputs (no exploration noise, OU state untouched), for sample grids: ``(B, 3, h, w)``."""
-        return rollout(self.policy, inputs[idx], self.masks[idx], self.cfg.fusion).fused
+        return rollout(self.exported_policy, inputs[idx], self.masks[idx], self.cfg.fusion).fused
+
+    @property
+    def exported_policy(self) -> ExposurePolicy:
+        """The policy the model export and sample grids use: the weight average if ``policy_ema`` > 0."""
+        return self.policy_avg if self.policy_avg is not None else self.policy
+
+    @torch.no_grad()
+    def _update_average(self) -> None:
+        """``avg <- beta avg + (1 - beta) theta`` for every policy weight."""
+        for a, p in zip(self.policy_avg.parameters(), self.policy.parameters()):
+            a.lerp_(p, 1.0 - self.cfg.policy_ema)
 
     def reward(self, disc: nn.Module, r: Rollout) -> torch.Tensor:
         """``R = D(S^f) + w_l D(S^l_T)``, ``(B,)``."""
@@ -323,10 +350,14 @@ class DeepExposureAgent(nn.Module):
             objective = reward + (torch.stack(q_mid, 1).sum(1) if q_mid else 0.0)
             for p in self.value.parameters():
                 p.requires_grad_(True)
+        if cfg.ev_penalty:
+            objective = objective - cfg.ev_penalty * r.evs.pow(2).mean(1)
         loss_pi = -objective.mean()
         self.opt_policy.zero_grad(set_to_none=True)
         loss_pi.backward()
         self.opt_policy.step()
+        if self.policy_avg is not None:
+            self._update_average()
         metrics["policy_objective"] = objective.mean().item()
         metrics["d_fused"] = d_fused.mean().item()
         if cfg.algo == "de1":
@@ -355,7 +386,7 @@ class DeepExposureAgent(nn.Module):
         from ..io import atomic_write_bytes
 
         directory = Path(directory)
-        save_pretrained(self.policy.trunk, directory, "policy")
+        save_pretrained(self.exported_policy.trunk, directory, "policy")
         meta = {
             "method": "deepexposure",
             "algo": self.cfg.algo,

@@ -66,6 +66,7 @@ __all__ = [
     "entropy_penalty",
     "reuse_penalty",
     "range_penalty",
+    "edit_cost",
     "WhiteBoxAgent",
     "WhiteBoxMethod",
     "DEFAULT_MODEL_DIR",
@@ -114,6 +115,10 @@ class WhiteBoxConfig:
     """penalty for choosing a filter that was already used in this trajectory (the paper: 1)."""
     range_penalty: float = 1.0
     """weight of mean(relu(x-1)^2 + relu(-x)^2) on each filter's unclamped output (original code: 1)."""
+    edit_penalty: float = 0.0
+    """weight of an edit cost mean((s' - s)^2) on the change one step makes to the image (not in the
+    paper; 0 turns it off). Without it short runs drift to one strong look for every photo; the
+    cost makes the agent keep only the edits the discriminator pays for."""
     exploration: float = 0.05
     """eps: filters are drawn from (1 - eps) softmax + eps / 8 while training (original code: 0.05)."""
 
@@ -181,7 +186,25 @@ class WhiteBoxPolicy(nn.Module):
             _IN_CHANNELS, N_FILTERS + N_PARAMS, base_channels, image_size, kind="whitebox-policy",
             extra={"filters": list(FILTER_NAMES), "n_edits": n_edits},
         )
-        return cls(Trunk(cfg))
+        policy = cls(Trunk(cfg))
+        policy.start_near_neutral()
+        return policy
+
+    @torch.no_grad()
+    def start_near_neutral(self, p: float = 0.05) -> None:
+        """Bias the parameter outputs so that a fresh policy's every filter is (almost) the identity.
+
+        Most squashes give the neutral parameter at raw 0, but the sigmoid heads of saturation and
+        black & white give ``p = 0.5`` there: an untrained agent would half-desaturate every photo
+        it picks black & white for. Their biases start at ``logit(p)`` (strength ``p``) instead.
+        """
+        bias = self.trunk.fc[-1].bias
+        probe = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+        for name, off in zip(FILTER_NAMES, self.offsets):
+            spec = FILTERS[name]
+            at_zero = spec.fn(probe, spec.squash(torch.zeros(1, spec.n_params)))
+            if not torch.allclose(at_zero, probe, atol=1e-5):  # raw 0 is not the identity
+                bias[N_FILTERS + off : N_FILTERS + off + spec.n_params] = math.log(p / (1.0 - p))
 
     def forward(self, img: torch.Tensor, used: torch.Tensor, steps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.trunk(_net_input(img, used, steps, self.n_edits))
@@ -324,6 +347,11 @@ def entropy_penalty(probs: torch.Tensor, weight: float = 0.05) -> torch.Tensor:
 def reuse_penalty(used: torch.Tensor, action: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
     """``weight`` where the chosen filter was already used in the trajectory, else 0: ``(B, n), (B,) -> (B,)``."""
     return weight * used.gather(1, action[:, None]).squeeze(1).to(torch.get_default_dtype())
+
+
+def edit_cost(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+    """Size of one edit: ``mean((after - before)^2)`` per image, ``(B, 3, S, S) x 2 -> (B,)``."""
+    return (after - before).pow(2).mean(dim=(1, 2, 3))
 
 
 def range_penalty(img: torch.Tensor) -> torch.Tensor:
@@ -515,6 +543,8 @@ class WhiteBoxAgent(nn.Module):
             pen_ent = entropy_penalty(r.probs, cfg.entropy_penalty)
             pen_reuse = reuse_penalty(used, r.action, cfg.reuse_penalty).to(img)
             reward = cfg.disc_reward_scale * (d_next - d_now) - cfg.range_penalty * pen_range - pen_ent - pen_reuse
+            if cfg.edit_penalty:
+                reward = reward - cfg.edit_penalty * edit_cost(img, r.next_img)
             v_next = self.value(_net_input(r.next_img, r.next_used, r.next_steps, cfg.n_edits)).squeeze(1)
             q = reward + cfg.gamma * v_next * (~r.done).to(v_next)
             for p in self.value.parameters():
