@@ -129,8 +129,9 @@ def load_pretrained(directory: str | Path, name: str = "model", map_location: st
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as e:  # shape mismatches raise even when strict=False
-        first = str(e).strip().splitlines()[1].strip() if "\n" in str(e).strip() else str(e)
-        raise ValueError(f"{w_path}: weights do not match config ({first})") from None
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        detail = lines[1] if len(lines) > 1 else lines[0]  # lines[0] is PyTorch's generic header
+        raise ValueError(f"{w_path}: weights do not match config ({detail})") from None
     if missing or unexpected:
         raise ValueError(f"{w_path}: weights do not match config (missing {missing[:3]}, unexpected {unexpected[:3]})")
     model.eval()

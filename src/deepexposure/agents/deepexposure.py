@@ -100,8 +100,8 @@ class DeepExposureConfig:
     ev_penalty: float = 0.0
     """lambda_e: the policy maximises its objective minus lambda_e * mean(e_t^2) (not in the paper; 0
     turns it off). Without it a short run can drive the exposures to +-ev_max, where tanh's gradient
-    vanishes and the fusion just picks pixels from the extremes; a small cost keeps each exposure
-    no larger than the discriminator asks for."""
+    vanishes and the fusion just picks pixels from the extremes. In our 1,500-step CPU runs 3 kept
+    the exposures moderate and 0.5 did not (benchmarks/results/default_model_runs.md)."""
     adam_betas: tuple[float, float] = (0.5, 0.999)
     """Adam betas of policy and value optimisers."""
     policy_ema: float = 0.0

@@ -117,8 +117,8 @@ class WhiteBoxConfig:
     """weight of mean(relu(x-1)^2 + relu(-x)^2) on each filter's unclamped output (original code: 1)."""
     edit_penalty: float = 0.0
     """weight of an edit cost mean((s' - s)^2) on the change one step makes to the image (not in the
-    paper; 0 turns it off). Without it short runs drift to one strong look for every photo; the
-    cost makes the agent keep only the edits the discriminator pays for."""
+    paper; 0 turns it off). Without it our short CPU runs drifted to one strong look for every
+    photo; the cost pulls each edit towards doing nothing unless the discriminator pays for it."""
     exploration: float = 0.05
     """eps: filters are drawn from (1 - eps) softmax + eps / 8 while training (original code: 0.05)."""
 
