@@ -152,8 +152,8 @@ def evaluate_paired(
         n_ok += 1
         # the same patch positions for every method and the reference: one seed per image
         img_seed = cfg.seed * 1_000_003 + i
-        ref_m = ref.float()
-        stats["reference"].append(collect_statistics([ref_m], seed=img_seed, contrast=cfg.contrast))
+        ref = ref.float()
+        stats["reference"].append(collect_statistics([ref], seed=img_seed, contrast=cfg.contrast))
         on_sheet = i in sheet_idx
         if on_sheet:
             report.sheet_names.append(pair.name)
@@ -172,10 +172,9 @@ def evaluate_paired(
             out = out.detach().float().cpu().clamp(0, 1)
             if cfg.quantize:
                 out = _quantize(out)
-            out_m = out.float()
-            vals = paired_metrics(out_m, ref_m)
+            vals = paired_metrics(out, ref)
             rows[m].append({"name": pair.name, **{k: float(v[0]) for k, v in vals.items()}, "seconds": seconds})
-            stats[m].append(collect_statistics([out_m], seed=img_seed, contrast=cfg.contrast))
+            stats[m].append(collect_statistics([out], seed=img_seed, contrast=cfg.contrast))
             if on_sheet:
                 tiles[m].append(_tile(out, cfg.sheet_tile))
     report.n_images = n_ok
@@ -261,20 +260,13 @@ def contact_sheet(tiles: dict[str, list[np.ndarray]], row_names: list[str], tile
     return np.asarray(sheet)
 
 
-def _write_bytes(path: Path, data: bytes) -> None:
-    """Atomic write (temp file + rename)."""
-    from .io import atomic_write_bytes
-
-    atomic_write_bytes(path, data, overwrite=True)
-
-
 def write_report(report: EvalReport, tiles: dict[str, list[np.ndarray]] | None, out_dir: Path, *, overwrite: bool = False, stem: str = "eval") -> list[Path]:
     """Write ``<stem>.md``, ``<stem>.json`` and (with tiles) ``<stem>_sheet.png`` into ``out_dir``.
 
     Raises:
         deepexposure.io.ImageWriteError / FileExistsError: an output exists and not ``overwrite``.
     """
-    from .io import uint8_to_tensor, write_image
+    from .io import atomic_write_bytes, uint8_to_tensor, write_image
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -283,8 +275,8 @@ def write_report(report: EvalReport, tiles: dict[str, list[np.ndarray]] | None, 
     existing = [p for p in targets if p.exists()]
     if existing and not overwrite:
         raise FileExistsError(f"{existing[0]}: already exists (use --overwrite)")
-    _write_bytes(md, format_markdown(report).encode("utf-8"))
-    _write_bytes(js, (json.dumps(report.to_dict(), indent=1) + "\n").encode("utf-8"))
+    atomic_write_bytes(md, format_markdown(report).encode("utf-8"), overwrite=True)
+    atomic_write_bytes(js, (json.dumps(report.to_dict(), indent=1) + "\n").encode("utf-8"), overwrite=True)
     written = [md, js]
     if tiles and report.sheet_names:
         arr = contact_sheet(tiles, report.sheet_names, report.config["sheet_tile"])
