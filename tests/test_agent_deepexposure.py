@@ -21,7 +21,7 @@ from deepexposure.agents.deepexposure import (
 )
 from deepexposure.filters import global_exposure
 from deepexposure.fusion import FusionConfig
-from deepexposure.gan import gradient_penalty
+from deepexposure.gan import discriminator_loss, gradient_penalty
 from deepexposure.train import Trainer, TrainConfig
 
 from .toy import assert_same_training_state, straight_and_resumed, toy_exposure_set
@@ -90,6 +90,28 @@ def test_gradient_penalty_matches_loop():
         (grad,) = torch.autograd.grad(disc(x).sum(), x)
         total += (math.sqrt(float((grad**2).sum())) - 1.0) ** 2
     assert abs(float(got.detach()) - total / 3) < 1e-10
+
+
+@pytest.mark.parametrize("loss", ["wgan-gp", "logistic"])
+def test_discriminator_loss_matches_formula(loss):
+    """Eq. (12) and the logistic loss, each with the gradient penalty, against per-image sums."""
+    torch.manual_seed(0)
+    disc = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 8), nn.Tanh(), nn.Linear(8, 1)).double()
+    real = torch.rand(4, 3, 4, 4, dtype=torch.float64)
+    fake = torch.rand(4, 3, 4, 4, dtype=torch.float64)
+    got, gap = discriminator_loss(disc, real, fake, 10.0, torch.Generator().manual_seed(5), loss)
+    gp = float(gradient_penalty(disc, real, fake, torch.Generator().manual_seed(5)).detach())
+    with torch.no_grad():
+        dr = [float(disc(real[i : i + 1])) for i in range(4)]
+        df = [float(disc(fake[i : i + 1])) for i in range(4)]
+    if loss == "wgan-gp":
+        main = sum(df) / 4 - sum(dr) / 4
+    else:
+        main = sum(math.log1p(math.exp(v)) for v in df) / 4 + sum(math.log1p(math.exp(-v)) for v in dr) / 4
+    assert abs(float(got.detach()) - (main + 10.0 * gp)) < 1e-10
+    assert abs(float(gap) - (sum(dr) - sum(df)) / 4) < 1e-10
+    with pytest.raises(ValueError, match="hinge"):
+        discriminator_loss(disc, real, fake, loss="hinge")
 
 
 # -- the rollout -----------------------------------------------------------------------------
@@ -235,12 +257,12 @@ def test_learns_toy_exposure(algo, tmp_path):
 
 def test_resume_matches_uninterrupted_run(tmp_path):
     """Stop after 7 of 12 steps, resume in a fresh process state: same weights (the policy's running
-    average included) as a straight run."""
+    average included) and the same memory of past outputs as a straight run."""
     def make(run):
         inputs, targets = toy_exposure_set(ev_offset=-1.5, n_per_photo=2)
         acfg = DeepExposureConfig(algo="de1", n_segments=2, base_channels=8, lr_policy=1e-4, policy_ema=0.9)
         tcfg = TrainConfig(steps=8, p_steps=4, d_steps=2, disc_base_channels=8, batch_size=4, seed=3,
-                           sample_every=0, ckpt_every=7)
+                           sample_every=0, ckpt_every=7, fake_pool=6, disc_batch=3)
         torch.manual_seed(123)
         return Trainer(DeepExposureAgent(acfg, 4), tcfg, inputs, targets, tmp_path / run)
 
@@ -276,3 +298,35 @@ def test_disc_features_gradient_bounded_on_black():
     x = (torch.rand(2, 3, 16, 16) * 1e-4).requires_grad_(True)
     disc_features(x)[:, 5].sum().backward()
     assert float(x.grad.abs().max()) < 1e3
+
+
+def test_fake_pool_keeps_the_newest_outputs_and_feeds_the_discriminator(tmp_path):
+    """``fake_pool``: a ring buffer of past outputs; discriminator batches of ``disc_batch`` come from it."""
+    inputs, targets = toy_exposure_set(ev_offset=-1.5, n_per_photo=2)
+    acfg = DeepExposureConfig(n_segments=2, base_channels=8)
+    tcfg = TrainConfig(steps=3, p_steps=2, d_steps=2, disc_base_channels=8, batch_size=4, fake_pool=10,
+                       disc_batch=6, sample_every=0, ckpt_every=10_000)
+    tr = Trainer(DeepExposureAgent(acfg, 4), tcfg, inputs, targets, tmp_path / "run")
+    tr.agent.prepare(inputs)
+    batches = []
+    tr._disc_update = lambda fakes: batches.append(fakes.clone()) or {}
+    added = []
+    orig_add = tr._pool_add
+    tr._pool_add = lambda f: added.append(f.clone()) or orig_add(f)
+    tr.train_one()  # pre-training: 4 outputs in, one discriminator batch of 6 drawn from the 4
+    assert tr.pool_filled == 4 and torch.equal(tr.pool[:4], added[0])
+    assert batches[0].shape[0] == 6
+    assert all(any(torch.equal(b, a) for a in added[0]) for b in batches[0])
+    for _ in range(3):
+        tr.train_one()
+    newest = torch.cat(added)[-10:]  # 16 added in all: the pool holds the last 10, oldest overwritten
+    assert tr.pool_filled == 10 and tr.pool_next == 16 % 10
+    for f in newest:
+        assert any(torch.equal(f, p) for p in tr.pool)
+    for f in torch.cat(added)[:6]:
+        assert not any(torch.equal(f, p) for p in tr.pool)
+    # a training step's discriminator batches can hold outputs of earlier steps
+    last_fresh = added[-1]
+    drawn = torch.cat(batches[-2:])
+    assert drawn.shape[0] == 12
+    assert any(not any(torch.equal(d, f) for f in last_fresh) for d in drawn)

@@ -5,7 +5,9 @@ Schedule (Algorithms 1-2 of the DeepExposure supplement; Exposure Algorithm 1):
 1. ``p_steps`` discriminator pre-training steps on roll-outs of the current policy;
 2. then, per training step: ``g_steps`` agent updates (each an asynchronous update over a
    mini-batch of ``batch_size`` images), whose outputs go to the memory M1, followed by ``d_steps``
-   WGAN-GP discriminator updates (eq. 12) on M1 against random target photos; M1 is then emptied.
+   WGAN-GP discriminator updates (eq. 12) on M1 against random target photos; M1 is then emptied
+   (with ``fake_pool`` > 0 the outputs go into a ring buffer of past outputs instead, and
+   ``disc_batch`` sets the discriminator's batch size; neither is in the paper).
 
 Learning rates decay exponentially to a fraction of their start over ``steps``. Everything random
 draws from one ``torch.Generator`` seeded by ``seed``; its state, the optimisers, the OU process and
@@ -36,7 +38,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .gan import DISC_CHANNELS, Discriminator, discriminator_loss
+from .gan import DISC_CHANNELS, GAN_LOSSES, Discriminator, discriminator_loss
 from .nets import Trunk, TrunkConfig, load_pretrained, save_pretrained
 
 __all__ = ["TrainConfig", "Trainer", "optimizer_state_to_tensors", "optimizer_state_from_tensors"]
@@ -64,6 +66,17 @@ class TrainConfig:
     """Adam betas of the discriminator."""
     lambda_gp: float = 10.0
     """gradient-penalty weight lambda of eq. (12)."""
+    gan_loss: str = "wgan-gp"
+    """discriminator loss: 'wgan-gp' (eq. 12, the paper) or 'logistic' (a real/fake classifier with the
+    same gradient penalty; not in the paper). On a toy set with 'logistic', the discriminator learned
+    photo-dependent preferences: brighten the dark photos, darken the bright ones. WGAN-GP learned
+    one direction for all. On the default-model data it has not helped yet (see
+    :mod:`deepexposure.gan`)."""
+    disc_batch: int = 0
+    """images of each kind (machine outputs, targets) per discriminator update (0: ``batch_size``)."""
+    fake_pool: int = 0
+    """size of a memory of past machine outputs that discriminator updates draw from (0: only this
+    step's outputs, the paper's M1). The newest outputs replace the oldest. Not in the paper."""
     disc_base_channels: int = 32
     """channels of the discriminator's first convolution."""
     image_size: int = 64
@@ -144,6 +157,14 @@ class Trainer:
         self.opt_disc = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr_disc, betas=tuple(cfg.disc_betas))
         self.step = 0  # counts pre-training steps too
         self.total = cfg.p_steps + cfg.steps
+        if cfg.gan_loss not in GAN_LOSSES:
+            raise ValueError(f"gan_loss must be one of {GAN_LOSSES}, got {cfg.gan_loss!r}")
+        if cfg.disc_batch < 0 or cfg.fake_pool < 0:
+            raise ValueError("disc_batch and fake_pool must be >= 0")
+        s = cfg.image_size
+        self.pool = torch.zeros(cfg.fake_pool, 3, s, s)  # ring buffer of past outputs
+        self.pool_filled = 0
+        self.pool_next = 0
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def config_dict(self) -> dict:
@@ -164,11 +185,25 @@ class Trainer:
     # -- one step ------------------------------------------------------------------------------
     def _disc_update(self, fakes: torch.Tensor) -> dict[str, float]:
         real = self.targets[self._sample_idx(self.targets.shape[0], fakes.shape[0])]
-        loss, w = discriminator_loss(self.disc, real, fakes, self.cfg.lambda_gp, self.gen)
+        loss, w = discriminator_loss(self.disc, real, fakes, self.cfg.lambda_gp, self.gen, self.cfg.gan_loss)
         self.opt_disc.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_disc.step()
         return {"disc_loss": loss.item(), "wasserstein": w.item()}
+
+    def _pool_add(self, fakes: torch.Tensor) -> None:
+        """Put ``fakes`` into the ring buffer, overwriting the oldest entries."""
+        for f in fakes[-self.pool.shape[0] :]:
+            self.pool[self.pool_next] = f
+            self.pool_next = (self.pool_next + 1) % self.pool.shape[0]
+            self.pool_filled = min(self.pool_filled + 1, self.pool.shape[0])
+
+    def _disc_fakes(self, fresh: torch.Tensor) -> torch.Tensor:
+        """The machine outputs of one discriminator update: from the pool if there is one, else from ``fresh``."""
+        n = self.cfg.disc_batch or self.cfg.batch_size
+        if self.pool.shape[0]:
+            return self.pool[self._sample_idx(self.pool_filled, n)]
+        return fresh[self._sample_idx(fresh.shape[0], n)]
 
     def train_one(self) -> dict[str, float]:
         """One step of the schedule; returns the metrics logged for it."""
@@ -179,6 +214,10 @@ class Trainer:
             idx = self._sample_idx(self.inputs.shape[0], b)
             fakes = self.agent.generate(idx, self.inputs, self.gen)
             metrics["phase"] = 0
+            if self.pool.shape[0]:
+                self._pool_add(fakes)
+            if self.pool.shape[0] or self.cfg.disc_batch:
+                fakes = self._disc_fakes(fakes)
             metrics.update(self._disc_update(fakes))
         else:
             metrics["phase"] = 1
@@ -189,9 +228,10 @@ class Trainer:
                 memory.append(fakes)
                 metrics.update(m)
             memory_t = torch.cat(memory)
+            if self.pool.shape[0]:
+                self._pool_add(memory_t)
             for _ in range(self.cfg.d_steps):
-                pick = self._sample_idx(memory_t.shape[0], b)
-                metrics.update(self._disc_update(memory_t[pick]))
+                metrics.update(self._disc_update(self._disc_fakes(memory_t)))
         self.step += 1
         return metrics
 
@@ -215,6 +255,8 @@ class Trainer:
         for name, net in self.agent.networks().items():
             save_pretrained(net, tmp, name)
         tensors: dict[str, torch.Tensor] = {"rng": self.gen.get_state()}
+        if self.pool.shape[0]:
+            tensors["fake_pool"] = self.pool[: self.pool_filled].contiguous()
         opt_meta = {}
         for name, opt in {"discriminator": self.opt_disc, **self.agent.optimizers()}.items():
             t, m = optimizer_state_to_tensors(opt, f"opt.{name}")
@@ -223,7 +265,7 @@ class Trainer:
         for k, v in self.agent.extra_state().items():
             tensors[f"agent.{k}"] = v.detach().cpu().contiguous()
         atomic_write_bytes(tmp / "state.safetensors", st_save(tensors), overwrite=True)
-        state = {"step": self.step, "optimizers": opt_meta, "torch_rng_note": "the run's generator state is 'rng' in state.safetensors"}
+        state = {"step": self.step, "optimizers": opt_meta, "pool_next": self.pool_next, "torch_rng_note": "the run's generator state is 'rng' in state.safetensors"}
         atomic_write_bytes(tmp / "state.json", json.dumps(state).encode(), overwrite=True)
         if final.exists():
             shutil.rmtree(final)
@@ -254,6 +296,14 @@ class Trainer:
         self.gen.set_state(tensors["rng"])
         self.agent.load_extra_state({k[len("agent.") :]: v for k, v in tensors.items() if k.startswith("agent.")})
         self.step = int(state["step"])
+        if self.pool.shape[0]:
+            saved = tensors.get("fake_pool", torch.zeros(0, *self.pool.shape[1:]))
+            if saved.shape[0] > self.pool.shape[0] or saved.shape[1:] != self.pool.shape[1:]:
+                raise ValueError(f"{path}: its fake pool {tuple(saved.shape)} does not fit fake_pool={self.pool.shape[0]}")
+            self.pool.zero_()
+            self.pool[: saved.shape[0]] = saved
+            self.pool_filled = saved.shape[0]
+            self.pool_next = int(state.get("pool_next", saved.shape[0])) % self.pool.shape[0]
 
     # -- logging -------------------------------------------------------------------------------
     _LOG_FIELDS = ["step", "phase", "disc_loss", "wasserstein", "policy_objective", "d_fused", "value_loss", "ev_mean", "ev_std", "lr_policy", "time_s"]
