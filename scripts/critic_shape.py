@@ -19,8 +19,7 @@ import numpy as np
 import torch
 
 from deepexposure.agents.deepexposure import DeepExposureAgent, DeepExposureConfig
-from deepexposure.color import linear_to_srgb, srgb_to_linear
-from deepexposure.data import _folder_photos, _load_many
+from deepexposure.data import ThumbnailDataset
 from deepexposure.filters import global_exposure
 from deepexposure.train import Trainer, TrainConfig
 
@@ -36,10 +35,9 @@ def main() -> None:
     ap.add_argument("--run-dir", type=Path, default=Path("/tmp/critic_shape"))
     a = ap.parse_args()
     torch.set_num_threads(1)
-    targets, kept, _ = _load_many(_folder_photos(a.photos, "photos"), 64, None, False, "", True)
-    targets = torch.cat(targets)
+    targets = ThumbnailDataset(sorted(a.photos.iterdir()), 64, min_images=2, name=str(a.photos)).images
     answer = torch.tensor([1.5 if i % 2 == 0 else -1.5 for i in range(len(targets))])
-    inputs = linear_to_srgb((srgb_to_linear(targets) * 2.0 ** (-answer)[:, None, None, None]).clamp(0, 1))
+    inputs = global_exposure(targets, -answer[:, None])
     tcfg = TrainConfig(steps=0, p_steps=a.steps, lr_disc=a.lr_disc, lr_disc_final=1.0, disc_batch=a.disc_batch,
                        gan_loss=a.loss, seed=a.seed, sample_every=0, ckpt_every=10**9)
     torch.manual_seed(a.seed)
