@@ -69,3 +69,35 @@ def test_config_options_from_dataclass_docstrings():
     args = p.parse_args(["--steps", "7", "--lambda-gp", "3"])
     cfg = dataclass_from_args(TrainConfig, args, {"seed": 5})
     assert (cfg.steps, cfg.lambda_gp, cfg.seed, cfg.batch_size) == (7, 3.0, 5, 8)
+
+
+def test_train_with_references_and_resume(tmp_path, capsys):
+    """``--references``: matched by file name, recorded in config.json, used again on --resume; a missing
+    reference or a white-box run is refused with one line naming the problem."""
+    from deepexposure.io import tensor_to_uint8
+
+    ins, tgs = _folders(tmp_path)
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    crops = random_crops(5, 1, size=48)
+    for i in range(3):
+        Image.fromarray(tensor_to_uint8(crops[i : i + 1])).save(refs / f"in{i}.png")
+    run = tmp_path / "run"
+    base = ["train", "--inputs", str(ins), "--targets", str(tgs), "--references", str(refs), "--out", str(run), *TINY]
+    assert main(base) == 2
+    assert "no reference for input in3.png" in capsys.readouterr().err
+    assert not (run / "checkpoints").exists()
+    Image.fromarray(tensor_to_uint8(crops[3:4])).save(refs / "in3.png")
+    assert main(["train", "--algo", "exposure", *base[1:]]) == 2
+    assert "--references works with --algo de1/de2 only" in capsys.readouterr().err
+    assert main(base[:-len(TINY)] + [*TINY[:1], "2", *TINY[2:]]) == 0
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["references"] == str(refs.resolve())
+    cfg["train"]["steps"] = 3
+    (run / "config.json").write_text(json.dumps(cfg))
+    assert main(["train", "--out", str(run), "--resume", "--quiet"]) == 0
+    assert json.loads((run / "model" / "model.json").read_text())["trained_steps"] == 4
+    header, *rows = (run / "log.csv").read_text().splitlines()
+    col = header.split(",").index("fidelity_mse")
+    assert [r.split(",")[0] for r in rows] == ["0", "1", "2", "3"]
+    assert all(r.split(",")[col] != "" for r in rows[1:])  # every agent step, the resumed one too

@@ -57,6 +57,7 @@ __all__ = [
     "load_image_at",
     "ThumbnailDataset",
     "UnpairedFolders",
+    "load_references",
     "Pair",
     "PairedFolder",
     "FIVEK_COUNTS",
@@ -268,6 +269,39 @@ class UnpairedFolders:
         self.inputs, self.targets = ins.images, tgs.images
         self.input_paths, self.target_paths = ins.paths, tgs.paths
         self.skipped = ins.skipped + tgs.skipped
+
+
+def load_references(
+    input_paths: Sequence[Path], reference_dir: Path, size: int = THUMBNAIL_SIZE, cache_dir: Path | None = None
+) -> torch.Tensor:
+    """Thumbnails of each input's reference, found by file stem in ``reference_dir``.
+
+    For ``deepexposure train --references``: row ``i`` is the reference of ``input_paths[i]``, made
+    the same way as the input thumbnails (so a pixel-aligned reference gives a pixel-aligned
+    thumbnail). A synth folder's ``reference/`` or a FiveK expert folder fits.
+
+    Returns:
+        ``(len(input_paths), 3, size, size)`` float32 sRGB in [0, 1].
+    Raises:
+        DatasetError: the folder is missing, an input has no reference (or several with its stem),
+            or a reference cannot be read; the message names the file.
+    """
+    by_stem, ambiguous = PairedFolder._by_stem(_folder_photos(reference_dir, "references"))
+    amb = {p.stem for p, _ in ambiguous}
+    rows = []
+    for p in input_paths:
+        stem = Path(p).stem
+        if stem in amb:
+            raise DatasetError(f"{reference_dir}: several references named {stem}.*")
+        if stem not in by_stem:
+            raise DatasetError(f"{reference_dir}: no reference for input {Path(p).name}")
+        imgs, _, skipped = _load_many([by_stem[stem]], size, cache_dir, False, "references", square=True)
+        if skipped:
+            raise DatasetError(f"{skipped[0][0]}: unreadable reference ({skipped[0][1]})")
+        rows.append(imgs[0])
+    if not rows:
+        return torch.zeros(0, 3, size, size)
+    return torch.cat(rows, dim=0)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .gan import DISC_CHANNELS, GAN_LOSSES, Discriminator, discriminator_loss
+from .gan import DISC_CHANNELS, GAN_LOSSES, Discriminator, FidelityScore, discriminator_loss
 from .nets import Trunk, TrunkConfig, load_pretrained, save_pretrained
 
 __all__ = ["TrainConfig", "Trainer", "optimizer_state_to_tensors", "optimizer_state_from_tensors"]
@@ -77,6 +77,10 @@ class TrainConfig:
     fake_pool: int = 0
     """size of a memory of past machine outputs that discriminator updates draw from (0: only this
     step's outputs, the paper's M1). The newest outputs replace the oldest. Not in the paper."""
+    fidelity_weight: float = 1000.0
+    """weight ``w`` of the paired term ``-w * MSE(output, reference)`` added to every score the agent
+    maximises (:class:`deepexposure.gan.FidelityScore`). Used only when the trainer has references
+    (``--references``); without them training is unpaired, as in the paper."""
     disc_base_channels: int = 32
     """channels of the discriminator's first convolution."""
     image_size: int = 64
@@ -138,15 +142,24 @@ class Trainer:
         targets: ``(N_t, 3, S, S)`` sRGB thumbnails in the wanted style (unpaired).
         run_dir: where logs, samples, checkpoints and the model go.
         extra_config: more settings to record in ``config.json`` (data folders, command line).
+        references: optional ``(N_in, 3, S, S)``, row ``i`` the well-exposed reference of input ``i``
+            (pixel-aligned). With them the agent maximises :class:`~deepexposure.gan.FidelityScore`
+            instead of the bare discriminator score; the discriminator is still trained unpaired.
     """
 
-    def __init__(self, agent, cfg: TrainConfig, inputs: torch.Tensor, targets: torch.Tensor, run_dir: str | Path, extra_config: dict | None = None, progress: bool = False):
+    def __init__(self, agent, cfg: TrainConfig, inputs: torch.Tensor, targets: torch.Tensor, run_dir: str | Path, extra_config: dict | None = None, progress: bool = False,
+                 references: torch.Tensor | None = None):
         if inputs.shape[0] < 1 or targets.shape[0] < 1:
             raise ValueError("training needs at least one input and one target photo")
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.agent, self.cfg = agent, cfg
         self.inputs, self.targets = inputs.float(), targets.float()
+        if references is not None and references.shape != self.inputs.shape:
+            raise ValueError(f"references {tuple(references.shape)} do not match inputs {tuple(self.inputs.shape)}")
+        if references is not None and not getattr(agent, "supports_references", False):
+            raise ValueError(f"{type(agent).__name__} cannot train with references (paired data)")
+        self.references = references.float() if references is not None else None
         self.run_dir = Path(run_dir)
         self.extra_config = extra_config or {}
         self.progress = progress
@@ -224,7 +237,12 @@ class Trainer:
             memory = []
             for _ in range(self.cfg.g_steps):
                 idx = self._sample_idx(self.inputs.shape[0], b)
-                m, fakes = self.agent.train_step(idx, self.inputs, self.disc, self.gen)
+                if self.references is None:
+                    m, fakes = self.agent.train_step(idx, self.inputs, self.disc, self.gen)
+                else:
+                    score = FidelityScore(self.disc, self.references[idx], self.cfg.fidelity_weight)
+                    m, fakes = self.agent.train_step(idx, self.inputs, score, self.gen)
+                    m["fidelity_mse"] = (fakes - self.references[idx]).pow(2).mean().item()
                 memory.append(fakes)
                 metrics.update(m)
             memory_t = torch.cat(memory)
@@ -306,7 +324,7 @@ class Trainer:
             self.pool_next = int(state.get("pool_next", saved.shape[0])) % self.pool.shape[0]
 
     # -- logging -------------------------------------------------------------------------------
-    _LOG_FIELDS = ["step", "phase", "disc_loss", "wasserstein", "policy_objective", "d_fused", "value_loss", "ev_mean", "ev_std", "lr_policy", "time_s"]
+    _LOG_FIELDS = ["step", "phase", "disc_loss", "wasserstein", "policy_objective", "d_fused", "value_loss", "ev_mean", "ev_std", "fidelity_mse", "lr_policy", "time_s"]
 
     def _open_log(self):
         path = self.run_dir / "log.csv"

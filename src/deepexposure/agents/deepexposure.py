@@ -234,6 +234,10 @@ class DeepExposureAgent(nn.Module):
     (and the value network for DE I), their optimisers, the OU process and the per-image masks.
     """
 
+    #: every image :meth:`train_step` scores is a roll-out of ``inputs[idx]`` in ``idx`` order, so the
+    #: trainer can pair it with that input's reference (``Trainer(references=...)``)
+    supports_references = True
+
     def __init__(self, cfg: DeepExposureConfig, batch_size: int):
         super().__init__()
         self.cfg = cfg

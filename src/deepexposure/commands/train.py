@@ -46,6 +46,10 @@ def register(sub) -> None:
     p.add_argument("--algo", choices=ALGOS, default="de2", help="de1: DeepExposure I, de2: DeepExposure II, exposure: white-box filter agent")
     p.add_argument("--inputs", type=Path, help="folder of photos to learn to retouch")
     p.add_argument("--targets", type=Path, help="folder of photos in the wanted style (unpaired)")
+    p.add_argument("--references", type=Path, default=None,
+                   help="optional folder with a well-exposed version of each input, same file names (e.g. a synth "
+                        "folder's reference/): adds the paired term -w*MSE to the agent's reward (--fidelity-weight); "
+                        "de1/de2 only")
     p.add_argument("--out", type=Path, required=True, help="run directory (logs, samples, checkpoints, model)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     p.add_argument("--cache-dir", type=Path, default=None, help="prepared-thumbnail cache (default: RUN/cache)")
@@ -85,6 +89,7 @@ def _load_data(inputs: Path, targets: Path, size: int, cache_dir: Path, min_imag
             if int(keep.sum()) < min_images:
                 raise DatasetError(f"{inputs if what == 'inputs' else targets}: only {int(keep.sum())} colour photos, need at least {min_images}")
             setattr(data, what, imgs[keep])
+            setattr(data, what[:-1] + "_paths", [p for p, k in zip(paths, keep.tolist()) if k])
     return data
 
 
@@ -99,12 +104,16 @@ def run(args) -> int:
         saved = json.loads(cfg_path.read_text())
         algo = saved["algo"]
         inputs, targets = Path(saved["inputs"]), Path(saved["targets"])
+        references = Path(saved["references"]) if saved.get("references") else None
     else:
         algo = args.algo
         if args.inputs is None or args.targets is None:
             error("train needs --inputs DIR and --targets DIR (or --resume)")
             return 2
-        inputs, targets = args.inputs, args.targets
+        inputs, targets, references = args.inputs, args.targets, args.references
+        if references is not None and algo not in ("de1", "de2"):
+            error(f"{references}: --references works with --algo de1/de2 only")
+            return 2
     agent_cls = _agent_config_cls(algo)
     train_cfg = dataclass_from_args(TrainConfig, args, saved["train"] if saved else None)
     agent_base = dict(saved["agent"]) if saved else {}
@@ -112,12 +121,20 @@ def run(args) -> int:
         agent_base["algo"] = algo
     agent_base["image_size"] = train_cfg.image_size
     agent_cfg = dataclass_from_args(agent_cls, args, agent_base)
-    for label, d in (("--inputs", inputs), ("--targets", targets)):
+    for label, d in (("--inputs", inputs), ("--targets", targets), ("--references", references)):
+        if d is None:
+            continue
         if not d.is_dir():
             error(f"{d}: {label} must be a folder of photos")
             return 2
     try:
-        data = _load_data(inputs, targets, train_cfg.image_size, args.cache_dir or run_dir / "cache", args.min_images, args.allow_grayscale)
+        cache = args.cache_dir or run_dir / "cache"
+        data = _load_data(inputs, targets, train_cfg.image_size, cache, args.min_images, args.allow_grayscale)
+        refs = None
+        if references is not None:
+            from ..data import load_references
+
+            refs = load_references(data.input_paths, references, train_cfg.image_size, cache)
     except ValueError as e:
         error(e)
         return 2
@@ -128,11 +145,12 @@ def run(args) -> int:
         "algo": algo,
         "inputs": str(inputs.resolve()),
         "targets": str(targets.resolve()),
+        "references": str(references.resolve()) if references is not None else None,
         "n_inputs": int(data.inputs.shape[0]),
         "n_targets": int(data.targets.shape[0]),
         "command": " ".join(["deepexposure"] + sys.argv[1:]),
     }
-    trainer = Trainer(agent, train_cfg, data.inputs, data.targets, run_dir, extra, progress=not args.quiet)
+    trainer = Trainer(agent, train_cfg, data.inputs, data.targets, run_dir, extra, progress=not args.quiet, references=refs)
     t0 = time.time()
     try:
         model_dir = trainer.fit(resume=args.resume)
