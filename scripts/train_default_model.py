@@ -12,10 +12,21 @@ Steps (every one is a ``deepexposure`` command, printed before it runs):
 2. ``deepexposure synth`` the input half with several random exposure errors per photo (seed 1):
    these are the photos the agent learns to fix. The target half is used as it is, plus random
    crops (written here, seed 2) so the discriminator sees more than one view of each photo.
-3. ``deepexposure train`` on those folders.
-4. ``deepexposure synth`` the held-out photos (seed 123, other errors) and ``deepexposure eval``
+3. ``deepexposure train`` on those folders (with ``--paired``, also ``--references`` the
+   well-exposed originals of the inputs, which ``synth`` wrote to ``train_inputs/reference``).
+4. With ``--select-on-val``: ``deepexposure synth`` the *target* half (seed 7, one error each) as a
+   validation set, export every checkpoint (``deepexposure train --export-step N``), score each on
+   it with ``deepexposure eval``, and keep the one with the highest validation PSNR. The held-out
+   photos play no part in the choice.
+5. ``deepexposure synth`` the held-out photos (seed 123, other errors) and ``deepexposure eval``
    the model against the baselines on them (PSNR/SSIM against the well-exposed originals).
-5. With ``--export DIR``, copy the trained model there (for shipping in the package).
+6. With ``--export DIR``, copy the model there (for shipping in the package).
+
+The shipped default was made with::
+
+    python scripts/train_default_model.py --algo de2 --steps 800 --paired --select-on-val \
+        --train-args "--lr-policy 2e-4 --lr-policy-final 0.1 --lr-disc 2e-4 --lr-disc-final 0.1 \
+                      --fidelity-weight 10000 --ckpt-every 100 --sample-every 200 --quiet"
 """
 
 from __future__ import annotations
@@ -64,6 +75,30 @@ def write_crops(paths: list[Path], out: Path, per_photo: int, seed: int, size: i
             write_image(out / f"{p.stem}_crop{k}.png", crop, overwrite=True)
 
 
+def select_on_val(de: list[str], run: Path, targets_src: list[Path], w: Path) -> Path:
+    """Export every checkpoint of ``run``, score each on the validation set, return the best model folder."""
+    val = w / "val"
+    if not (val / "synth.json").exists():
+        sh(de + ["synth", *map(str, targets_src), "--out", str(val), "--seed", "7", "--variants", "1", "--quiet"])
+    steps = sorted(int(p.name[5:]) for p in (run / "checkpoints").glob("step_*") if (p / "state.json").exists())
+    scores = {}
+    for n in steps:
+        m = run / f"model-step_{n}"
+        if not (m / "model.json").exists():
+            sh(de + ["train", "--out", str(run), "--export-step", str(n), "--export-to", str(m)])
+        name = f"val-step_{n}"
+        if not (w / "eval" / f"{name}.json").exists():
+            sh(de + ["eval", "--paired", str(val), "--methods", "deepexposure", "--model", str(m), "--out", str(w / "eval"),
+                     "--name", name, "--sheet", "0", "--overwrite", "--quiet"])
+        summary = json.loads((w / "eval" / f"{name}.json").read_text())["summary"]["deepexposure"]
+        scores[n] = (summary["psnr"], summary["ssim"])
+        print(f"step {n}: val PSNR {summary['psnr']:.2f} dB, SSIM {summary['ssim']:.4f}", flush=True)
+    best = max(scores, key=lambda n: scores[n][0])
+    (w / f"val-{run.name}.json").write_text(json.dumps({"scores": scores, "selected_step": best}, indent=2))
+    print(f"selected step {best} (val PSNR {scores[best][0]:.2f} dB, SSIM {scores[best][1]:.4f})")
+    return run / f"model-step_{best}"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--photos", type=Path, default=Path("/work/photos"))
@@ -77,6 +112,8 @@ def main() -> int:
     ap.add_argument("--train-args", default="", help="extra options for `deepexposure train`")
     ap.add_argument("--export", type=Path, default=None, help="copy the model here when done")
     ap.add_argument("--skip-train", action="store_true", help="reuse an existing run (evaluate/export only)")
+    ap.add_argument("--paired", action="store_true", help="train with --references (the inputs' well-exposed originals)")
+    ap.add_argument("--select-on-val", action="store_true", help="pick the checkpoint with the best PSNR on a validation set")
     args = ap.parse_args()
 
     from deepexposure.io import list_images
@@ -100,19 +137,27 @@ def main() -> int:
         cmd = de + ["train", "--algo", args.algo, "--inputs", str(w / "train_inputs" / "input"),
                     "--targets", str(w / "train_targets"), "--out", str(run), "--steps", str(args.steps),
                     "--threads", str(args.threads), *shlex.split(args.train_args)]
+        if args.paired:
+            cmd += ["--references", str(w / "train_inputs" / "reference")]
+        if args.select_on_val:
+            cmd += ["--keep-checkpoints", "1000"]
         if (run / "checkpoints" / "latest").exists():
             cmd = de + ["train", "--out", str(run), "--resume"]
         timings["train_s"] = sh(cmd)
+    model = run / "model"
+    if args.select_on_val:
+        model = select_on_val(de, run, targets_src, w)
+        timings["selected"] = str(model)
     if not (w / "heldout" / "synth.json").exists():
         sh(de + ["synth", *map(str, test_src), "--out", str(w / "heldout"), "--seed", "123", "--variants", "2", "--quiet"])
     method = "exposure" if args.algo == "exposure" else "deepexposure"
     timings["eval_s"] = sh(de + ["eval", "--paired", str(w / "heldout"), "--methods", f"identity,auto,clahe,fusion,{method}",
-                                 "--model", str(run), "--out", str(w / "eval"), "--name", f"eval-{run.name}", "--overwrite", "--quiet"])
+                                 "--model", str(model), "--out", str(w / "eval"), "--name", f"eval-{run.name}", "--overwrite", "--quiet"])
     (w / f"timings-{run.name}.json").write_text(json.dumps(timings, indent=2))
     print(json.dumps(timings))
     if args.export:
         args.export.mkdir(parents=True, exist_ok=True)
-        for f in (run / "model").iterdir():
+        for f in model.iterdir():
             shutil.copy2(f, args.export / f.name)
         print(f"model copied to {args.export}")
     return 0

@@ -136,8 +136,8 @@ def _run_buffer(seed: int, iters: int, n: int, b: int, n_edits: int, inputs: tor
     buf = TrajectoryBuffer.fill(inputs, n, n_edits, g)
     log = []
     for _ in range(iters):
-        fresh = inputs[torch.randint(0, len(inputs), (b,), generator=g)]
-        slots = buf.draw(fresh, g)
+        pick = torch.randint(0, len(inputs), (b,), generator=g)
+        slots = buf.draw(inputs[pick], g, fresh_src=pick)
         buf.put(slots, *_fake_step(*buf.get(slots)))
         log.append((slots.tolist(), buf.sample_finished(b, g)))
     return buf, log
@@ -151,15 +151,16 @@ def test_trajectory_buffer_matches_loop():
     # plain-loop reference: a list of dicts, the same random draws
     g = torch.Generator().manual_seed(5)
     pick = torch.randint(0, len(inputs), (n,), generator=g)
-    ref = [{"img": inputs[int(i)].clone(), "k": 0, "used": [0.0] * N_FILTERS} for i in pick]
+    ref = [{"img": inputs[int(i)].clone(), "k": 0, "used": [0.0] * N_FILTERS, "src": int(i)} for i in pick]
     n_refilled = 0
     for it in range(iters):
-        fresh = inputs[torch.randint(0, len(inputs), (b,), generator=g)]
+        fresh_src = torch.randint(0, len(inputs), (b,), generator=g)
+        fresh = inputs[fresh_src]
         slots = torch.randperm(n, generator=g)[:b].tolist()
         assert slots == log[it][0] and len(set(slots)) == b
         for j, s in enumerate(slots):
             if ref[s]["k"] == n_edits:  # finished: replaced by a fresh input
-                ref[s] = {"img": fresh[j].clone(), "k": 0, "used": [0.0] * N_FILTERS}
+                ref[s] = {"img": fresh[j].clone(), "k": 0, "used": [0.0] * N_FILTERS, "src": int(fresh_src[j])}
                 n_refilled += 1
             e = ref[s]
             e["used"][e["k"] % N_FILTERS] = 1.0
@@ -173,6 +174,7 @@ def test_trajectory_buffer_matches_loop():
     for i in range(n):
         assert torch.allclose(buf.images[i], ref[i]["img"])
         assert int(buf.steps[i]) == ref[i]["k"] and buf.used[i].tolist() == ref[i]["used"]
+        assert int(buf.src[i]) == ref[i]["src"]  # each entry knows its input (paired training finds its reference)
     assert int(buf.steps.max()) <= n_edits
 
     # deterministic under a seed, different under another
@@ -182,7 +184,9 @@ def test_trajectory_buffer_matches_loop():
     assert not (torch.equal(other.images, buf.images) and torch.equal(other.steps, buf.steps))
     # state_dict round trip
     back = TrajectoryBuffer.from_state_dict(buf.state_dict(), n_edits)
-    assert torch.equal(back.images, buf.images) and torch.equal(back.used, buf.used)
+    assert torch.equal(back.images, buf.images) and torch.equal(back.used, buf.used) and torch.equal(back.src, buf.src)
+    old = {k: v for k, v in buf.state_dict().items() if k != "buffer_src"}  # a checkpoint from before src existed
+    assert (TrajectoryBuffer.from_state_dict(old, n_edits).src == -1).all()
 
 
 def test_warm_buffer_starts_in_steady_state():
@@ -295,6 +299,49 @@ def test_learns_toy_white_balance():
     assert pref1 > max(0.3, pref0 + 0.2), (pref0, pref1)  # prefers white balance (untrained: ~1/8)
     assert uses1 >= 0.9, (uses0, uses1)  # and uses it on (nearly) every photo
     assert warm1 > warm0 + 0.25, (warm0, warm1)  # warmer: W_r / W_b goes up
+
+
+class _FlatCritic(nn.Module):
+    """A critic with no opinion: every image scores 0 (only the paired term can teach)."""
+
+    def __init__(self):
+        super().__init__()
+        self.b = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return (self.b * 0).expand(x.shape[0], 1) + 0 * x.mean((1, 2, 3))[:, None]
+
+
+def test_references_teach_the_missing_edit():
+    """Paired training: the inputs are photos made cooler (red x0.8, blue x1.25), the references the
+    photos themselves, the critic flat. The fidelity term alone must make the agent prefer white
+    balance, warm the photos, and bring its outputs closer to the references."""
+    torch.set_num_threads(1)
+    size = 16
+    refs = random_crops(1, 8, size)
+    inputs = white_balance(refs, torch.tensor([[0.8, 1.0, 1.25]])).clamp(0, 1)
+    acfg = WhiteBoxConfig(n_edits=2, buffer_size=32, base_channels=8, image_size=size, lr_policy=3e-4, lr_value=1e-3,
+                          lr_policy_final=1.0, lr_value_final=1.0, disc_reward_scale=1.0)
+    tcfg = TrainConfig(steps=120, p_steps=5, d_steps=1, lr_disc=1e-3, lr_disc_final=1.0, batch_size=8, fidelity_weight=300.0,
+                       disc_base_channels=8, image_size=size, seed=0, sample_every=0, ckpt_every=10**6)
+    torch.manual_seed(0)
+    tr = Trainer(WhiteBoxAgent(acfg, tcfg.batch_size), tcfg, inputs, random_crops(0, 8, size), "unused", references=refs)
+    tr.disc = _FlatCritic()
+    tr.opt_disc = torch.optim.Adam(tr.disc.parameters(), lr=tcfg.lr_disc, betas=tcfg.disc_betas)
+    tr.agent.prepare(inputs)
+
+    def mse():
+        with torch.no_grad():
+            return float((tr.agent.generate_eval(torch.arange(len(refs)), inputs) - refs).pow(2).mean())
+
+    pref0, _, warm0 = _probe(tr.agent.policy, inputs)
+    mse0 = mse()
+    while tr.step < tr.total:
+        tr.train_one()
+    pref1, uses1, warm1 = _probe(tr.agent.policy, inputs)
+    assert pref1 > max(0.3, pref0 + 0.2), (pref0, pref1)
+    assert warm1 > warm0 + 0.25, (warm0, warm1)
+    assert mse() < 0.7 * mse0, (mse0, mse())
 
 
 # -- resume and the exported model -------------------------------------------------------------

@@ -38,10 +38,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .gan import DISC_CHANNELS, GAN_LOSSES, Discriminator, FidelityScore, discriminator_loss
+from .gan import DISC_CHANNELS, GAN_LOSSES, Discriminator, discriminator_loss
 from .nets import Trunk, TrunkConfig, load_pretrained, save_pretrained
 
-__all__ = ["TrainConfig", "Trainer", "optimizer_state_to_tensors", "optimizer_state_from_tensors"]
+__all__ = ["TrainConfig", "Trainer", "export_checkpoint", "load_agent_networks", "optimizer_state_to_tensors", "optimizer_state_from_tensors"]
 
 
 @dataclass
@@ -240,9 +240,8 @@ class Trainer:
                 if self.references is None:
                     m, fakes = self.agent.train_step(idx, self.inputs, self.disc, self.gen)
                 else:
-                    score = FidelityScore(self.disc, self.references[idx], self.cfg.fidelity_weight)
-                    m, fakes = self.agent.train_step(idx, self.inputs, score, self.gen)
-                    m["fidelity_mse"] = (fakes - self.references[idx]).pow(2).mean().item()
+                    m, fakes = self.agent.train_step(idx, self.inputs, self.disc, self.gen,
+                                                     references=self.references, fidelity_weight=self.cfg.fidelity_weight)
                 memory.append(fakes)
                 metrics.update(m)
             memory_t = torch.cat(memory)
@@ -305,8 +304,7 @@ class Trainer:
         from safetensors.torch import load_file
 
         self.disc.trunk.load_state_dict(load_pretrained(path, "discriminator").state_dict())
-        for name, net in self.agent.networks().items():
-            net.load_state_dict(load_pretrained(path, name).state_dict())
+        load_agent_networks(self.agent, path)
         tensors = load_file(str(path / "state.safetensors"))
         state = json.loads((path / "state.json").read_text())
         for name, opt in {"discriminator": self.opt_disc, **self.agent.optimizers()}.items():
@@ -424,3 +422,25 @@ class Trainer:
         model_dir = self.run_dir / "model"
         self.agent.save_model(model_dir, {"name": self.run_dir.name, "trained_steps": self.step, "seed": self.cfg.seed})
         return model_dir
+
+
+def load_agent_networks(agent, checkpoint: str | Path) -> None:
+    """Load every network of ``agent`` (policy, its running average, value) from a checkpoint folder."""
+    for name, net in agent.networks().items():
+        net.load_state_dict(load_pretrained(Path(checkpoint), name).state_dict())
+
+
+def export_checkpoint(agent, checkpoint: str | Path, out_dir: str | Path, info: dict | None = None) -> Path:
+    """Write the inference model of an earlier checkpoint (``RUN/checkpoints/step_N``) to ``out_dir``.
+
+    ``agent`` must be built with the run's config (``deepexposure train --out RUN --export-step N``
+    does that from ``RUN/config.json``). The model is what ``RUN/model/`` held right after that
+    checkpoint was written, so a checkpoint chosen on a validation set can be shipped.
+    """
+    checkpoint = Path(checkpoint)
+    if not (checkpoint / "state.json").exists():
+        raise FileNotFoundError(f"{checkpoint}: not a complete checkpoint (no state.json)")
+    load_agent_networks(agent, checkpoint)
+    step = int(json.loads((checkpoint / "state.json").read_text())["step"])
+    agent.save_model(Path(out_dir), {"trained_steps": step, **(info or {})})
+    return Path(out_dir)

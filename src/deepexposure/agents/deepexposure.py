@@ -234,8 +234,7 @@ class DeepExposureAgent(nn.Module):
     (and the value network for DE I), their optimisers, the OU process and the per-image masks.
     """
 
-    #: every image :meth:`train_step` scores is a roll-out of ``inputs[idx]`` in ``idx`` order, so the
-    #: trainer can pair it with that input's reference (``Trainer(references=...)``)
+    #: :meth:`train_step` takes ``references`` (paired training, ``Trainer(references=...)``)
     supports_references = True
 
     def __init__(self, cfg: DeepExposureConfig, batch_size: int):
@@ -326,13 +325,23 @@ class DeepExposureAgent(nn.Module):
         return out
 
     def train_step(
-        self, idx: torch.Tensor, inputs: torch.Tensor, disc: nn.Module, generator: torch.Generator
+        self, idx: torch.Tensor, inputs: torch.Tensor, disc: nn.Module, generator: torch.Generator,
+        references: torch.Tensor | None = None, fidelity_weight: float = 0.0,
     ) -> tuple[dict[str, float], torch.Tensor]:
         """One asynchronous update: roll out N images x T steps, apply the collected gradients once.
 
+        With ``references`` (``(N_in, 3, S, S)``, row ``i`` the reference of ``inputs[i]``; not in the
+        paper), every score the agent maximises is :class:`deepexposure.gan.FidelityScore`'s
+        ``D(S) - w * MSE(S, reference)`` instead of ``D(S)``.
+
         Returns ``(metrics, fakes)``; ``fakes`` are the fused outputs for the discriminator (memory M1).
         """
+        from ..gan import FidelityScore
+
         cfg = self.cfg
+        refs = references[idx].to(inputs) if references is not None else None
+        if refs is not None:
+            disc = FidelityScore(disc, refs, fidelity_weight)
         for p in disc.parameters():
             p.requires_grad_(False)
         s0, masks = inputs[idx], self.masks[idx]
@@ -371,6 +380,8 @@ class DeepExposureAgent(nn.Module):
         evs = r.evs.detach()
         metrics["ev_mean"] = float(evs.mean())
         metrics["ev_std"] = float(evs.std()) if evs.numel() > 1 else 0.0
+        if refs is not None:
+            metrics["fidelity_mse"] = float((r.fused.detach() - refs).pow(2).mean())
         return metrics, r.fused.detach()
 
     def _value_step(self, local: list[torch.Tensor], reward: torch.Tensor) -> dict[str, float]:

@@ -366,17 +366,20 @@ class TrajectoryBuffer:
     """Algorithm 1's buffer of in-flight trajectories: ``images (N, 3, S, S)``, ``steps (N,)``, ``used (N, 8)``.
 
     An entry with ``steps == n_edits`` is finished: it stays (the discriminator samples from the
-    finished entries) until it is drawn again, when it is replaced by a fresh input.
+    finished entries) until it is drawn again, when it is replaced by a fresh input. ``src (N,)``
+    is the training input each entry started from (``-1``: unknown), so that paired training can
+    find the entry's reference.
     """
 
-    def __init__(self, images: torch.Tensor, steps: torch.Tensor, used: torch.Tensor, n_edits: int):
+    def __init__(self, images: torch.Tensor, steps: torch.Tensor, used: torch.Tensor, n_edits: int, src: torch.Tensor | None = None):
         self.images, self.steps, self.used, self.n_edits = images, steps.long(), used.float(), n_edits
+        self.src = src.long() if src is not None else torch.full_like(self.steps, -1)
 
     @classmethod
     def fill(cls, inputs: torch.Tensor, size: int, n_edits: int, generator: torch.Generator) -> "TrajectoryBuffer":
         """``size`` fresh trajectories from random ``inputs`` (drawn with replacement)."""
-        pick = torch.randint(0, inputs.shape[0], (size,), generator=generator)
-        return cls.fresh(inputs[pick.to(inputs.device)], n_edits)
+        pick = torch.randint(0, inputs.shape[0], (size,), generator=generator).to(inputs.device)
+        return cls.fresh(inputs[pick], n_edits, src=pick)
 
     @classmethod
     def warm(
@@ -404,10 +407,10 @@ class TrajectoryBuffer:
         return buf
 
     @classmethod
-    def fresh(cls, images: torch.Tensor, n_edits: int) -> "TrajectoryBuffer":
+    def fresh(cls, images: torch.Tensor, n_edits: int, src: torch.Tensor | None = None) -> "TrajectoryBuffer":
         n = images.shape[0]
         steps = torch.zeros(n, dtype=torch.long, device=images.device)
-        return cls(images.clone(), steps, torch.zeros(n, N_FILTERS, device=images.device), n_edits)
+        return cls(images.clone(), steps, torch.zeros(n, N_FILTERS, device=images.device), n_edits, src)
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -416,8 +419,9 @@ class TrajectoryBuffer:
         """``(N,)`` bool: trajectories that took all ``n_edits`` steps."""
         return self.steps >= self.n_edits
 
-    def draw(self, fresh: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Draw ``b = len(fresh)`` distinct slots at random; finished ones restart from ``fresh[j]``.
+    def draw(self, fresh: torch.Tensor, generator: torch.Generator, fresh_src: torch.Tensor | None = None) -> torch.Tensor:
+        """Draw ``b = len(fresh)`` distinct slots at random; finished ones restart from ``fresh[j]``
+        (which is training input ``fresh_src[j]``, when given).
 
         Returns the slots ``(b,)``; read them with :meth:`get`, write the stepped entries with :meth:`put`.
         """
@@ -431,6 +435,7 @@ class TrajectoryBuffer:
             self.images[s] = fresh[done].to(self.images)
             self.steps[s] = 0
             self.used[s] = 0.0
+            self.src[s] = fresh_src[done.to(fresh_src.device)].to(self.src) if fresh_src is not None else -1
         return slots
 
     def get(self, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -448,11 +453,13 @@ class TrajectoryBuffer:
         return self.images[fin[order]]
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"buffer_images": self.images.clone(), "buffer_steps": self.steps.clone(), "buffer_used": self.used.clone()}
+        return {"buffer_images": self.images.clone(), "buffer_steps": self.steps.clone(), "buffer_used": self.used.clone(),
+                "buffer_src": self.src.clone()}
 
     @classmethod
     def from_state_dict(cls, d: dict[str, torch.Tensor], n_edits: int) -> "TrajectoryBuffer":
-        return cls(d["buffer_images"].float().clone(), d["buffer_steps"].clone(), d["buffer_used"].float().clone(), n_edits)
+        src = d["buffer_src"].clone() if "buffer_src" in d else None  # checkpoints before paired training had none
+        return cls(d["buffer_images"].float().clone(), d["buffer_steps"].clone(), d["buffer_used"].float().clone(), n_edits, src)
 
 
 # -- the agent ---------------------------------------------------------------------------------
@@ -464,6 +471,9 @@ class WhiteBoxAgent(nn.Module):
     The trainer owns the discriminator, the data and the schedule; the agent owns the policy, the
     value network, their optimisers and the trajectory buffer (part of the checkpoint).
     """
+
+    #: :meth:`train_step` takes ``references`` (paired training; the buffer knows each entry's input)
+    supports_references = True
 
     log_fields = ["reward", "d_gain", "advantage", "entropy", "reuse_rate", "range_penalty", "finished"] + [
         f"use_{n}" for n in FILTER_NAMES
@@ -515,20 +525,35 @@ class WhiteBoxAgent(nn.Module):
         return rollout(self.policy, inputs[idx], greedy=True).final
 
     def train_step(
-        self, idx: torch.Tensor, inputs: torch.Tensor, disc: nn.Module, generator: torch.Generator
+        self, idx: torch.Tensor, inputs: torch.Tensor, disc: nn.Module, generator: torch.Generator,
+        references: torch.Tensor | None = None, fidelity_weight: float = 0.0,
     ) -> tuple[dict[str, float], torch.Tensor]:
         """One iteration of Algorithm 1: draw from the buffer, step, learn, put back.
+
+        With ``references`` (``(N_in, 3, S, S)``, row ``i`` the reference of ``inputs[i]``), every
+        discriminator score in the reward becomes :class:`deepexposure.gan.FidelityScore`'s
+        ``D(s) - w * MSE(s, reference of the entry's input)``, so the reward
+        ``c * (score(s') - score(s))`` also pays for each edit that moves towards the reference.
 
         Returns ``(metrics, fakes)``; ``fakes`` are ``len(idx)`` finished images from the buffer for
         the discriminator (topped up with fresh roll-outs of ``inputs[idx]`` in the rare case that the
         buffer holds too few finished ones; it starts warm, about a fifth finished).
         """
+        from ..gan import FidelityScore
+
         cfg = self.cfg
         if self.buffer is None:  # start in the steady state (terminal transitions and finished images at once)
             self.buffer = TrajectoryBuffer.warm(self.policy, inputs, cfg.buffer_size, generator, cfg.exploration)
         buf = self.buffer
-        slots = buf.draw(inputs[idx], generator)
+        slots = buf.draw(inputs[idx], generator, fresh_src=idx)
         img, steps, used = buf.get(slots)
+        refs = None
+        if references is not None:
+            src = buf.src[slots]
+            if bool((src < 0).any()):
+                raise ValueError("paired training: some buffer entries do not know their input (resumed from an unpaired run?)")
+            refs = references[src.to(references.device)].to(img)
+            disc = FidelityScore(disc, refs, fidelity_weight)
 
         for p in disc.parameters():
             p.requires_grad_(False)
@@ -587,6 +612,8 @@ class WhiteBoxAgent(nn.Module):
                 "range_penalty": float(pen_range.mean()),
                 "finished": int(buf.finished().sum()),
             }
+            if refs is not None:
+                metrics["fidelity_mse"] = float((r.next_img - refs).pow(2).mean())
         metrics.update({f"use_{n}": float(c) for n, c in zip(FILTER_NAMES, counts)})
         return metrics, fakes.detach()
 

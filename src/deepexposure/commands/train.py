@@ -7,6 +7,7 @@ run from its newest checkpoint with the run's saved settings.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -48,10 +49,13 @@ def register(sub) -> None:
     p.add_argument("--targets", type=Path, help="folder of photos in the wanted style (unpaired)")
     p.add_argument("--references", type=Path, default=None,
                    help="optional folder with a well-exposed version of each input, same file names (e.g. a synth "
-                        "folder's reference/): adds the paired term -w*MSE to the agent's reward (--fidelity-weight); "
-                        "de1/de2 only")
+                        "folder's reference/): adds the paired term -w*MSE to every score the agent maximises "
+                        "(--fidelity-weight); the discriminator stays unpaired")
     p.add_argument("--out", type=Path, required=True, help="run directory (logs, samples, checkpoints, model)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
+    p.add_argument("--export-step", type=int, default=None, metavar="N",
+                   help="do not train: write the model of the run's checkpoint step_N (see --keep-checkpoints) to --export-to")
+    p.add_argument("--export-to", type=Path, default=None, metavar="DIR", help="folder for --export-step (default: RUN/model-step_N)")
     p.add_argument("--cache-dir", type=Path, default=None, help="prepared-thumbnail cache (default: RUN/cache)")
     p.add_argument("--min-images", type=int, default=2, help="refuse to train with fewer readable photos per folder")
     p.add_argument("--allow-grayscale", action="store_true", help="keep grayscale photos (skipped by default: they would teach desaturation)")
@@ -93,7 +97,35 @@ def _load_data(inputs: Path, targets: Path, size: int, cache_dir: Path, min_imag
     return data
 
 
+def _export(args) -> int:
+    """``--export-step N``: the inference model of one checkpoint of the run in ``--out``."""
+    from ..train import export_checkpoint
+
+    run_dir: Path = args.out
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.exists():
+        error(f"{run_dir}: not a training run (no config.json)")
+        return 2
+    saved = json.loads(cfg_path.read_text())
+    ckpt = run_dir / "checkpoints" / f"step_{args.export_step:07d}"
+    if not (ckpt / "state.json").exists():
+        have = sorted(int(p.name[5:]) for p in (run_dir / "checkpoints").glob("step_*") if (p / "state.json").exists())
+        error(f"{ckpt}: no such checkpoint (the run has steps {', '.join(map(str, have)) or 'none'})")
+        return 2
+    agent_base = {**saved["agent"]}
+    if saved["algo"] in ("de1", "de2"):
+        agent_base["algo"] = saved["algo"]
+    agent_cfg = dataclass_from_args(_agent_config_cls(saved["algo"]), argparse.Namespace(), agent_base)
+    agent = _make_agent(saved["algo"], agent_cfg, saved["train"]["batch_size"])
+    out = args.export_to or run_dir / f"model-step_{args.export_step}"
+    export_checkpoint(agent, ckpt, out, {"name": f"{run_dir.name}-step_{args.export_step}", "seed": saved["train"]["seed"]})
+    print(f"model of {ckpt} written to {out}")
+    return 0
+
+
 def run(args) -> int:
+    if args.export_step is not None:
+        return _export(args)
     run_dir: Path = args.out
     saved = None
     if args.resume:
@@ -111,9 +143,6 @@ def run(args) -> int:
             error("train needs --inputs DIR and --targets DIR (or --resume)")
             return 2
         inputs, targets, references = args.inputs, args.targets, args.references
-        if references is not None and algo not in ("de1", "de2"):
-            error(f"{references}: --references works with --algo de1/de2 only")
-            return 2
     agent_cls = _agent_config_cls(algo)
     train_cfg = dataclass_from_args(TrainConfig, args, saved["train"] if saved else None)
     agent_base = dict(saved["agent"]) if saved else {}
