@@ -127,8 +127,8 @@ class FidelityScore(nn.Module):
 
     Not in the paper (which trains unpaired). When the training inputs come with well-exposed
     references (``deepexposure train --references``, e.g. FiveK's expert versions or ``deepexposure
-    synth`` pairs), the trainer hands the agent this module instead of the bare discriminator, so
-    every score the agent maximises (the reward, and in DeepExposure II the value) also rewards
+    synth`` pairs), the agents' ``train_step`` wraps the discriminator in this module, so every
+    score the agent maximises (the reward, and in DeepExposure II the value) also rewards
     closeness to the input's own reference. The discriminator itself is still trained unpaired.
 
     Args:
