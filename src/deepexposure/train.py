@@ -77,10 +77,11 @@ class TrainConfig:
     fake_pool: int = 0
     """size of a memory of past machine outputs that discriminator updates draw from (0: only this
     step's outputs, the paper's M1). The newest outputs replace the oldest. Not in the paper."""
-    fidelity_weight: float = 1000.0
+    fidelity_weight: float = 10000.0
     """weight ``w`` of the paired term ``-w * MSE(output, reference)`` added to every score the agent
     maximises (:class:`deepexposure.gan.FidelityScore`). Used only when the trainer has references
-    (``--references``); without them training is unpaired, as in the paper."""
+    (``--references``); without them training is unpaired, as in the paper. The shipped DeepExposure
+    default used 10000 (runs with 1000 and 3000 scored lower on validation); the white-box default 50000."""
     disc_base_channels: int = 32
     """channels of the discriminator's first convolution."""
     image_size: int = 64
