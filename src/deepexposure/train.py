@@ -236,13 +236,10 @@ class Trainer:
         else:
             metrics["phase"] = 1
             memory = []
+            paired = {} if self.references is None else {"references": self.references, "fidelity_weight": self.cfg.fidelity_weight}
             for _ in range(self.cfg.g_steps):
                 idx = self._sample_idx(self.inputs.shape[0], b)
-                if self.references is None:
-                    m, fakes = self.agent.train_step(idx, self.inputs, self.disc, self.gen)
-                else:
-                    m, fakes = self.agent.train_step(idx, self.inputs, self.disc, self.gen,
-                                                     references=self.references, fidelity_weight=self.cfg.fidelity_weight)
+                m, fakes = self.agent.train_step(idx, self.inputs, self.disc, self.gen, **paired)
                 memory.append(fakes)
                 metrics.update(m)
             memory_t = torch.cat(memory)

@@ -30,6 +30,15 @@ def _agent_config_cls(algo: str):
     return WhiteBoxConfig
 
 
+def _agent_config(algo: str, args: argparse.Namespace, saved_agent: dict | None, image_size: int):
+    """The agent's config: a run's saved settings (or the defaults), overridden by the options given."""
+    base = dict(saved_agent or {})
+    if algo in ("de1", "de2"):
+        base["algo"] = algo
+    base["image_size"] = image_size
+    return dataclass_from_args(_agent_config_cls(algo), args, base)
+
+
 def _make_agent(algo: str, agent_cfg, batch_size: int):
     if algo in ("de1", "de2"):
         from ..agents.deepexposure import DeepExposureAgent
@@ -112,10 +121,7 @@ def _export(args) -> int:
         have = sorted(int(p.name[5:]) for p in (run_dir / "checkpoints").glob("step_*") if (p / "state.json").exists())
         error(f"{ckpt}: no such checkpoint (the run has steps {', '.join(map(str, have)) or 'none'})")
         return 2
-    agent_base = {**saved["agent"]}
-    if saved["algo"] in ("de1", "de2"):
-        agent_base["algo"] = saved["algo"]
-    agent_cfg = dataclass_from_args(_agent_config_cls(saved["algo"]), argparse.Namespace(), agent_base)
+    agent_cfg = _agent_config(saved["algo"], argparse.Namespace(), saved["agent"], saved["train"]["image_size"])
     agent = _make_agent(saved["algo"], agent_cfg, saved["train"]["batch_size"])
     out = args.export_to or run_dir / f"model-step_{args.export_step}"
     export_checkpoint(agent, ckpt, out, {"name": f"{run_dir.name}-step_{args.export_step}", "seed": saved["train"]["seed"]})
@@ -143,13 +149,8 @@ def run(args) -> int:
             error("train needs --inputs DIR and --targets DIR (or --resume)")
             return 2
         inputs, targets, references = args.inputs, args.targets, args.references
-    agent_cls = _agent_config_cls(algo)
     train_cfg = dataclass_from_args(TrainConfig, args, saved["train"] if saved else None)
-    agent_base = dict(saved["agent"]) if saved else {}
-    if algo in ("de1", "de2"):
-        agent_base["algo"] = algo
-    agent_base["image_size"] = train_cfg.image_size
-    agent_cfg = dataclass_from_args(agent_cls, args, agent_base)
+    agent_cfg = _agent_config(algo, args, saved["agent"] if saved else None, train_cfg.image_size)
     for label, d in (("--inputs", inputs), ("--targets", targets), ("--references", references)):
         if d is None:
             continue
