@@ -162,7 +162,7 @@ def evaluate_paired(
         for m in names:
             t0 = time.perf_counter()
             try:
-                out, _ = retouch_tensor(methods[m], inp.to(device))
+                out, _ = retouch_tensor(methods[m], inp.to(device), reference=ref.to(device))
             except Exception as e:  # a failing method must not stop the others
                 errors[m].append(f"{pair.name}: {type(e).__name__}: {e}")
                 if on_sheet:

@@ -15,7 +15,12 @@ Built-in names are resolved lazily (importing torch networks only when needed):
 ``auto``                  global auto-exposure
 ``clahe``                 CLAHE on luminance
 ``fusion``                fixed-bracket single-image exposure fusion (``ev=[-1, 0, 1, 2]``)
+``oracle-global``         ceiling: the best single exposure, chosen against the reference (eval only)
+``oracle-exposures``      ceiling: the best T exposures for the fused renderer (eval only)
 ========================  ==========================================================
+
+A method with ``needs_reference = True`` (the oracles) takes ``plan(img_srgb, reference=ref_srgb)``;
+only ``eval`` has a reference to give it.
 """
 
 from __future__ import annotations
@@ -53,6 +58,8 @@ _BUILTIN_MODULES = {
     "auto": "deepexposure.baselines",
     "clahe": "deepexposure.baselines",
     "fusion": "deepexposure.baselines",
+    "oracle-global": "deepexposure.oracle",
+    "oracle-exposures": "deepexposure.oracle",
 }
 
 

@@ -16,19 +16,26 @@ from .recipe import Recipe, render
 __all__ = ["retouch_tensor", "retouch_file", "RetouchResult", "output_path_for"]
 
 
-def retouch_tensor(method: Method, img_srgb: torch.Tensor) -> tuple[torch.Tensor, Recipe]:
+def retouch_tensor(method: Method, img_srgb: torch.Tensor, reference: torch.Tensor | None = None) -> tuple[torch.Tensor, Recipe]:
     """Plan a retouch with ``method`` and render it.
 
     Args:
         method: a :class:`~deepexposure.methods.Method`.
         img_srgb: ``(1, 3, H, W)`` sRGB in [0, 1], full resolution.
+        reference: ``(1, 3, H, W)`` the well-exposed version, given only to methods with
+            ``needs_reference`` (the oracle ceilings of :mod:`deepexposure.oracle`; ``eval`` only).
     Returns:
         ``(out_srgb (1, 3, H, W) in [0, 1], recipe)``.
     """
     if img_srgb.dim() != 4 or img_srgb.shape[:2] != (1, 3):
         raise ValueError(f"expected (1, 3, H, W) image, got {tuple(img_srgb.shape)}")
     with torch.no_grad():
-        recipe = method.plan(img_srgb)
+        if getattr(method, "needs_reference", False):
+            if reference is None:
+                raise ValueError(f"method {method.name!r} needs the reference photo (it is an eval-only ceiling)")
+            recipe = method.plan(img_srgb, reference=reference)
+        else:
+            recipe = method.plan(img_srgb)
         recipe.image.setdefault("width", int(img_srgb.shape[-1]))
         recipe.image.setdefault("height", int(img_srgb.shape[-2]))
         out = render(recipe, img_srgb)
