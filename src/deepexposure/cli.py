@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from .commands._common import UsageError, error
 
+    args.argv = argv  # what was asked, for commands that record it (``train`` writes it to config.json)
     try:
         return int(args.func(args) or 0)
     except UsageError as e:

@@ -13,7 +13,34 @@ import textwrap
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["field_docs", "add_dataclass_options", "dataclass_from_args"]
+__all__ = ["field_docs", "add_dataclass_options", "dataclass_from_args", "ConfigError", "check_values", "check_config", "MIN_VALUES"]
+
+#: Smallest allowed value of every size, count and period setting, by field name; one table for
+#: every config class (:class:`~deepexposure.train.TrainConfig` and the agents' configs), checked by
+#: :func:`check_config`. ``steps`` may be 0 (discriminator pre-training only), but not together with
+#: ``p_steps`` 0 (TrainConfig checks that).
+MIN_VALUES: dict[str, int | float] = {
+    "steps": 0,
+    "batch_size": 1,
+    "p_steps": 0,
+    "d_steps": 1,
+    "g_steps": 1,
+    "disc_batch": 0,
+    "fake_pool": 0,
+    "disc_base_channels": 1,
+    "image_size": 16,
+    "log_every": 1,
+    "sample_every": 0,
+    "ckpt_every": 1,
+    "keep_checkpoints": 1,
+    "threads": 0,
+    "n_segments": 1,
+    "base_channels": 1,
+    "n_edits": 1,
+    "buffer_size": 1,
+    "lambda_gp": 0.0,
+    "fidelity_weight": 0.0,
+}
 
 
 @lru_cache(maxsize=None)
@@ -68,11 +95,53 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, title: str
 
 
 def dataclass_from_args(cls: type, args: argparse.Namespace, base: dict | None = None):
-    """Build ``cls`` from ``base`` (e.g. a saved config) overridden by the options the user gave."""
+    """Build ``cls`` from ``base`` (e.g. a saved config) overridden by the options the user gave.
+
+    Raises :class:`ConfigError` if a value is out of its :data:`MIN_VALUES` range.
+    """
     values = dict(base or {})
     for f in dataclasses.fields(cls):
         v = getattr(args, f"cfg_{f.name}", None)
         if v is not None:
             values[f.name] = v
     names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in values.items() if k in names})
+    values = {k: v for k, v in values.items() if k in names}
+    check_values(values)  # before the class's own checks, so every size error reads the same
+    return cls(**values)
+
+
+class ConfigError(ValueError):
+    """A setting out of range. ``str(e)`` names the field (``batch_size must be >= 1, got 0``);
+    :attr:`option_message` names the command-line option (``--batch-size must be >= 1, got 0``)."""
+
+    def __init__(self, field: str, requirement: str, value: Any):
+        self.field, self.requirement, self.value = field, requirement, value
+        super().__init__(f"{field} must be {requirement}, got {value!r}")
+
+    @property
+    def option(self) -> str:
+        return "--" + self.field.replace("_", "-")
+
+    @property
+    def option_message(self) -> str:
+        return f"{self.option} must be {self.requirement}, got {self.value!r}"
+
+
+def check_values(values: dict[str, Any]) -> None:
+    """Raise :class:`ConfigError` for the first value below its :data:`MIN_VALUES` bound.
+
+    Names not in the table, and values that are not numbers, are left to the config class itself.
+    """
+    for name, v in values.items():
+        lo = MIN_VALUES.get(name)
+        if lo is None or isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if isinstance(lo, int) and isinstance(v, float) and not v.is_integer():
+            raise ConfigError(name, "a whole number", v)
+        if not v >= lo:  # also refuses NaN
+            raise ConfigError(name, f">= {lo}", v)
+
+
+def check_config(cfg: Any) -> None:
+    """:func:`check_values` on every field of dataclass ``cfg`` (call it from ``__post_init__``)."""
+    check_values({f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)})

@@ -9,9 +9,17 @@ Schedule (Algorithms 1-2 of the DeepExposure supplement; Exposure Algorithm 1):
    (with ``fake_pool`` > 0 the outputs go into a ring buffer of past outputs instead, and
    ``disc_batch`` sets the discriminator's batch size; neither is in the paper).
 
-Learning rates decay exponentially to a fraction of their start over ``steps``. Everything random
-draws from one ``torch.Generator`` seeded by ``seed``; its state, the optimisers, the OU process and
-the step are in every checkpoint, so ``--resume`` continues exactly where the run stopped.
+Learning rates decay exponentially to a fraction of their start over ``steps``.
+
+Reproducibility (cleanrl's "seed first, then build"): :func:`seed_everything` seeds Python's,
+NumPy's and torch's global generators before the agent is built (``deepexposure train`` does it),
+and the trainer seeds again before it builds the discriminator, so a run's initial weights depend
+on ``seed`` alone. Every draw during training goes through the run's own ``torch.Generator``
+(seeded by ``seed``); its state, the optimisers, the OU process / trajectory buffer and the step are
+in every checkpoint, so a resumed run reaches the same weights, bit for bit, as one that was never
+interrupted (same machine, torch version and thread count). Each checkpoint lists the SHA-256 of its
+files; on resume a checkpoint that fails to load or to match is skipped for the one before it
+(:meth:`Trainer.load_latest_checkpoint`).
 
 Run directory layout::
 
@@ -21,16 +29,21 @@ Run directory layout::
     RUN/samples/step_000100.png     input | output grids
     RUN/checkpoints/step_000100/    networks (safetensors + config.json), optimisers, RNG, state.json
     RUN/checkpoints/latest          name of the newest complete checkpoint
+    RUN/checkpoints/corrupt_step_N/ a checkpoint found unusable on resume, kept for inspection
     RUN/model/                      the inference model (what ``--model RUN`` loads), refreshed at every checkpoint
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
+import random
 import shutil
 import time
+import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,10 +51,46 @@ from typing import Any
 import torch
 from torch import nn
 
+from .config import ConfigError, check_config
 from .gan import DISC_CHANNELS, GAN_LOSSES, Discriminator, discriminator_loss
 from .nets import Trunk, TrunkConfig, load_pretrained, save_pretrained
 
-__all__ = ["TrainConfig", "Trainer", "export_checkpoint", "load_agent_networks", "optimizer_state_to_tensors", "optimizer_state_from_tensors"]
+__all__ = [
+    "TrainConfig", "Trainer", "CheckpointError", "seed_everything", "verify_checkpoint", "export_checkpoint",
+    "load_agent_networks", "optimizer_state_to_tensors", "optimizer_state_from_tensors",
+    "OPERATIONAL_SETTINGS", "FIXED_SETTINGS",
+]
+
+#: Settings that change how a run is carried out, not what it computes: ``--resume`` may change them
+#: freely (they are reported and recorded). ``steps`` is here so a run can be extended; note that
+#: the learning rates decay over ``steps``, so from the resumed step on they follow the new length.
+OPERATIONAL_SETTINGS = frozenset({"steps", "log_every", "sample_every", "ckpt_every", "keep_checkpoints", "threads"})
+
+#: Settings that size the networks or the state saved in a checkpoint: ``--resume`` can never change
+#: them (the checkpoint would not fit). Every other setting changes the run's maths and needs
+#: ``--allow-changes``.
+FIXED_SETTINGS = frozenset({"algo", "image_size", "base_channels", "disc_base_channels", "batch_size", "n_edits", "buffer_size", "fake_pool"})
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's ``random``, NumPy's global generator and torch's (CPU and every device).
+
+    Call it before building networks: their initial weights come from torch's global generator.
+    Draws made during training use an explicit ``torch.Generator`` instead (see :class:`Trainer`).
+    Thread counts and deterministic-algorithm flags are left alone.
+    """
+    random.seed(seed)
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover - numpy comes with scikit-image
+        pass
+    else:
+        np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class CheckpointError(RuntimeError):
+    """No checkpoint of a run can be resumed from (all unusable), or one does not fit the run's settings."""
 
 
 @dataclass
@@ -99,6 +148,14 @@ class TrainConfig:
     threads: int = 0
     """torch CPU threads (0: leave torch's default)."""
 
+    def __post_init__(self):
+        self.disc_betas = tuple(self.disc_betas)
+        check_config(self)
+        if self.steps + self.p_steps < 1:
+            raise ConfigError("steps", ">= 1 when p_steps is 0", self.steps)
+        if self.gan_loss not in GAN_LOSSES:
+            raise ConfigError("gan_loss", f"one of {', '.join(GAN_LOSSES)}", self.gan_loss)
+
 
 def _lr_at(start: float, final_fraction: float, step: int, total: int) -> float:
     if total <= 1:
@@ -146,10 +203,15 @@ class Trainer:
         references: optional ``(N_in, 3, S, S)``, row ``i`` the well-exposed reference of input ``i``
             (pixel-aligned). With them the agent maximises :class:`~deepexposure.gan.FidelityScore`
             instead of the bare discriminator score; the discriminator is still trained unpaired.
+        warn: called with a one-line message for each unusable checkpoint skipped on resume
+            (default: :func:`warnings.warn`).
+
+    The discriminator is built right after ``seed_everything(cfg.seed)``; build the agent after the
+    same call (as ``deepexposure train`` does) and the run's initial weights depend on the seed alone.
     """
 
     def __init__(self, agent, cfg: TrainConfig, inputs: torch.Tensor, targets: torch.Tensor, run_dir: str | Path, extra_config: dict | None = None, progress: bool = False,
-                 references: torch.Tensor | None = None):
+                 references: torch.Tensor | None = None, warn: Callable[[str], None] | None = None):
         if inputs.shape[0] < 1 or targets.shape[0] < 1:
             raise ValueError("training needs at least one input and one target photo")
         if cfg.threads:
@@ -164,17 +226,14 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.extra_config = extra_config or {}
         self.progress = progress
+        self.warn = warn or (lambda msg: warnings.warn(msg, RuntimeWarning, stacklevel=3))
         self.gen = torch.Generator().manual_seed(cfg.seed)
-        torch.manual_seed(cfg.seed)  # network initialisation below
+        seed_everything(cfg.seed)  # the discriminator's initial weights below
         dcfg = TrunkConfig(DISC_CHANNELS, 1, cfg.disc_base_channels, cfg.image_size, kind="discriminator")
         self.disc = Discriminator(Trunk(dcfg))
         self.opt_disc = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr_disc, betas=tuple(cfg.disc_betas))
         self.step = 0  # counts pre-training steps too
         self.total = cfg.p_steps + cfg.steps
-        if cfg.gan_loss not in GAN_LOSSES:
-            raise ValueError(f"gan_loss must be one of {GAN_LOSSES}, got {cfg.gan_loss!r}")
-        if cfg.disc_batch < 0 or cfg.fake_pool < 0:
-            raise ValueError("disc_batch and fake_pool must be >= 0")
         s = cfg.image_size
         self.pool = torch.zeros(cfg.fake_pool, 3, s, s)  # ring buffer of past outputs
         self.pool_filled = 0
@@ -280,7 +339,9 @@ class Trainer:
         for k, v in self.agent.extra_state().items():
             tensors[f"agent.{k}"] = v.detach().cpu().contiguous()
         atomic_write_bytes(tmp / "state.safetensors", st_save(tensors), overwrite=True)
-        state = {"step": self.step, "optimizers": opt_meta, "pool_next": self.pool_next, "torch_rng_note": "the run's generator state is 'rng' in state.safetensors"}
+        files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file() and not p.name.startswith(".")}
+        state = {"step": self.step, "optimizers": opt_meta, "pool_next": self.pool_next, "files": files,
+                 "torch_rng_note": "the run's generator state is 'rng' in state.safetensors; 'files' are SHA-256 of the other files"}
         atomic_write_bytes(tmp / "state.json", json.dumps(state).encode(), overwrite=True)
         if final.exists():
             shutil.rmtree(final)
@@ -291,12 +352,55 @@ class Trainer:
             shutil.rmtree(old, ignore_errors=True)
         return final
 
+    def checkpoints(self) -> list[Path]:
+        """The run's checkpoint folders ``checkpoints/step_N``, newest (highest N) first, complete or not."""
+        found = [p for p in self.checkpoint_dir().glob("step_*") if p.is_dir() and p.name[5:].isdigit()]
+        return sorted(found, key=lambda p: int(p.name[5:]), reverse=True)
+
     def latest_checkpoint(self) -> Path | None:
-        latest = self.checkpoint_dir() / "latest"
-        if not latest.exists():
-            return None
-        p = self.checkpoint_dir() / latest.read_text().strip()
-        return p if (p / "state.json").exists() else None
+        """The newest checkpoint folder that has its ``state.json`` (not verified; see :meth:`load_latest_checkpoint`)."""
+        return next((p for p in self.checkpoints() if (p / "state.json").exists()), None)
+
+    def _find_usable_checkpoint(self) -> tuple[Path, list[tuple[Path, str]]]:
+        """The newest checkpoint that :func:`verify_checkpoint` accepts, and the newer ones it rejected."""
+        bad: list[tuple[Path, str]] = []
+        for path in self.checkpoints():
+            reason = verify_checkpoint(path)
+            if reason is None:
+                return path, bad
+            bad.append((path, reason))
+        if not bad:
+            raise FileNotFoundError(f"{self.run_dir}: nothing to resume (no complete checkpoint)")
+        raise CheckpointError(f"{self.run_dir}: no usable checkpoint to resume from ({'; '.join(f'{p.name}: {r}' for p, r in bad)})")
+
+    def _resume_from(self, path: Path, bad: list[tuple[Path, str]]) -> None:
+        try:
+            self.load_checkpoint(path)
+        except (ValueError, KeyError, RuntimeError) as e:  # verified files, wrong shapes: the settings differ
+            raise CheckpointError(f"{path}: does not fit this run's settings ({' '.join(str(e).split())[:300]})") from None
+        for p, reason in bad:
+            kept = p.with_name("corrupt_" + p.name)
+            if kept.exists():
+                shutil.rmtree(kept)
+            p.rename(kept)
+            self.warn(f"{p}: unusable checkpoint ({reason}); resuming from {path.name} instead (moved to {kept.name})")
+        if bad:
+            from .io import atomic_write_bytes
+
+            atomic_write_bytes(self.checkpoint_dir() / "latest", path.name.encode(), overwrite=True)
+
+    def load_latest_checkpoint(self) -> Path:
+        """Load the newest usable checkpoint and return its folder.
+
+        Checkpoints are tried newest first; one that :func:`verify_checkpoint` rejects (a file
+        missing, truncated, garbled or not matching its recorded SHA-256) is reported through
+        ``warn`` (one line naming it), renamed to ``corrupt_step_N`` and the previous one is used.
+        Raises :class:`FileNotFoundError` if the run has no checkpoint, :class:`CheckpointError`
+        if none is usable or the usable one does not fit the current settings.
+        """
+        path, bad = self._find_usable_checkpoint()
+        self._resume_from(path, bad)
+        return path
 
     def load_checkpoint(self, path: Path) -> None:
         from safetensors.torch import load_file
@@ -363,7 +467,10 @@ class Trainer:
     def fit(self, resume: bool = False, stop_after: int | None = None) -> Path:
         """Train until ``p_steps + steps`` (or ``stop_after`` more steps); returns the model directory.
 
-        With ``resume``, continue from the newest checkpoint in the run directory (error if none).
+        With ``resume``, continue from the newest usable checkpoint in the run directory
+        (:meth:`load_latest_checkpoint`; :class:`FileNotFoundError` if there is none). If
+        ``extra_config`` has a ``"resumes"`` list, its last entry gets ``from_step`` and
+        ``checkpoint``. ``RUN/config.json`` is (re)written before the first step.
         """
         from tqdm import tqdm
 
@@ -372,13 +479,14 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         cfg_path = self.run_dir / "config.json"
         if resume:
-            ckpt = self.latest_checkpoint()
-            if ckpt is None:
-                raise FileNotFoundError(f"{self.run_dir}: nothing to resume (no complete checkpoint)")
+            ckpt, bad = self._find_usable_checkpoint()  # before the (slow) preparation
             self.agent.prepare(self.inputs)
-            self.load_checkpoint(ckpt)
+            self._resume_from(ckpt, bad)
+            resumes = self.extra_config.get("resumes")
+            if resumes:  # the command's record of this resume: say where it started
+                resumes[-1].update(from_step=self.step, checkpoint=ckpt.name)
         else:
-            if self.latest_checkpoint() is not None:
+            if self.checkpoints():
                 raise FileExistsError(f"{self.run_dir}: already holds a training run (use --resume, or another --out)")
             self.agent.prepare(self.inputs)
         atomic_write_bytes(cfg_path, json.dumps(self.config_dict(), indent=2, default=str).encode(), overwrite=True)
@@ -420,6 +528,57 @@ class Trainer:
         model_dir = self.run_dir / "model"
         self.agent.save_model(model_dir, {"name": self.run_dir.name, "trained_steps": self.step, "seed": self.cfg.seed})
         return model_dir
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_checkpoint(path: str | Path) -> str | None:
+    """Why checkpoint folder ``path`` cannot be resumed from, or None if it can.
+
+    Reads every file: ``state.json`` must parse; each file it lists must exist and match its
+    SHA-256 (checkpoints written before the list existed skip this); every ``*.safetensors`` must
+    load and every ``*.json`` parse. Whether the networks fit the current settings is not checked
+    here (:meth:`Trainer.load_checkpoint` does).
+    """
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    try:
+        state = json.loads((path / "state.json").read_text())
+    except FileNotFoundError:
+        return "no state.json"
+    except (OSError, ValueError) as e:
+        return f"state.json unreadable: {_first_line(e)}"
+    if not isinstance(state, dict) or "step" not in state or "optimizers" not in state:
+        return "state.json lacks step or optimizers"
+    for name, digest in (state.get("files") or {}).items():
+        f = path / name
+        if not f.is_file():
+            return f"{name} is missing"
+        if _sha256(f) != digest:
+            return f"{name} does not match its SHA-256"
+    for name in ("state.safetensors", "discriminator.safetensors"):
+        if not (path / name).is_file():
+            return f"{name} is missing"
+    for f in sorted(path.iterdir()):
+        try:
+            if f.suffix == ".safetensors":
+                load_file(str(f))
+            elif f.suffix == ".json":
+                json.loads(f.read_text())
+        except Exception as e:  # safetensors raises several types
+            return f"{f.name} unreadable: {_first_line(e)}"
+    return None
+
+
+def _first_line(e: BaseException) -> str:
+    return " ".join(str(e).split())[:200]
 
 
 def load_agent_networks(agent, checkpoint: str | Path) -> None:

@@ -1,21 +1,25 @@
 """``deepexposure train --algo de1|de2|exposure --inputs DIR --targets DIR --out RUN_DIR``.
 
 Learns a retouching style from unpaired photo folders: ``--inputs`` are photos like the ones you
-want retouched, ``--targets`` photos in the style you like. ``--resume`` continues an interrupted
-run from its newest checkpoint with the run's saved settings.
+want retouched, ``--targets`` photos in the style you like. ``--seed`` fixes every random draw,
+the networks' initial weights included. ``--resume`` continues an interrupted run from its newest
+usable checkpoint with the run's saved settings; options that would change the run's maths are
+refused unless ``--allow-changes`` is given (see docs/training.md, "Reproducibility and resume").
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
-from ..config import add_dataclass_options, dataclass_from_args
-from ..train import TrainConfig
-from ._common import error, warn
+from ..config import ConfigError, add_dataclass_options, dataclass_from_args
+from ..train import FIXED_SETTINGS, OPERATIONAL_SETTINGS, TrainConfig
+from ._common import UsageError, error, warn
 
 ALGOS = ("de1", "de2", "exposure")
 
@@ -36,7 +40,12 @@ def _agent_config(algo: str, args: argparse.Namespace, saved_agent: dict | None,
     if algo in ("de1", "de2"):
         base["algo"] = algo
     base["image_size"] = image_size
-    return dataclass_from_args(_agent_config_cls(algo), args, base)
+    try:
+        return dataclass_from_args(_agent_config_cls(algo), args, base)
+    except ConfigError:
+        raise
+    except ValueError as e:  # the agent config's own checks (e.g. the white-box image size)
+        raise UsageError(str(e)) from None
 
 
 def _make_agent(algo: str, agent_cfg, batch_size: int):
@@ -53,7 +62,8 @@ def register(sub) -> None:
     from ..agents.deepexposure import DeepExposureConfig
 
     p = sub.add_parser("train", help="train an agent on unpaired photo folders", description=__doc__)
-    p.add_argument("--algo", choices=ALGOS, default="de2", help="de1: DeepExposure I, de2: DeepExposure II, exposure: white-box filter agent")
+    p.add_argument("--algo", choices=ALGOS, default=None,
+                   help="de1: DeepExposure I, de2: DeepExposure II, exposure: white-box filter agent (default: de2, or the run's on --resume)")
     p.add_argument("--inputs", type=Path, help="folder of photos to learn to retouch")
     p.add_argument("--targets", type=Path, help="folder of photos in the wanted style (unpaired)")
     p.add_argument("--references", type=Path, default=None,
@@ -61,13 +71,20 @@ def register(sub) -> None:
                         "folder's reference/): adds the paired term -w*MSE to every score the agent maximises "
                         "(--fidelity-weight); the discriminator stays unpaired")
     p.add_argument("--out", type=Path, required=True, help="run directory (logs, samples, checkpoints, model)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its newest usable checkpoint, with its saved settings; "
+                        "operational options (--steps, --ckpt-every, --keep-checkpoints, --sample-every, --log-every, "
+                        "--threads, --quiet) may change, others need --allow-changes")
+    p.add_argument("--allow-changes", action="store_true",
+                   help="with --resume: apply options that change the run's maths (learning rates, d-steps, data "
+                        "folders, ...); they are printed and recorded in RUN/config.json")
     p.add_argument("--export-step", type=int, default=None, metavar="N",
                    help="do not train: write the model of the run's checkpoint step_N (see --keep-checkpoints) to --export-to")
     p.add_argument("--export-to", type=Path, default=None, metavar="DIR", help="folder for --export-step (default: RUN/model-step_N)")
     p.add_argument("--cache-dir", type=Path, default=None, help="prepared-thumbnail cache (default: RUN/cache)")
     p.add_argument("--min-images", type=int, default=2, help="refuse to train with fewer readable photos per folder")
-    p.add_argument("--allow-grayscale", action="store_true", help="keep grayscale photos (skipped by default: they would teach desaturation)")
+    p.add_argument("--allow-grayscale", action="store_true", default=None,
+                   help="keep grayscale photos (skipped by default: they would teach desaturation; recorded with the run)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_dataclass_options(p, TrainConfig, "training loop")
     add_dataclass_options(p, DeepExposureConfig, "DeepExposure agent (--algo de1/de2)", skip=("algo", "image_size"))
@@ -85,10 +102,26 @@ def _is_gray(thumbs):
     return (thumbs.amax(1) - thumbs.amin(1)).flatten(1).amax(1) < 2.0 / 255
 
 
+def _fill_cache(folders, size: int, cache_dir: Path) -> None:
+    """Write the thumbnail of every photo in ``folders`` to the cache, so training reads them all from it.
+
+    The cache holds 16-bit PNGs, and a freshly computed thumbnail is not quantised. Reading every
+    thumbnail from the cache, in a first run as in a resumed one, keeps ``--resume`` bit-exact.
+    Unreadable photos are left for the loader to report.
+    """
+    from ..data import prepare_cache
+    from ..io import list_images
+
+    for folder in folders:
+        if folder is not None and Path(folder).is_dir():
+            prepare_cache(list_images([folder]), cache_dir, sizes=(size,), square_sizes=(size,))
+
+
 def _load_data(inputs: Path, targets: Path, size: int, cache_dir: Path, min_images: int, allow_gray: bool):
     """Load both folders as thumbnails; report unreadable files, skip grayscale ones, refuse too few."""
     from ..data import DatasetError, UnpairedFolders
 
+    _fill_cache([inputs, targets], size, cache_dir)
     data = UnpairedFolders(inputs, targets, size=size, cache_dir=cache_dir, min_images=min_images)
     for path, reason in data.skipped:
         warn(f"{path}: skipped ({reason})")
@@ -129,10 +162,71 @@ def _export(args) -> int:
     return 0
 
 
+def _jsonable(x):
+    return json.loads(json.dumps(x, default=str))
+
+
+def _show(v) -> str:
+    return json.dumps(v) if isinstance(v, (list, dict)) or v is None else str(v)
+
+
+def _resume_changes(saved: dict, now: dict) -> dict[str, tuple]:
+    """Settings that differ between a run's ``config.json`` (``saved``) and this invocation (``now``).
+
+    Compares the loop's and the agent's scalar settings plus ``algo``, the data folders and
+    ``allow_grayscale``; returns ``{name: (old, new)}`` in a stable order.
+    """
+    changes: dict[str, tuple] = {}
+    for section in ("train", "agent"):
+        old, new = saved.get(section, {}), now[section]
+        for k, v in new.items():
+            if k in old and not isinstance(v, dict) and _jsonable(old[k]) != _jsonable(v) and k not in changes:
+                changes[k] = (old[k], v)
+    for k in ("algo", "inputs", "targets", "references", "allow_grayscale"):
+        if saved.get(k) != now.get(k) and not (k == "allow_grayscale" and not saved.get(k) and not now.get(k)):
+            changes[k] = (saved.get(k), now.get(k))
+    return changes
+
+
+def _format_changes(changes: dict[str, tuple]) -> str:
+    return ", ".join(f"--{k.replace('_', '-')} {_show(a)} -> {_show(b)}" for k, (a, b) in changes.items())
+
+
+def _check_resume_changes(changes: dict[str, tuple], allow: bool) -> str | None:
+    """The one-line refusal for ``changes`` on ``--resume``, or None if they may be applied.
+
+    The rule: settings in :data:`~deepexposure.train.FIXED_SETTINGS` (they size the networks or
+    the saved state) never change; :data:`~deepexposure.train.OPERATIONAL_SETTINGS` always may;
+    every other setting changes the run's maths and needs ``--allow-changes``.
+    """
+    fixed = {k: v for k, v in changes.items() if k in FIXED_SETTINGS}
+    if fixed:
+        return f"--resume cannot change {_format_changes(fixed)}: the checkpoint's networks and state are sized by it; start a new run (another --out)"
+    maths = {k: v for k, v in changes.items() if k not in OPERATIONAL_SETTINGS}
+    if maths and not allow:
+        return f"--resume would change the run's maths: {_format_changes(maths)}; pass --allow-changes to apply, or drop these options"
+    return None
+
+
 def run(args) -> int:
     if args.export_step is not None:
         return _export(args)
+    try:
+        return _run(args)
+    except ConfigError as e:
+        error(e.option_message)
+        return 2
+
+
+def _run(args) -> int:
+    from ..train import CheckpointError, seed_everything
+
     run_dir: Path = args.out
+    if args.min_images < 1:
+        raise ConfigError("min_images", ">= 1", args.min_images)
+    if args.allow_changes and not args.resume:
+        error("--allow-changes only applies with --resume")
+        return 2
     saved = None
     if args.resume:
         cfg_path = run_dir / "config.json"
@@ -140,16 +234,22 @@ def run(args) -> int:
             error(f"{run_dir}: nothing to resume (no config.json)")
             return 2
         saved = json.loads(cfg_path.read_text())
-        algo = saved["algo"]
-        inputs, targets = Path(saved["inputs"]), Path(saved["targets"])
-        references = Path(saved["references"]) if saved.get("references") else None
+        algo = args.algo or saved["algo"]
+        inputs = args.inputs or Path(saved["inputs"])
+        targets = args.targets or Path(saved["targets"])
+        references = args.references or (Path(saved["references"]) if saved.get("references") else None)
+        allow_gray = bool(saved.get("allow_grayscale", False)) if args.allow_grayscale is None else True
     else:
-        algo = args.algo
+        algo = args.algo or "de2"
         if args.inputs is None or args.targets is None:
             error("train needs --inputs DIR and --targets DIR (or --resume)")
             return 2
         inputs, targets, references = args.inputs, args.targets, args.references
+        allow_gray = bool(args.allow_grayscale)
     train_cfg = dataclass_from_args(TrainConfig, args, saved["train"] if saved else None)
+    if algo != (saved or {}).get("algo", algo):  # the saved agent settings belong to another agent
+        error(f"--resume cannot change --algo {saved['algo']} -> {algo}: start a new run (another --out)")
+        return 2
     agent_cfg = _agent_config(algo, args, saved["agent"] if saved else None, train_cfg.image_size)
     for label, d in (("--inputs", inputs), ("--targets", targets), ("--references", references)):
         if d is None:
@@ -157,34 +257,53 @@ def run(args) -> int:
         if not d.is_dir():
             error(f"{d}: {label} must be a folder of photos")
             return 2
+    extra = {
+        "algo": algo,
+        "inputs": str(inputs.resolve()),
+        "targets": str(targets.resolve()),
+        "references": str(references.resolve()) if references is not None else None,
+        "allow_grayscale": allow_gray,
+        "command": " ".join(["deepexposure", *getattr(args, "argv", sys.argv[1:])]),
+    }
+    if saved is not None:
+        now = {"train": dataclasses.asdict(train_cfg), "agent": agent_cfg.to_dict(), **extra}
+        changes = _resume_changes(saved, now)
+        refusal = _check_resume_changes(changes, args.allow_changes)
+        if refusal:
+            error(refusal)
+            return 2
+        operational = {k: v for k, v in changes.items() if k in OPERATIONAL_SETTINGS}
+        maths = {k: v for k, v in changes.items() if k not in OPERATIONAL_SETTINGS}
+        if operational:
+            print(f"resume: {_format_changes(operational)}")
+        if maths:
+            warn(f"resume with changed maths (--allow-changes): {_format_changes(maths)}")
+        record = {"command": extra["command"], "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  "changes": {k: [a, b] for k, (a, b) in _jsonable(changes).items()}}
+        extra["command"] = saved.get("command", extra["command"])  # the first invocation stays on record
+        extra["resumes"] = [*saved.get("resumes", []), record]
     try:
         cache = args.cache_dir or run_dir / "cache"
-        data = _load_data(inputs, targets, train_cfg.image_size, cache, args.min_images, args.allow_grayscale)
+        data = _load_data(inputs, targets, train_cfg.image_size, cache, args.min_images, allow_gray)
         refs = None
         if references is not None:
             from ..data import load_references
 
+            _fill_cache([references], train_cfg.image_size, cache)
             refs = load_references(data.input_paths, references, train_cfg.image_size, cache)
     except ValueError as e:
         error(e)
         return 2
     from ..train import Trainer
 
+    seed_everything(train_cfg.seed)  # seed first, then build: the initial weights depend on --seed alone
     agent = _make_agent(algo, agent_cfg, train_cfg.batch_size)
-    extra = {
-        "algo": algo,
-        "inputs": str(inputs.resolve()),
-        "targets": str(targets.resolve()),
-        "references": str(references.resolve()) if references is not None else None,
-        "n_inputs": int(data.inputs.shape[0]),
-        "n_targets": int(data.targets.shape[0]),
-        "command": " ".join(["deepexposure"] + sys.argv[1:]),
-    }
-    trainer = Trainer(agent, train_cfg, data.inputs, data.targets, run_dir, extra, progress=not args.quiet, references=refs)
+    extra.update(n_inputs=int(data.inputs.shape[0]), n_targets=int(data.targets.shape[0]))
+    trainer = Trainer(agent, train_cfg, data.inputs, data.targets, run_dir, extra, progress=not args.quiet, references=refs, warn=warn)
     t0 = time.time()
     try:
         model_dir = trainer.fit(resume=args.resume)
-    except (FileExistsError, FileNotFoundError) as e:
+    except (FileExistsError, FileNotFoundError, CheckpointError) as e:
         error(e)
         return 2
     print(f"trained {trainer.step} steps in {time.time() - t0:.0f} s; model: {model_dir}")
