@@ -48,6 +48,7 @@ __all__ = [
     "View",
     "perspective_directions",
     "directions_to_lonlat",
+    "wrap_equirect",
     "equirect_to_perspective",
     "sample_view",
     "key_exposure",
@@ -145,31 +146,37 @@ def directions_to_lonlat(d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.atan2(d[..., 0], d[..., 2]), torch.asin((d[..., 1] / n).clamp(-1.0, 1.0))
 
 
-def equirect_to_perspective(env_lin: torch.Tensor, view: View, size: tuple[int, int]) -> torch.Tensor:
+def wrap_equirect(env_lin: torch.Tensor) -> torch.Tensor:
+    """The map with one column copied around each side (``(1, C, H, W + 2)``), for seamless sampling."""
+    return torch.cat([env_lin[..., -1:], env_lin, env_lin[..., :1]], dim=-1)
+
+
+def equirect_to_perspective(env_lin: torch.Tensor, view: View, size: tuple[int, int], *, wrapped: bool = False) -> torch.Tensor:
     """Render a perspective view of an equirectangular map (bilinear, wrapped in longitude).
 
     Args:
-        env_lin: ``(1, 3, H, W)`` (any channels) linear map.
+        env_lin: ``(1, C, H, W)`` linear map (or, with ``wrapped``, :func:`wrap_equirect` of it,
+            ``(1, C, H, W + 2)``, to avoid copying the map on every call).
         view: the camera.
         size: ``(h, w)`` of the view in px.
     Returns:
-        ``(1, C, h, w)``, dtype/device of ``env_lin``. No antialiasing: render at a multiple of the
-        wanted size and shrink (as :class:`deepexposure.pairs.SyntheticPairs` does) when the view's
-        pixels cover several map pixels.
+        ``(1, C, h, w)``, dtype/device of ``env_lin`` (ray directions computed in its dtype). No
+        antialiasing: render at a multiple of the wanted size and shrink (as
+        :class:`deepexposure.pairs.SyntheticPairs` does) when a view pixel covers several map pixels.
     """
     if env_lin.dim() != 4 or env_lin.shape[0] != 1:
         raise ValueError(f"expected a (1, C, H, W) map, got {tuple(env_lin.shape)}")
     h, w = size
-    H, W = env_lin.shape[-2:]
-    d = perspective_directions(view, h, w, device=env_lin.device)
+    padded = env_lin if wrapped else wrap_equirect(env_lin)
+    H, W = padded.shape[-2], padded.shape[-1] - 2
+    d = perspective_directions(view, h, w, dtype=env_lin.dtype, device=env_lin.device)
     lon, lat = directions_to_lonlat(d)
-    # pixel coordinates of the map (pixel centres at integers), then the padded map's normalised grid
+    # map pixel coordinates (centres at integers) -> normalised coordinates of the padded map
     x = (lon + math.pi) / (2 * math.pi) * W - 0.5
     y = (math.pi / 2 - lat) / math.pi * H - 0.5
-    padded = torch.cat([env_lin[..., -1:], env_lin, env_lin[..., :1]], dim=-1)  # wrap one column each side
     gx = 2 * (x + 1 + 0.5) / (W + 2) - 1
     gy = 2 * (y + 0.5) / H - 1
-    grid = torch.stack([gx, gy], dim=-1)[None].to(env_lin.dtype)
+    grid = torch.stack([gx, gy], dim=-1)[None]
     return F.grid_sample(padded, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 

@@ -102,7 +102,7 @@ class SyntheticPairs:
         progress: bool = False,
     ) -> None:
         from .data import load_image_at
-        from .hdr import HDRReadError, list_hdr, read_exr
+        from .hdr import HDRReadError, list_hdr, read_exr, wrap_equirect
         from .io import ImageReadError
 
         if size < 8:
@@ -114,7 +114,7 @@ class SyntheticPairs:
         self.sources: list[tuple[str, str, Path]] = []
         self.skipped: list[tuple[Path, str]] = []
         self._photos: list[torch.Tensor] = []  # (1, 3, h, w) linear float32
-        self._envs: list[torch.Tensor] = []  # (1, 3, H, W) linear float32
+        self._envs: list[torch.Tensor] = []  # (1, 3, H, W + 2) linear float32, wrapped (hdr.wrap_equirect)
         it = list(photos)
         if progress and it:
             from tqdm import tqdm
@@ -139,7 +139,7 @@ class SyntheticPairs:
                     raise ValueError(str(e)) from None
                 self.skipped.append((Path(p), str(e)))
                 continue
-            self._envs.append(env)
+            self._envs.append(wrap_equirect(env.float()))
             self.sources.append((Path(p).stem, "hdr", Path(p)))
         if not self.sources:
             raise ValueError("no usable photos or HDR maps" + (f" ({len(self.skipped)} unreadable)" if self.skipped else ""))
@@ -224,7 +224,7 @@ class SyntheticPairs:
         from .hdr import equirect_to_perspective, key_exposure
 
         h, w = (self.size, self.size) if shape == "square" else (round(self.size * 3 / 4), self.size)
-        v = equirect_to_perspective(self._envs[source - self.n_photos], view, (2 * h, 2 * w))
+        v = equirect_to_perspective(self._envs[source - self.n_photos], view, (2 * h, 2 * w), wrapped=True)
         v = F.avg_pool2d(v, 2)
         gain = key_exposure(v)
         return v * gain, gain
