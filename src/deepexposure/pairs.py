@@ -191,7 +191,8 @@ class SyntheticPairs:
                 r = w / h
                 aspect = (1.0, 1.0) if shape == "square" else (r / 1.15, r * 1.15)
                 box = self._box(g, h, w, aspect)
-            rec["box"] = box.to_dict()
+            rec["box"] = box.to_dict()  # in pixels of the working copy (long edge <= work_size)
+            rec["work_size"] = self.work_size
             x = self._photo_crop(source, box, shape)
         else:
             from .hdr import sample_view
