@@ -71,6 +71,7 @@ def split(photos: list[Path]) -> tuple[list[Path], list[Path], list[Path]]:
 
 
 def write_crops(paths: list[Path], out: Path, per_photo: int, seed: int, size: int = 256) -> None:
+    from deepexposure.augment import crop, random_crop_box
     from deepexposure.io import read_image, write_image
     from deepexposure.resize import resize_long_edge
 
@@ -81,11 +82,8 @@ def write_crops(paths: list[Path], out: Path, per_photo: int, seed: int, size: i
         h, w = img.shape[-2:]
         write_image(out / f"{p.stem}_full.png", resize_long_edge(img, size, upscale=False), overwrite=True)
         for k in range(per_photo):
-            s = int(torch.randint(int(min(h, w) * 0.5), min(h, w) + 1, (1,), generator=g))
-            y = int(torch.randint(0, h - s + 1, (1,), generator=g))
-            x = int(torch.randint(0, w - s + 1, (1,), generator=g))
-            crop = resize_long_edge(img[..., y : y + s, x : x + s], size, upscale=False)
-            write_image(out / f"{p.stem}_crop{k}.png", crop, overwrite=True)
+            box = random_crop_box(h, w, g, scale=(0.5, 1.0))
+            write_image(out / f"{p.stem}_crop{k}.png", resize_long_edge(crop(img, box), size, upscale=False), overwrite=True)
 
 
 def select_on_val(de: list[str], run: Path, targets_src: list[Path], w: Path, method: str) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from deepexposure.augment import crop, random_crop_box
 from deepexposure.filters import global_exposure
 from deepexposure.resize import make_thumbnail
 
@@ -29,10 +30,8 @@ def random_crops(seed: int, n_per_photo: int, size: int = 64) -> torch.Tensor:
         img = photo(name)
         h, w = img.shape[-2:]
         for _ in range(n_per_photo):
-            s = int(torch.randint(min(h, w) // 2, min(h, w) + 1, (1,), generator=g))
-            y = int(torch.randint(0, h - s + 1, (1,), generator=g))
-            x = int(torch.randint(0, w - s + 1, (1,), generator=g))
-            out.append(make_thumbnail(img[..., y : y + s, x : x + s], size))
+            box = random_crop_box(h, w, g, scale=(0.5, 1.0))
+            out.append(make_thumbnail(crop(img, box), size))
     return torch.cat(out)
 
 

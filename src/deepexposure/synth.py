@@ -58,6 +58,22 @@ __all__ = [
     "skimage_photo_paths",
     "SKIMAGE_PHOTOS",
     "SYNTH_FORMAT",
+    "cosine_field",
+    "KINDS",
+    "DEFAULT_KINDS",
+    "parse_kinds",
+    "KindRanges",
+    "Degradation",
+    "sample_degradation",
+    "apply_degradation",
+    "expose_lin",
+    "backlit_field",
+    "crush_shadows",
+    "clip_highlights",
+    "contrast_lin",
+    "wb_gains",
+    "white_balance_lin",
+    "exposure_field_lin",
 ]
 
 SYNTH_FORMAT = "deepexposure-synth"
@@ -131,19 +147,39 @@ def ev_field(err: ExposureError, ref_srgb: torch.Tensor) -> torch.Tensor:
         ``(1, 1, H, W)`` float32 field in stops (computed in float64).
     """
     _, _, h, w = ref_srgb.shape
-    L = max(h, w)
-    v = ((torch.arange(h, dtype=torch.float64) + 0.5) / L).view(h, 1)
-    u = ((torch.arange(w, dtype=torch.float64) + 0.5) / L).view(1, w)
-    local = torch.zeros(h, w, dtype=torch.float64)
-    norm = sum(abs(c["c"]) for c in err.components)
-    for c in err.components:
-        local = local + c["c"] * torch.cos(2 * math.pi * (c["fx"] * u + c["fy"] * v) + c["phase"])
-    if norm > 0:
-        local = err.amplitude * local / norm
+    local = cosine_field(err.components, err.amplitude, h, w)
     y = luminance(srgb_to_linear(ref_srgb.detach().cpu().double()), LUM_WEIGHTS_REC709)[0, 0]
     tone = err.beta * torch.tanh((torch.log2(y + _EPS) - math.log2(_MID_GREY)) / 2)
     e = err.global_ev + local + tone
     return e.float().view(1, 1, h, w).to(ref_srgb.device)
+
+
+def _grid(h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel centres in units of the long edge: ``u (1, w)``, ``v (h, 1)``, float64."""
+    L = max(h, w)
+    v = ((torch.arange(h, dtype=torch.float64) + 0.5) / L).view(h, 1)
+    u = ((torch.arange(w, dtype=torch.float64) + 0.5) / L).view(1, w)
+    return u, v
+
+
+def cosine_field(components: list[dict], amplitude: float, h: int, w: int) -> torch.Tensor:
+    """The smooth local field ``l(x) = A sum_k c_k cos(2 pi (f_k . (u, v)) + phi_k) / sum_k |c_k|``.
+
+    Args:
+        components: ``[{"c", "fx", "fy", "phase"}, ...]`` (frequencies in cycles per long edge).
+        amplitude: ``A``; ``|l| <= A``.
+        h, w: the size in px; ``(u, v)`` are pixel centres in units of the long edge.
+    Returns:
+        ``(h, w)`` float64, stops (zeros when there are no components).
+    """
+    u, v = _grid(h, w)
+    local = torch.zeros(h, w, dtype=torch.float64)
+    norm = sum(abs(c["c"]) for c in components)
+    for c in components:
+        local = local + c["c"] * torch.cos(2 * math.pi * (c["fx"] * u + c["fy"] * v) + c["phase"])
+    if norm > 0:
+        local = amplitude * local / norm
+    return local
 
 
 def apply_ev_field(img_srgb: torch.Tensor, field_ev: torch.Tensor) -> torch.Tensor:
@@ -285,3 +321,264 @@ def make_benchmark(
     manifest = {"format": SYNTH_FORMAT, "version": 1, "config": asdict(cfg), "items": items, "skipped": skipped}
     (out_dir / "synth.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return manifest
+
+
+# ----------------------------------------------------------------------------------------------
+# A wider family of degradations (training data; the benchmark above keeps the "exposure" model)
+#
+# Every kind is a pure function of a linear-light image ``X`` (``(B, 3, H, W)``, >= 0; a photo's
+# ``srgb_to_linear`` in [0, 1], or scene radiance from an HDR map that may exceed 1) and a few
+# numbers. The numbers are drawn by :func:`sample_degradation` and recorded in a
+# :class:`Degradation`, so ``apply_degradation(X, d)`` reproduces a pair exactly. Clipping to the
+# displayable range (the camera response) happens afterwards, in the caller: ``min(1, .)`` for
+# photos, :func:`deepexposure.hdr.shoulder` for HDR renders.
+
+#: The kinds of :func:`sample_degradation`, in a fixed order (the draw picks one by index).
+KINDS = ("exposure", "global", "local", "backlit", "crush", "clip", "contrast", "white_balance")
+#: The default family: the benchmark's model only.
+DEFAULT_KINDS = ("exposure",)
+
+
+def parse_kinds(text: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+    """``"all"`` -> :data:`KINDS`; ``"default"``/None -> :data:`DEFAULT_KINDS`; ``"global,clip"`` -> a tuple.
+
+    Raises:
+        ValueError: an unknown kind (the message lists the known ones).
+    """
+    if text is None:
+        return DEFAULT_KINDS
+    items = [t.strip() for t in text.split(",")] if isinstance(text, str) else [str(t).strip() for t in text]
+    items = [t for t in items if t]
+    out: list[str] = []
+    for t in items:
+        expand = KINDS if t == "all" else DEFAULT_KINDS if t == "default" else (t,)
+        for k in expand:
+            if k not in KINDS:
+                raise ValueError(f"unknown degradation kind {k!r} (known: {', '.join(KINDS)}, all, default)")
+            if k not in out:
+                out.append(k)
+    if not out:
+        raise ValueError("no degradation kinds given")
+    return tuple(out)
+
+
+def _per_batch(p, x: torch.Tensor) -> torch.Tensor:
+    """A float or a ``(B,)`` tensor as ``(B or 1, 1, 1, 1)`` in ``x``'s dtype/device."""
+    return torch.as_tensor(p, dtype=x.dtype, device=x.device).reshape(-1, 1, 1, 1)
+
+
+def _lum_lin(x: torch.Tensor) -> torch.Tensor:
+    return luminance(x, LUM_WEIGHTS_REC709)
+
+
+def expose_lin(img_lin: torch.Tensor, ev) -> torch.Tensor:
+    """``X * 2^E``, same factor for R, G, B; ``E`` a float, ``(B,)``, or a field ``(B or 1, 1, H, W)`` (stops).
+
+    No clipping (the caller's camera response clips). Kinds ``global``, ``local``, ``backlit`` and
+    ``exposure`` are this with different ``E``.
+    """
+    e = torch.as_tensor(ev, dtype=img_lin.dtype, device=img_lin.device)
+    if e.dim() < 4:
+        e = e.reshape(-1, 1, 1, 1)
+    return img_lin * torch.exp2(e)
+
+
+def backlit_field(h: int, w: int, cx: float, cy: float, sigma: float, subject_ev: float, background_ev: float) -> torch.Tensor:
+    """A backlit scene's EV field: bright background, dark subject in a soft blob.
+
+    ``m(x) = exp(-((u - cx)^2 + (v - cy)^2) / (2 sigma^2))`` with ``(u, v)`` pixel centres in units
+    of the long edge (as :func:`cosine_field`) and ``(cx, cy)`` the subject's centre in the same
+    units; ``E(x) = background_ev (1 - m) + subject_ev m``.
+
+    Returns:
+        ``(h, w)`` float64, stops.
+    """
+    u, v = _grid(h, w)
+    m = torch.exp(-((u - cx) ** 2 + (v - cy) ** 2) / (2.0 * sigma**2))
+    return background_ev * (1.0 - m) + subject_ev * m
+
+
+def crush_shadows(img_lin: torch.Tensor, black) -> torch.Tensor:
+    """Crushed shadows: ``max(0, X - t) / (1 - t)`` per channel, ``t`` = the black point (linear).
+
+    Everything at or below ``t`` becomes 0 (detail lost); 1 stays 1. ``t`` a float or ``(B,)``, in [0, 1).
+    """
+    t = _per_batch(black, img_lin)
+    return (img_lin - t).clamp(min=0.0) / (1.0 - t)
+
+
+def clip_highlights(img_lin: torch.Tensor, gain) -> torch.Tensor:
+    """Clipped highlights: ``min(1, k X)`` per channel, ``k`` = gain (>= 0; float or ``(B,)``).
+
+    :func:`sample_degradation` picks ``k = 1 / quantile(max_c X, 1 - q)`` so a fraction ``q`` of
+    the pixels has at least one clipped channel (hue shifts where only some channels clip).
+    """
+    return (img_lin * _per_batch(gain, img_lin)).clamp(max=1.0)
+
+
+def contrast_lin(img_lin: torch.Tensor, c, pivot: float = _MID_GREY) -> torch.Tensor:
+    """Contrast in log luminance about ``pivot``: ``X (( Y + eps) / pivot)^(c - 1)``, ``eps = 1e-3``.
+
+    ``Y = 0.2126 R + 0.7152 G + 0.0722 B`` (linear). The new luminance is about
+    ``pivot (Y / pivot)^c``: ``c > 1`` steeper (darker shadows, brighter highlights), ``c < 1``
+    flatter; chromaticity is kept (same factor for R, G, B); ``pivot`` is a fixed point (up to eps).
+    ``c`` a float or ``(B,)``.
+    """
+    y = _lum_lin(img_lin)
+    return img_lin * ((y + _EPS) / pivot) ** (_per_batch(c, img_lin) - 1.0)
+
+
+def wb_gains(temperature: float, tint: float) -> tuple[float, float, float]:
+    """White-balance gains ``w = (2^T, 2^G, 2^-T) / n``, ``n = 0.2126 2^T + 0.7152 2^G + 0.0722 2^-T``.
+
+    ``T`` (temperature, stops): > 0 warmer (red up, blue down); ``G`` (tint, stops): > 0 greener.
+    The normalisation keeps the luminance of a grey.
+    """
+    r, g, b = 2.0**temperature, 2.0**tint, 2.0**-temperature
+    n = LUM_WEIGHTS_REC709[0] * r + LUM_WEIGHTS_REC709[1] * g + LUM_WEIGHTS_REC709[2] * b
+    return r / n, g / n, b / n
+
+
+def white_balance_lin(img_lin: torch.Tensor, gains) -> torch.Tensor:
+    """A white-balance shift: ``(w_r R, w_g G, w_b B)`` in linear light; ``gains`` ``(3,)`` or ``(B, 3)``."""
+    g = torch.as_tensor(gains, dtype=img_lin.dtype, device=img_lin.device).reshape(-1, 3, 1, 1)
+    return img_lin * g
+
+
+@dataclass
+class Degradation:
+    """One sampled degradation: its ``kind`` (one of :data:`KINDS`) and its parameters."""
+
+    kind: str
+    params: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "params": self.params}
+
+
+@dataclass
+class KindRanges:
+    """Parameter ranges of the kinds (uniform unless said otherwise)."""
+
+    global_ev: tuple[float, float] = (-3.0, 3.0)
+    """global: EV offset g"""
+    local_ev: tuple[float, float] = (0.5, 2.0)
+    """local: amplitude A of the cosine field (4 components, 0.25-1 cycles per long edge)"""
+    backlit_subject_ev: tuple[float, float] = (-3.0, -1.0)
+    """backlit: EV of the subject blob"""
+    backlit_background_ev: tuple[float, float] = (0.5, 2.0)
+    """backlit: EV of the background"""
+    backlit_sigma: tuple[float, float] = (0.12, 0.3)
+    """backlit: blob radius sigma, units of the long edge (centre uniform in the middle 40 %)"""
+    crush_black: tuple[float, float] = (0.01, 0.05)
+    """crush: black point t, linear (sRGB 0.10-0.25)"""
+    clip_fraction: tuple[float, float] = (0.05, 0.3)
+    """clip: fraction q of pixels that clip (gain capped at 2^4)"""
+    contrast_log2: tuple[float, float] = (-0.8, 0.6)
+    """contrast: log2 of the exponent c (c in 0.57-1.52)"""
+    wb_temperature: tuple[float, float] = (-0.6, 0.6)
+    """white_balance: temperature T, stops"""
+    wb_tint: tuple[float, float] = (-0.25, 0.25)
+    """white_balance: tint G, stops"""
+
+
+def _components(generator: torch.Generator, n: int, freq: tuple[float, float]) -> list[dict]:
+    comps = []
+    for _ in range(n):
+        c = float(torch.randn((), generator=generator, dtype=torch.float64))
+        f = _uniform(generator, *freq)
+        theta = _uniform(generator, 0.0, 2 * math.pi)
+        phase = _uniform(generator, 0.0, 2 * math.pi)
+        comps.append({"c": c, "fx": f * math.cos(theta), "fy": f * math.sin(theta), "phase": phase})
+    return comps
+
+
+def sample_degradation(
+    kinds: tuple[str, ...],
+    generator: torch.Generator,
+    img_lin: torch.Tensor | None = None,
+    *,
+    ranges: KindRanges = KindRanges(),
+    exposure: SynthConfig = SynthConfig(),
+) -> Degradation:
+    """Pick a kind uniformly from ``kinds`` and draw its parameters from ``generator``.
+
+    ``img_lin`` (``(1, 3, H, W)``) is needed by ``clip`` (its gain depends on the image's
+    highlights) and, for the subject centre of ``backlit``, its aspect ratio. ``exposure`` uses
+    :func:`sample_exposure_error` with ``exposure`` (the benchmark's model).
+    """
+    kind = kinds[int(torch.randint(len(kinds), (1,), generator=generator))] if len(kinds) > 1 else kinds[0]
+    r = ranges
+    if kind == "exposure":
+        return Degradation(kind, sample_exposure_error(exposure, generator).to_dict())
+    if kind == "global":
+        return Degradation(kind, {"ev": _uniform(generator, *r.global_ev)})
+    if kind == "local":
+        amp = _uniform(generator, *r.local_ev)
+        return Degradation(kind, {"amplitude": amp, "components": _components(generator, 4, (0.25, 1.0))})
+    if kind == "backlit":
+        h, w = (1, 1) if img_lin is None else img_lin.shape[-2:]
+        L = max(h, w)
+        cx = (0.3 + 0.4 * _uniform(generator, 0.0, 1.0)) * w / L
+        cy = (0.3 + 0.4 * _uniform(generator, 0.0, 1.0)) * h / L
+        return Degradation(kind, {
+            "cx": cx, "cy": cy, "sigma": _uniform(generator, *r.backlit_sigma),
+            "subject_ev": _uniform(generator, *r.backlit_subject_ev),
+            "background_ev": _uniform(generator, *r.backlit_background_ev),
+        })
+    if kind == "crush":
+        return Degradation(kind, {"black": _uniform(generator, *r.crush_black)})
+    if kind == "clip":
+        q = _uniform(generator, *r.clip_fraction)
+        if img_lin is None:
+            raise ValueError("kind 'clip' needs the image to choose its gain")
+        peak = float(torch.quantile(img_lin.detach().amax(dim=1).flatten().double().cpu(), 1.0 - q))
+        gain = min(16.0, 1.0 / peak) if peak > 0 else 16.0
+        return Degradation(kind, {"fraction": q, "gain": gain})
+    if kind == "contrast":
+        return Degradation(kind, {"c": 2.0 ** _uniform(generator, *r.contrast_log2)})
+    if kind == "white_balance":
+        t, g = _uniform(generator, *r.wb_temperature), _uniform(generator, *r.wb_tint)
+        return Degradation(kind, {"temperature": t, "tint": g, "gains": list(wb_gains(t, g))})
+    raise ValueError(f"unknown degradation kind {kind!r} (known: {', '.join(KINDS)})")
+
+
+def exposure_field_lin(err: ExposureError, img_lin: torch.Tensor) -> torch.Tensor:
+    """The benchmark's field ``E = g + l + s`` computed from a linear image (``s`` from its ``Y``).
+
+    Same formula as :func:`ev_field` (which takes the sRGB reference). Returns ``(1, 1, H, W)`` float64.
+    """
+    h, w = img_lin.shape[-2:]
+    y = _lum_lin(img_lin.detach().double())[0, 0]
+    tone = err.beta * torch.tanh((torch.log2(y + _EPS) - math.log2(_MID_GREY)) / 2)
+    e = err.global_ev + cosine_field(err.components, err.amplitude, h, w).to(y.device) + tone
+    return e.view(1, 1, h, w)
+
+
+def apply_degradation(img_lin: torch.Tensor, d: Degradation) -> torch.Tensor:
+    """Apply a recorded :class:`Degradation` to ``img_lin`` (``(1, 3, H, W)``, linear, >= 0).
+
+    Returns the degraded linear image, not clipped (formulas in each kind's function). Spatial
+    fields use pixel centres in units of the long edge, so they do not depend on the resolution.
+    """
+    p, k = d.params, d.kind
+    h, w = img_lin.shape[-2:]
+    if k == "exposure":
+        err = ExposureError(**p)
+        return expose_lin(img_lin, exposure_field_lin(err, img_lin).to(img_lin))
+    if k == "global":
+        return expose_lin(img_lin, p["ev"])
+    if k == "local":
+        return expose_lin(img_lin, cosine_field(p["components"], p["amplitude"], h, w).to(img_lin)[None, None])
+    if k == "backlit":
+        f = backlit_field(h, w, p["cx"], p["cy"], p["sigma"], p["subject_ev"], p["background_ev"])
+        return expose_lin(img_lin, f.to(img_lin)[None, None])
+    if k == "crush":
+        return crush_shadows(img_lin, p["black"])
+    if k == "clip":
+        return clip_highlights(img_lin, p["gain"])
+    if k == "contrast":
+        return contrast_lin(img_lin, p["c"])
+    if k == "white_balance":
+        return white_balance_lin(img_lin, p["gains"])
+    raise ValueError(f"unknown degradation kind {k!r} (known: {', '.join(KINDS)})")
