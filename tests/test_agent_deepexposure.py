@@ -593,3 +593,34 @@ def test_de1_paper_path_needs_the_value_network(value):
         assert (ev[:-1] > 0.5).all(), ev
     else:
         assert (ev[:-1] == 0).all(), ev
+
+
+# -- devices ------------------------------------------------------------------------------------------
+
+
+def test_trainer_device_option(tmp_path):
+    """``device``: 'auto' resolves to what is there, unknown devices are refused, checkpoints hold CPU
+    tensors, and the vectorised memory of past outputs keeps the newest ones in ring order."""
+    from deepexposure.train import resolve_device
+
+    assert resolve_device("cpu").type == "cpu" and TrainConfig().device == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA"):
+            resolve_device("cuda")
+    inputs, targets = toy_exposure_set(ev_offset=-1.5, n_per_photo=1)
+    tcfg = TrainConfig(steps=2, p_steps=1, d_steps=1, disc_base_channels=8, batch_size=2, fake_pool=3,
+                       sample_every=0, ckpt_every=10_000, device="auto")
+    tr = Trainer(DeepExposureAgent(DeepExposureConfig(n_segments=2, base_channels=8), 2), tcfg, inputs, targets, tmp_path / "r")
+    dev = resolve_device("auto")
+    assert tr.inputs.device.type == dev.type and next(tr.agent.policy.parameters()).device.type == dev.type
+    tr.pool_next = 2
+    tr._pool_add(torch.arange(4.0).view(4, 1, 1, 1).expand(4, 3, 64, 64).to(dev))  # slots 2, 0, 1 get 1, 2, 3
+    assert tr.pool[:, 0, 0, 0].tolist() == [2.0, 3.0, 1.0] and tr.pool_next == 2 and tr.pool_filled == 3
+    tr.fit()
+    from safetensors.torch import load_file
+
+    ckpt = tr.latest_checkpoint()
+    assert all(t.device.type == "cpu" for t in load_file(str(ckpt / "state.safetensors")).values())

@@ -304,7 +304,7 @@ class DeepExposureAgent(nn.Module):
         it = range(inputs.shape[0])
         for i in progress(it) if progress else it:
             masks.append(segment_thumbnail(inputs[i : i + 1], self.cfg.segment).masks)
-        self.masks = torch.stack(masks)
+        self.masks = torch.stack(masks).to(inputs.device)
 
     def networks(self) -> dict[str, Trunk]:
         nets = {"policy": self.policy.trunk}
