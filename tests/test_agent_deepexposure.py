@@ -148,11 +148,13 @@ class _BrightnessCritic(nn.Module):
         return -((img.mean(dim=(1, 2, 3)) - 0.5) ** 2).unsqueeze(1) * 10
 
 
+@pytest.mark.parametrize("policy_gradient", ["paper", "direct"])
 @pytest.mark.parametrize("algo", ["de1", "de2"])
-def test_policy_update_raises_discriminator_score(algo):
+def test_policy_update_raises_discriminator_score(algo, policy_gradient):
     """The update's sign: with a fixed critic, a few policy steps must raise D of the outputs."""
     torch.manual_seed(0)
-    cfg = DeepExposureConfig(algo=algo, n_segments=2, base_channels=8, lr_policy=3e-3, ou_sigma=0.0)
+    cfg = DeepExposureConfig(algo=algo, n_segments=2, base_channels=8, lr_policy=3e-3, ou_sigma=0.0,
+                             policy_gradient=policy_gradient)
     agent = DeepExposureAgent(cfg, batch_size=4)
     s0 = global_exposure(torch.rand(4, 3, 64, 64) * 0.2 + 0.4, torch.full((4, 1), -2.0))  # too dark
     agent.masks = _masks(4, 2)
@@ -225,9 +227,10 @@ def test_policy_average_matches_loop_and_is_exported(tmp_path):
 # -- learning on a toy set whose answer is known -----------------------------------------------
 
 
-def _toy_trainer(algo: str, tmp_path, steps: int, seed: int = 0):
+def _toy_trainer(algo: str, tmp_path, steps: int, seed: int = 0, policy_gradient: str = "paper"):
     inputs, targets = toy_exposure_set(ev_offset=-1.5)
-    acfg = DeepExposureConfig(algo=algo, n_segments=3, base_channels=16, lr_policy=1e-4, lr_value=1e-3)
+    acfg = DeepExposureConfig(algo=algo, n_segments=3, base_channels=16, lr_policy=1e-4, lr_value=1e-3,
+                              policy_gradient=policy_gradient)
     tcfg = TrainConfig(steps=steps, p_steps=20, d_steps=5, lr_disc=1e-3, disc_base_channels=16, batch_size=8,
                        seed=seed, sample_every=0, ckpt_every=10_000)
     torch.manual_seed(seed)
@@ -235,11 +238,12 @@ def _toy_trainer(algo: str, tmp_path, steps: int, seed: int = 0):
     return Trainer(agent, tcfg, inputs, targets, tmp_path / algo), inputs
 
 
+@pytest.mark.parametrize("policy_gradient", ["paper", "direct"])
 @pytest.mark.parametrize("algo", ["de1", "de2"])
-def test_learns_toy_exposure(algo, tmp_path):
+def test_learns_toy_exposure(algo, policy_gradient, tmp_path):
     """Inputs are real photos 1.5 EV darker than the (unpaired) targets: the mean EV must move towards +1.5
-    and the final discriminator must score the trained outputs above the untrained ones."""
-    tr, inputs = _toy_trainer(algo, tmp_path, steps=60)
+    and the final discriminator must score the trained outputs above the untrained ones (both gradient paths)."""
+    tr, inputs = _toy_trainer(algo, tmp_path, steps=60, policy_gradient=policy_gradient)
     tr.agent.prepare(inputs)
     cfg = tr.agent.cfg
     with torch.no_grad():
@@ -391,3 +395,232 @@ def test_references_must_match_inputs(tmp_path):
     tcfg = TrainConfig(steps=1, p_steps=1, disc_base_channels=8, batch_size=2, sample_every=0)
     with pytest.raises(ValueError, match="do not match inputs"):
         Trainer(DeepExposureAgent(acfg, 2), tcfg, inputs, targets, tmp_path / "r", references=inputs[:2])
+
+
+# -- the two policy-gradient paths (cfg.policy_gradient) ---------------------------------------------
+
+
+def test_policy_gradient_option_default_validation_and_old_configs():
+    """New configs use the paper's path; a saved config without the field keeps the old 'direct'."""
+    from deepexposure.config import dataclass_from_args
+
+    assert DeepExposureConfig().policy_gradient == "paper"
+    with pytest.raises(ValueError, match="policy_gradient"):
+        DeepExposureConfig(policy_gradient="reinforce")
+    saved = DeepExposureConfig(algo="de1").to_dict()
+    assert DeepExposureConfig.from_dict(saved).policy_gradient == "paper"
+    del saved["policy_gradient"]  # a run saved before the option existed
+    assert DeepExposureConfig.from_dict(saved).policy_gradient == "direct"
+    import argparse
+
+    assert dataclass_from_args(DeepExposureConfig, argparse.Namespace(), saved).policy_gradient == "direct"
+    new_run = {"algo": "de2", "image_size": 64}  # what the CLI passes for a new run
+    assert dataclass_from_args(DeepExposureConfig, argparse.Namespace(), new_run).policy_gradient == "paper"
+    given = argparse.Namespace(cfg_policy_gradient="paper")
+    assert dataclass_from_args(DeepExposureConfig, given, saved).policy_gradient == "paper"
+
+
+def _old_direct_step(agent, idx, inputs, disc, generator, refs=None, fidelity_weight=0.0):
+    """The policy update as it was before ``policy_gradient`` existed (commit e10b4f7), per-step loops."""
+    cfg = agent.cfg
+    if refs is not None:
+        disc = FidelityScore(disc, refs[idx], fidelity_weight)
+    s0, masks = inputs[idx], agent.masks[idx]
+    r = rollout(agent.policy, s0, masks, cfg.fusion, agent._noise(len(idx), generator))
+    t_steps = masks.shape[1]
+    d_fused = disc(r.fused).squeeze(1)
+    if cfg.algo == "de2":
+        w = de2_policy_weights(t_steps, cfg.gamma).to(s0)
+        d_local = torch.stack([disc(r.local[t + 1]).squeeze(1) for t in range(t_steps)], dim=1)
+        objective = d_fused + cfg.local_reward_weight * (d_local * w).sum(1)
+    else:
+        reward = d_fused + cfg.local_reward_weight * disc(r.local[-1]).squeeze(1)
+        q_mid = [cfg.gamma * agent.value(_vfeat_ref(r.local[t + 1])).squeeze(1) for t in range(t_steps - 1)]
+        objective = reward + (torch.stack(q_mid, 1).sum(1) if q_mid else 0.0)
+    if cfg.ev_penalty:
+        objective = objective - cfg.ev_penalty * r.evs.pow(2).mean(1)
+    agent.opt_policy.zero_grad(set_to_none=True)
+    (-objective.mean()).backward()
+    agent.opt_policy.step()
+    if cfg.algo == "de1":
+        agent.opt_value.zero_grad(set_to_none=True)
+        local = [x.detach() for x in r.local]
+        v = torch.stack([agent.value(_vfeat_ref(local[t])).squeeze(1) for t in range(t_steps)], dim=1)
+        loss = 0.5 * ((td_targets(v.detach(), reward.detach(), cfg.gamma) - v) ** 2).mean()
+        loss.backward()
+        agent.opt_value.step()
+    return r.fused.detach()
+
+
+def _vfeat_ref(img):
+    from deepexposure.gan import disc_features
+
+    return disc_features(img)
+
+
+@pytest.mark.parametrize("algo,paired", [("de1", False), ("de2", False), ("de2", True)])
+def test_direct_path_matches_previous_implementation(algo, paired):
+    """``policy_gradient='direct'`` (batched discriminator and value calls) = the old per-step code."""
+    import copy
+
+    torch.manual_seed(0)
+    cfg = DeepExposureConfig(algo=algo, n_segments=3, base_channels=8, lr_policy=1e-3, lr_value=1e-3,
+                             ev_penalty=0.5, policy_gradient="direct")
+    new = DeepExposureAgent(cfg, batch_size=3)
+    new.masks = _masks(4, 3)
+    old = copy.deepcopy(new)
+    disc = _TinyDisc()
+    inputs = torch.rand(4, 3, 64, 64) * 0.6
+    refs = torch.rand(4, 3, 64, 64) if paired else None
+    idx = torch.tensor([2, 0, 3])
+    g_new, g_old = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    for _ in range(2):
+        kw = {"references": refs, "fidelity_weight": 30.0} if paired else {}
+        _, f_new = new.train_step(idx, inputs, disc, g_new, **kw)
+        f_old = _old_direct_step(old, idx, inputs, disc, g_old, refs, 30.0)
+        assert torch.allclose(f_new, f_old, atol=1e-6)
+    for (name, a), b in zip(new.named_parameters(), old.parameters()):
+        assert torch.allclose(a, b, atol=1e-6), name
+    assert all(p.requires_grad for p in disc.parameters())
+
+
+class _TinyDisc(nn.Module):
+    """A small learnable-looking critic with weights (so requires_grad handling is exercised)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(6, 1)
+        with torch.no_grad():
+            self.lin.weight.copy_(torch.tensor([[0.5, -1.0, 0.3, 2.0, 1.0, -0.5]]))
+
+    def forward(self, img):
+        from deepexposure.gan import disc_features
+
+        f = disc_features(img).mean(dim=(2, 3))
+        return self.lin(f) - 4.0 * (f[:, 3:4] - 0.5) ** 2
+
+
+@pytest.mark.parametrize("algo,paired", [("de1", False), ("de2", False), ("de1", True)])
+def test_paper_terms_match_plain_loop(algo, paired):
+    """Step t's term and its policy gradient, against a loop that rolls out with the same noise and
+    scores the one-step transition at the noiseless action a_t = pi(s_t) (later steps contribute nothing)."""
+    from deepexposure.agents.deepexposure import _Scorer
+    from deepexposure.filters import local_exposure
+    from deepexposure.fusion import exposure_fusion
+    from deepexposure.gan import disc_features
+
+    torch.manual_seed(0)
+    T, B = 3, 2
+    cfg = DeepExposureConfig(algo=algo, n_segments=T, base_channels=8, ev_penalty=0.3, local_reward_weight=0.7)
+    agent = DeepExposureAgent(cfg, batch_size=B)
+    s0, masks = torch.rand(B, 3, 64, 64) * 0.6, _masks(B, T)
+    noise = torch.randn(B, T) * 0.3
+    disc = _TinyDisc()
+    refs = torch.rand(B, 3, 64, 64) if paired else None
+    score = (lambda x: FidelityScore(disc, refs, 20.0)(x).squeeze(1)) if paired else (lambda x: disc(x).squeeze(1))
+    got = agent.paper_terms(s0, masks, noise, _Scorer(disc, refs, 20.0))
+    params = list(agent.policy.parameters())
+    w = de2_policy_weights(T, cfg.gamma)
+    s_l, stack = s0, [s0]
+    for t in range(T):
+        m = masks[:, t]
+        a = agent.policy(s0, s0 * m, s_l)
+        nxt = local_exposure(s_l, m, a[:, None])
+        if algo == "de2":
+            ref = cfg.local_reward_weight * float(w[t]) * score(nxt)
+        elif t < T - 1:
+            ref = cfg.gamma * agent.value(disc_features(nxt)).squeeze(1)
+        else:
+            ref = cfg.local_reward_weight * score(nxt)
+        if t == T - 1:
+            fused = exposure_fusion(torch.stack(stack + [global_exposure(s0, a[:, None])], 1), cfg.fusion).clamp(0, 1)
+            ref = ref + score(fused)
+        ref = ref - cfg.ev_penalty * a**2 / T
+        assert torch.allclose(got.terms[:, t], ref, atol=1e-5), t
+        assert torch.allclose(got.actions[:, t], a, atol=1e-6)
+        g_ref = torch.autograd.grad(ref.sum(), params)
+        g_got = torch.autograd.grad(got.terms[:, t].sum(), params, retain_graph=True)
+        for x, y in zip(g_got, g_ref):
+            assert torch.allclose(x, y, atol=1e-5, rtol=1e-4), t
+        with torch.no_grad():
+            e = (a + noise[:, t])[:, None]
+            stack.append(global_exposure(s0, e))
+            s_l = local_exposure(s_l, m, e)
+    assert torch.allclose(got.rollout.local[-1], s_l) and torch.allclose(got.rollout.evs, got.actions.detach() + noise)
+    if algo == "de1":  # the value network gets no gradient from the policy's objective
+        assert all(p.grad is None for p in agent.value.parameters())
+
+
+class _StepPolicy(nn.Module):
+    """A tabular policy for stripe masks: one parameter per step, ``e_t = ev_max tanh(theta_t)``
+    (the step is read off which stripe ``seg_t`` covers), so steps cannot share what they learn."""
+
+    def __init__(self, t_steps: int, size: int = 64, ev_max: float = 3.0):
+        super().__init__()
+        self.theta = nn.Parameter(torch.zeros(t_steps))
+        self.ev_max = ev_max
+        self.edges = torch.linspace(0, size, t_steps + 1).long().tolist()
+
+    def forward(self, s0, seg, s_local):
+        occ = [(seg[..., a:b].flatten(1).abs().sum(1) > 0).float() for a, b in zip(self.edges, self.edges[1:])]
+        return self.ev_max * torch.tanh(torch.stack(occ, 1) @ self.theta)
+
+
+@pytest.mark.parametrize("value", ["learned", "zero"])
+def test_de1_paper_path_needs_the_value_network(value):
+    """DE I, paper path, a fixed critic that wants brighter dark images (answer: positive EV everywhere).
+    Only the value network carries the reward back to the early steps (r_t = 0 for t < T-1): learned,
+    every step brightens; frozen at V = 0, the early steps do not move at all, the last one does."""
+    torch.manual_seed(0)
+    T = 3
+    cfg = DeepExposureConfig(algo="de1", n_segments=T, base_channels=8, lr_policy=3e-2,
+                             lr_value=3e-3 if value == "learned" else 0.0, ou_sigma=0.3, ou_theta=0.5)
+    agent = DeepExposureAgent(cfg, batch_size=4)
+    agent.policy = _StepPolicy(T)
+    agent.opt_policy = torch.optim.Adam(agent.policy.parameters(), lr=cfg.lr_policy, betas=cfg.adam_betas)
+    if value == "zero":  # V = 0 and lr 0: frozen at zero
+        with torch.no_grad():
+            agent.value.fc[-1].weight.zero_()
+            agent.value.fc[-1].bias.zero_()
+    agent.masks = _masks(4, T)
+    s0 = torch.rand(4, 3, 64, 64) * 0.05 + torch.linspace(0.05, 0.3, 4)[:, None, None, None]
+    g, idx = torch.Generator().manual_seed(0), torch.arange(4)
+    for _ in range(40):
+        agent.train_step(idx, s0, _BrightnessCritic(), g)
+    ev = (agent.policy.ev_max * torch.tanh(agent.policy.theta)).detach()
+    assert ev[-1] > 1.0, ev
+    if value == "learned":
+        assert (ev[:-1] > 0.5).all(), ev
+    else:
+        assert (ev[:-1] == 0).all(), ev
+
+
+# -- devices ------------------------------------------------------------------------------------------
+
+
+def test_trainer_device_option(tmp_path):
+    """``device``: 'auto' resolves to what is there, unknown devices are refused, checkpoints hold CPU
+    tensors, and the vectorised memory of past outputs keeps the newest ones in ring order."""
+    from deepexposure.train import resolve_device
+
+    assert resolve_device("cpu").type == "cpu" and TrainConfig().device == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA"):
+            resolve_device("cuda")
+    inputs, targets = toy_exposure_set(ev_offset=-1.5, n_per_photo=1)
+    tcfg = TrainConfig(steps=2, p_steps=1, d_steps=1, disc_base_channels=8, batch_size=2, fake_pool=3,
+                       sample_every=0, ckpt_every=10_000, device="auto")
+    tr = Trainer(DeepExposureAgent(DeepExposureConfig(n_segments=2, base_channels=8), 2), tcfg, inputs, targets, tmp_path / "r")
+    dev = resolve_device("auto")
+    assert tr.inputs.device.type == dev.type and next(tr.agent.policy.parameters()).device.type == dev.type
+    tr.pool_next = 2
+    tr._pool_add(torch.arange(4.0).view(4, 1, 1, 1).expand(4, 3, 64, 64).to(dev))  # slots 2, 0, 1 get 1, 2, 3
+    assert tr.pool[:, 0, 0, 0].tolist() == [2.0, 3.0, 1.0] and tr.pool_next == 2 and tr.pool_filled == 3
+    tr.fit()
+    from safetensors.torch import load_file
+
+    ckpt = tr.latest_checkpoint()
+    assert all(t.device.type == "cpu" for t in load_file(str(ckpt / "state.safetensors")).values())

@@ -98,8 +98,14 @@ def dataclass_from_args(cls: type, args: argparse.Namespace, base: dict | None =
     """Build ``cls`` from ``base`` (e.g. a saved config) overridden by the options the user gave.
 
     Raises :class:`ConfigError` if a value is out of its :data:`MIN_VALUES` range.
+
+    If ``cls`` has a classmethod ``upgrade_saved(dict) -> dict``, ``base`` goes through it first, so
+    a config saved before a field existed keeps the meaning it had (e.g. DeepExposure's
+    ``policy_gradient``).
     """
     values = dict(base or {})
+    if hasattr(cls, "upgrade_saved"):
+        values = cls.upgrade_saved(values)
     for f in dataclasses.fields(cls):
         v = getattr(args, f"cfg_{f.name}", None)
         if v is not None:

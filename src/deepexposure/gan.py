@@ -70,7 +70,8 @@ def gradient_penalty(
     caller's ``disc``). Per-image gradient norms over all pixels and channels.
     """
     b = real.shape[0]
-    eps = torch.rand(b, 1, 1, 1, generator=generator, device=real.device, dtype=real.dtype)
+    # drawn on the CPU (the generator's device) and moved: the same numbers on every device
+    eps = torch.rand(b, 1, 1, 1, generator=generator, dtype=real.dtype).to(real.device)
     x_hat = (eps * real + (1 - eps) * fake).detach().requires_grad_(True)
     score = disc(x_hat)
     (grad,) = torch.autograd.grad(score.sum(), x_hat, create_graph=True)
@@ -97,8 +98,7 @@ def discriminator_loss(
     """
     if loss not in GAN_LOSSES:
         raise ValueError(f"discriminator loss must be one of {GAN_LOSSES}, got {loss!r}")
-    d_real = disc(real)
-    d_fake = disc(fake.detach())
+    d_real, d_fake = disc(torch.cat([real, fake.detach()])).split([real.shape[0], fake.shape[0]])  # one call
     gp = gradient_penalty(disc, real, fake.detach(), generator)
     gap = d_real.mean() - d_fake.mean()
     if loss == "wgan-gp":

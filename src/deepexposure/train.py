@@ -56,7 +56,7 @@ from .gan import DISC_CHANNELS, GAN_LOSSES, Discriminator, discriminator_loss
 from .nets import Trunk, TrunkConfig, load_pretrained, save_pretrained
 
 __all__ = [
-    "TrainConfig", "Trainer", "CheckpointError", "seed_everything", "verify_checkpoint", "export_checkpoint",
+    "TrainConfig", "Trainer", "CheckpointError", "resolve_device", "seed_everything", "verify_checkpoint", "export_checkpoint",
     "load_agent_networks", "optimizer_state_to_tensors", "optimizer_state_from_tensors",
     "OPERATIONAL_SETTINGS", "FIXED_SETTINGS",
 ]
@@ -64,7 +64,7 @@ __all__ = [
 #: Settings that change how a run is carried out, not what it computes: ``--resume`` may change them
 #: freely (they are reported and recorded). ``steps`` is here so a run can be extended; note that
 #: the learning rates decay over ``steps``, so from the resumed step on they follow the new length.
-OPERATIONAL_SETTINGS = frozenset({"steps", "log_every", "sample_every", "ckpt_every", "keep_checkpoints", "threads"})
+OPERATIONAL_SETTINGS = frozenset({"steps", "log_every", "sample_every", "ckpt_every", "keep_checkpoints", "threads", "device"})
 
 #: Settings that size the networks or the state saved in a checkpoint: ``--resume`` can never change
 #: them (the checkpoint would not fit). Every other setting changes the run's maths and needs
@@ -147,6 +147,10 @@ class TrainConfig:
     """how many checkpoints to keep on disk."""
     threads: int = 0
     """torch CPU threads (0: leave torch's default)."""
+    device: str = "cpu"
+    """where training runs: 'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA if available, else CPU). Random
+    numbers are drawn on the CPU and moved, so a run draws the same ones on either; checkpoints hold
+    CPU tensors."""
 
     def __post_init__(self):
         self.disc_betas = tuple(self.disc_betas)
@@ -155,6 +159,21 @@ class TrainConfig:
             raise ConfigError("steps", ">= 1 when p_steps is 0", self.steps)
         if self.gan_loss not in GAN_LOSSES:
             raise ConfigError("gan_loss", f"one of {', '.join(GAN_LOSSES)}", self.gan_loss)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``'auto'`` -> ``cuda`` if available else ``cpu``; anything else as ``torch.device`` (checked)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {name!r}")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r}: CUDA is not available on this machine")
+    return dev
 
 
 def _lr_at(start: float, final_fraction: float, step: int, total: int) -> float:
@@ -217,12 +236,13 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.agent, self.cfg = agent, cfg
-        self.inputs, self.targets = inputs.float(), targets.float()
+        self.device = resolve_device(cfg.device)
+        self.inputs, self.targets = inputs.float().to(self.device), targets.float().to(self.device)
         if references is not None and references.shape != self.inputs.shape:
             raise ValueError(f"references {tuple(references.shape)} do not match inputs {tuple(self.inputs.shape)}")
         if references is not None and not getattr(agent, "supports_references", False):
             raise ValueError(f"{type(agent).__name__} cannot train with references (paired data)")
-        self.references = references.float() if references is not None else None
+        self.references = references.float().to(self.device) if references is not None else None
         self.run_dir = Path(run_dir)
         self.extra_config = extra_config or {}
         self.progress = progress
@@ -230,12 +250,14 @@ class Trainer:
         self.gen = torch.Generator().manual_seed(cfg.seed)
         seed_everything(cfg.seed)  # the discriminator's initial weights below
         dcfg = TrunkConfig(DISC_CHANNELS, 1, cfg.disc_base_channels, cfg.image_size, kind="discriminator")
-        self.disc = Discriminator(Trunk(dcfg))
+        self.disc = Discriminator(Trunk(dcfg)).to(self.device)
+        if isinstance(agent, nn.Module):
+            agent.to(self.device)  # in place: the agent's optimisers keep their parameters
         self.opt_disc = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr_disc, betas=tuple(cfg.disc_betas))
         self.step = 0  # counts pre-training steps too
         self.total = cfg.p_steps + cfg.steps
         s = cfg.image_size
-        self.pool = torch.zeros(cfg.fake_pool, 3, s, s)  # ring buffer of past outputs
+        self.pool = torch.zeros(cfg.fake_pool, 3, s, s, device=self.device)  # ring buffer of past outputs
         self.pool_filled = 0
         self.pool_next = 0
 
@@ -265,11 +287,14 @@ class Trainer:
         return {"disc_loss": loss.item(), "wasserstein": w.item()}
 
     def _pool_add(self, fakes: torch.Tensor) -> None:
-        """Put ``fakes`` into the ring buffer, overwriting the oldest entries."""
-        for f in fakes[-self.pool.shape[0] :]:
-            self.pool[self.pool_next] = f
-            self.pool_next = (self.pool_next + 1) % self.pool.shape[0]
-            self.pool_filled = min(self.pool_filled + 1, self.pool.shape[0])
+        """Put ``fakes`` into the ring buffer, overwriting the oldest entries (one indexed copy)."""
+        size = self.pool.shape[0]
+        fakes = fakes[-size:]
+        n = fakes.shape[0]
+        slots = (self.pool_next + torch.arange(n)) % size
+        self.pool[slots.to(self.pool.device)] = fakes.to(self.pool)
+        self.pool_next = (self.pool_next + n) % size
+        self.pool_filled = min(self.pool_filled + n, size)
 
     def _disc_fakes(self, fresh: torch.Tensor) -> torch.Tensor:
         """The machine outputs of one discriminator update: from the pool if there is one, else from ``fresh``."""
@@ -330,7 +355,7 @@ class Trainer:
             save_pretrained(net, tmp, name)
         tensors: dict[str, torch.Tensor] = {"rng": self.gen.get_state()}
         if self.pool.shape[0]:
-            tensors["fake_pool"] = self.pool[: self.pool_filled].contiguous()
+            tensors["fake_pool"] = self.pool[: self.pool_filled].cpu().contiguous()
         opt_meta = {}
         for name, opt in {"discriminator": self.opt_disc, **self.agent.optimizers()}.items():
             t, m = optimizer_state_to_tensors(opt, f"opt.{name}")
@@ -461,7 +486,7 @@ class Trainer:
             out = self.agent.generate_eval(idx, self.inputs) if hasattr(self.agent, "generate_eval") else self.agent.generate(idx, self.inputs, torch.Generator().manual_seed(0))
         (self.run_dir / "samples").mkdir(parents=True, exist_ok=True)
         grid = torch.cat([torch.cat(list(self.inputs[:n]), dim=2), torch.cat(list(out), dim=2)], dim=1)
-        write_image(self.run_dir / "samples" / f"step_{self.step:07d}.png", grid.unsqueeze(0).clamp(0, 1), overwrite=True)
+        write_image(self.run_dir / "samples" / f"step_{self.step:07d}.png", grid.unsqueeze(0).clamp(0, 1).cpu(), overwrite=True)
 
     # -- the loop ------------------------------------------------------------------------------
     def fit(self, resume: bool = False, stop_after: int | None = None) -> Path:

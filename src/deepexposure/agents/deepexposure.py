@@ -13,6 +13,16 @@ Rollout (Algorithms 1-3 of the supplement), for a thumbnail ``S0`` with ordered 
 
 Everything is differentiable, so the deterministic policy gradient (eq. 7-10) flows from the
 critic through the transition into the policy ("generative loss approximation", section 2.4).
+``DeepExposureConfig.policy_gradient`` chooses how far it flows:
+
+- ``"paper"`` (the default for new runs; sections 2.1-2.5, supplement A-C): the roll-out takes
+  noisy actions and keeps its states without a graph; step ``t`` contributes one term at the
+  noiseless action ``a_t = pi(s_t)``, differentiated through its own transition only
+  (:meth:`DeepExposureAgent.paper_terms`). Credit reaches the early steps only through DE I's value
+  network, or through DE II's per-step discriminator scores.
+- ``"direct"`` (the behaviour before the option existed; saved configs without the field get it):
+  the episode's objective is back-propagated through the fusion and every step of the unrolled
+  noisy episode (:meth:`DeepExposureAgent.direct_objective`); DE I's value terms are added to it.
 
 - **DeepExposure I**: a value network ``V(S^l_t)`` trained by TD (eq. 6, 11) with
   ``r_t = 0`` for ``t < T-1`` and ``r_{T-1} = R = D(S^f) + w_l D(S^l_T)``; the policy ascends
@@ -32,7 +42,7 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -59,7 +69,12 @@ __all__ = [
     "ExplicitExposuresMethod",
     "thumbnail",
     "DEFAULT_MODEL_DIR",
+    "POLICY_GRADIENTS",
+    "PaperTerms",
 ]
+
+#: values of :attr:`DeepExposureConfig.policy_gradient`
+POLICY_GRADIENTS = ("paper", "direct")
 
 #: the default model shipped inside the package
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "weights" / "deepexposure"
@@ -97,6 +112,13 @@ class DeepExposureConfig:
     """the value network's learning rate decays exponentially to this fraction of its start."""
     local_reward_weight: float = 1.0
     """w_l: weight of D(S^l) next to D(S^f) in the reward (section 4)."""
+    policy_gradient: str = "paper"
+    """how the policy's gradient is formed: 'paper' (sections 2.1-2.5, supplement C: roll out with OU
+    noise without a graph across steps, then one deterministic-policy-gradient term per step at the
+    noiseless action a_t = pi(s_t), through that step's transition only, scored by the value network
+    (DE I) or by the discriminator with the advantage weights (DE II)) or 'direct' (the final reward
+    back-propagated through the fusion and every step of the noisy episode: the behaviour before this
+    option existed, and what a saved run config without this field gets)."""
     ev_penalty: float = 0.0
     """lambda_e: the policy maximises its objective minus lambda_e * mean(e_t^2) (not in the paper; 0
     turns it off). Without it a short run can drive the exposures to +-ev_max, where tanh's gradient
@@ -123,6 +145,26 @@ class DeepExposureConfig:
         self.segment.n_segments = self.n_segments
         if self.algo not in ("de1", "de2"):
             raise ValueError(f"algo must be 'de1' or 'de2', got {self.algo!r}")
+        if self.policy_gradient not in POLICY_GRADIENTS:
+            raise ValueError(f"policy_gradient must be one of {POLICY_GRADIENTS}, got {self.policy_gradient!r}")
+
+    @classmethod
+    def upgrade_saved(cls, saved: dict) -> dict:
+        """Fill in what a config saved before a field existed meant: ``policy_gradient='direct'``.
+
+        A dict counts as saved (a run's ``config.json``) when it holds the nested ``segment`` settings,
+        which every saved :meth:`to_dict` has and no command line sets. New runs get the defaults.
+        """
+        out = dict(saved)
+        if "segment" in out and "policy_gradient" not in out:
+            out["policy_gradient"] = "direct"
+        return out
+
+    @classmethod
+    def from_dict(cls, saved: dict) -> "DeepExposureConfig":
+        """Rebuild a config from :meth:`to_dict` output (old runs' dicts via :meth:`upgrade_saved`)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in cls.upgrade_saved(saved).items() if k in names})
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -262,7 +304,7 @@ class DeepExposureAgent(nn.Module):
         it = range(inputs.shape[0])
         for i in progress(it) if progress else it:
             masks.append(segment_thumbnail(inputs[i : i + 1], self.cfg.segment).masks)
-        self.masks = torch.stack(masks)
+        self.masks = torch.stack(masks).to(inputs.device)
 
     def networks(self) -> dict[str, Trunk]:
         nets = {"policy": self.policy.trunk}
@@ -330,49 +372,43 @@ class DeepExposureAgent(nn.Module):
     ) -> tuple[dict[str, float], torch.Tensor]:
         """One asynchronous update: roll out N images x T steps, apply the collected gradients once.
 
+        The policy's gradient follows ``cfg.policy_gradient`` (:meth:`paper_terms` or
+        :meth:`direct_objective`); DE I's value network is then trained by TD on the noisy roll-out.
+
         With ``references`` (``(N_in, 3, S, S)``, row ``i`` the reference of ``inputs[i]``; not in the
         paper), every score the agent maximises is :class:`deepexposure.gan.FidelityScore`'s
         ``D(S) - w * MSE(S, reference)`` instead of ``D(S)``.
 
-        Returns ``(metrics, fakes)``; ``fakes`` are the fused outputs for the discriminator (memory M1).
+        Returns ``(metrics, fakes)``; ``fakes`` are the fused outputs of the noisy roll-out for the
+        discriminator (memory M1).
         """
-        from ..gan import FidelityScore
-
         cfg = self.cfg
         refs = references[idx].to(inputs) if references is not None else None
-        if refs is not None:
-            disc = FidelityScore(disc, refs, fidelity_weight)
+        score = _Scorer(disc, refs, fidelity_weight)
         for p in disc.parameters():
             p.requires_grad_(False)
-        s0, masks = inputs[idx], self.masks[idx]
-        r = rollout(self.policy, s0, masks, cfg.fusion, self._noise(len(idx), generator))
-        t_steps = masks.shape[1]
-        d_fused = disc(r.fused).squeeze(1)
-        metrics: dict[str, float] = {}
-        if cfg.algo == "de2":
-            w = de2_policy_weights(t_steps, cfg.gamma).to(s0)
-            d_local = torch.stack([disc(r.local[t + 1]).squeeze(1) for t in range(t_steps)], dim=1)  # (B,T)
-            objective = d_fused + cfg.local_reward_weight * (d_local * w).sum(1)
-        else:
-            d_last = disc(r.local[-1]).squeeze(1)
-            reward = d_fused + cfg.local_reward_weight * d_last
+        s0, masks = inputs[idx], self.masks[idx].to(inputs)
+        noise = self._noise(len(idx), generator)
+        if self.value is not None:
             for p in self.value.parameters():
                 p.requires_grad_(False)
-            # Q(s_t, a_t) = r_t + gamma V(S^l_{t+1}); r_t = 0 before the last step, R at the last.
-            q_mid = [cfg.gamma * self.value(_vfeat(r.local[t + 1])).squeeze(1) for t in range(t_steps - 1)]
-            objective = reward + (torch.stack(q_mid, 1).sum(1) if q_mid else 0.0)
-            for p in self.value.parameters():
-                p.requires_grad_(True)
-        if cfg.ev_penalty:
-            objective = objective - cfg.ev_penalty * r.evs.pow(2).mean(1)
+        try:
+            if cfg.policy_gradient == "direct":
+                objective, r, reward, d_fused = self.direct_objective(s0, masks, noise, score)
+            else:
+                terms = self.paper_terms(s0, masks, noise, score)
+                objective, r, reward, d_fused = terms.objective, terms.rollout, terms.reward, terms.d_fused
+        finally:
+            if self.value is not None:
+                for p in self.value.parameters():
+                    p.requires_grad_(True)
         loss_pi = -objective.mean()
         self.opt_policy.zero_grad(set_to_none=True)
         loss_pi.backward()
         self.opt_policy.step()
         if self.policy_avg is not None:
             self._update_average()
-        metrics["policy_objective"] = objective.mean().item()
-        metrics["d_fused"] = d_fused.mean().item()
+        metrics: dict[str, float] = {"policy_objective": objective.mean().item(), "d_fused": d_fused.mean().item()}
         if cfg.algo == "de1":
             metrics.update(self._value_step([x.detach() for x in r.local], reward.detach()))
         for p in disc.parameters():
@@ -384,10 +420,101 @@ class DeepExposureAgent(nn.Module):
             metrics["fidelity_mse"] = float((r.fused.detach() - refs).pow(2).mean())
         return metrics, r.fused.detach()
 
+    def direct_objective(self, s0: torch.Tensor, masks: torch.Tensor, noise: torch.Tensor, score) -> tuple:
+        """``policy_gradient='direct'``: the objective back-propagated through the whole noisy episode.
+
+        DE II: ``D(S^f) + w_l sum_t w_t D(S^l_{t+1})`` (``w_t`` = :func:`de2_policy_weights`); DE I:
+        ``R + sum_{t<T-1} gamma V(S^l_{t+1})`` with ``R = D(S^f) + w_l D(S^l_T)``; both minus the EV
+        penalty. The gradient reaches every action through the fusion and through every later state
+        of the unrolled episode, at the noisy actions. Returns ``(objective (B,), rollout, R (B,) or
+        None, D(S^f) (B,))``.
+        """
+        cfg = self.cfg
+        r = rollout(self.policy, s0, masks, cfg.fusion, noise)
+        b, t_steps = s0.shape[0], masks.shape[1]
+        reward = None
+        if cfg.algo == "de2":
+            d = score(torch.cat([r.fused, *r.local[1:]])).view(t_steps + 1, b)  # one discriminator call
+            d_fused, d_local = d[0], d[1:].t()  # (B,), (B,T)
+            w = de2_policy_weights(t_steps, cfg.gamma).to(s0)
+            objective = d_fused + cfg.local_reward_weight * (d_local * w).sum(1)
+        else:
+            d = score(torch.cat([r.fused, r.local[-1]])).view(2, b)
+            d_fused = d[0]
+            reward = d_fused + cfg.local_reward_weight * d[1]
+            objective = reward
+            if t_steps > 1:  # Q(s_t, a_t) = r_t + gamma V(S^l_{t+1}); r_t = 0 before the last step
+                v = self.value(_vfeat(torch.cat(r.local[1:t_steps]))).view(t_steps - 1, b)
+                objective = objective + cfg.gamma * v.sum(0)
+        if cfg.ev_penalty:
+            objective = objective - cfg.ev_penalty * r.evs.pow(2).mean(1)
+        return objective, r, reward, d_fused
+
+    def paper_terms(self, s0: torch.Tensor, masks: torch.Tensor, noise: torch.Tensor, score) -> "PaperTerms":
+        """``policy_gradient='paper'``: one deterministic policy gradient term per step (eq. 7-10, 14-15).
+
+        The behaviour roll-out takes the noisy actions ``e_t = a_t + OU_t`` with ``a_t = pi(s_t)``; its
+        states are kept without a graph (no gradient crosses steps). Step ``t``'s term is evaluated at
+        the noiseless ``a_t`` through that step's transition only,
+        ``S'_{t+1} = local_exposure(S^l_t, m_t, a_t)`` with ``S^l_t`` the stored behaviour state:
+
+        - DE I: ``Q(s_t, a_t) = gamma V(S'_{t+1})`` for ``t < T-1`` (``r_t = 0``) and
+          ``Q = r_{T-1} = D(S'^f) + w_l D(S'_T)`` at the last step (terminal ``V = 0``);
+        - DE II: ``w_l w_t D(S'_{t+1})`` with ``w_t`` = :func:`de2_policy_weights` (eq. 14-15, the
+          advantage's negative constant folded into the learning rate), plus ``D(S'^f)`` at the last step.
+
+        ``S'^f`` is the fusion of ``[S0, S^g_1, .., S^g_{T-1}]`` from the behaviour roll-out (stored,
+        no graph) and ``global_exposure(S0, a_{T-1})``: the last action is the one that completes the
+        episode, the earlier exposures are part of its state. ``- lambda_e a_t^2 / T`` is added to each
+        term when ``ev_penalty`` is set. The value subtracted in the advantage ``Q - V(s_t)`` does not
+        depend on ``a_t``, so it is left out.
+        """
+        cfg = self.cfg
+        b, t_steps = s0.shape[0], masks.shape[1]
+        s_local = s0.detach()
+        locals_, globals_, acts, evs, one_step = [s_local], [s0.detach()], [], [], []
+        for t in range(t_steps):
+            m = masks[:, t]
+            a = self.policy(s0, s0 * m, s_local)  # graph in the policy's weights only
+            acts.append(a)
+            one_step.append(local_exposure(s_local, m, a.unsqueeze(1)))
+            with torch.no_grad():
+                e = (a + noise[:, t].to(a)).unsqueeze(1)
+                evs.append(e.squeeze(1))
+                globals_.append(global_exposure(s0, e))
+                s_local = local_exposure(s_local, m, e)
+            locals_.append(s_local)
+        with torch.no_grad():
+            stack = torch.stack(globals_, dim=1)
+            fused = exposure_fusion(stack, cfg.fusion).clamp(0.0, 1.0)
+            behaviour = Rollout(torch.stack(evs, dim=1), locals_, stack, fused)
+            d_beh = score(torch.cat([fused, s_local])).view(2, b)
+            reward = d_beh[0] + cfg.local_reward_weight * d_beh[1]
+        last = global_exposure(s0, acts[-1].unsqueeze(1)).unsqueeze(1)
+        fused_last = exposure_fusion(torch.cat([stack[:, :t_steps], last], dim=1), cfg.fusion).clamp(0.0, 1.0)
+        a_all = torch.stack(acts, dim=1)  # (B,T)
+        if cfg.algo == "de2":
+            d = score(torch.cat([fused_last, *one_step])).view(t_steps + 1, b)
+            w = de2_policy_weights(t_steps, cfg.gamma).to(s0)
+            terms = cfg.local_reward_weight * d[1:].t() * w
+            terms = torch.cat([terms[:, :-1], (terms[:, -1] + d[0]).unsqueeze(1)], dim=1)
+        else:
+            d = score(torch.cat([fused_last, one_step[-1]])).view(2, b)
+            last_q = d[0] + cfg.local_reward_weight * d[1]
+            if t_steps > 1:
+                v = self.value(_vfeat(torch.cat(one_step[:-1]))).view(t_steps - 1, b).t()
+                terms = torch.cat([cfg.gamma * v, last_q.unsqueeze(1)], dim=1)
+            else:
+                terms = last_q.unsqueeze(1)
+        if cfg.ev_penalty:
+            terms = terms - cfg.ev_penalty * a_all.pow(2) / t_steps
+        return PaperTerms(terms, terms.sum(1), a_all, behaviour, reward, d_beh[0])
+
     def _value_step(self, local: list[torch.Tensor], reward: torch.Tensor) -> dict[str, float]:
         """TD(0), eq. (6)/(11): ``delta_t = r_t + gamma V(s_{t+1}) - V(s_t)``, terminal ``V = 0``."""
         t_steps = len(local) - 1
-        v = torch.stack([self.value(_vfeat(local[t])).squeeze(1) for t in range(t_steps)], dim=1)  # (B,T)
+        b = local[0].shape[0]
+        v = self.value(_vfeat(torch.cat(local[:t_steps]))).view(t_steps, b).t()  # (B,T), one call
         targets = td_targets(v.detach(), reward, self.cfg.gamma)
         loss = 0.5 * ((targets - v) ** 2).mean()
         self.opt_value.zero_grad(set_to_none=True)
@@ -412,6 +539,43 @@ class DeepExposureAgent(nn.Module):
             **(info or {}),
         }
         atomic_write_bytes(directory / "model.json", json.dumps(meta, indent=2).encode(), overwrite=True)
+
+
+@dataclass
+class PaperTerms:
+    """The ``policy_gradient='paper'`` pieces of one update.
+
+    ``terms (B,T)``: step ``t``'s deterministic-policy-gradient objective (its gradient reaches
+    ``a_t`` only); ``objective (B,)`` their sum; ``actions (B,T)`` the noiseless ``a_t = pi(s_t)``;
+    ``rollout`` the noisy behaviour roll-out (no graph); ``reward (B,)`` its ``R = D(S^f) + w_l D(S^l_T)``
+    (the TD target of DE I's value network); ``d_fused (B,)`` its ``D(S^f)``.
+    """
+
+    terms: torch.Tensor
+    objective: torch.Tensor
+    actions: torch.Tensor
+    rollout: Rollout
+    reward: torch.Tensor
+    d_fused: torch.Tensor
+
+
+class _Scorer:
+    """``imgs (k*B, 3, h, w) -> (k*B,)``: the discriminator, or with references :class:`FidelityScore`.
+
+    ``k`` stacked batches of the same ``B`` images' states are scored in one call, each against the
+    reference of its row (the references repeat ``k`` times).
+    """
+
+    def __init__(self, disc: nn.Module, refs: torch.Tensor | None, weight: float):
+        self.disc, self.refs, self.weight = disc, refs, weight
+
+    def __call__(self, imgs: torch.Tensor) -> torch.Tensor:
+        if self.refs is None:
+            return self.disc(imgs).squeeze(1)
+        from ..gan import FidelityScore
+
+        k = imgs.shape[0] // self.refs.shape[0]
+        return FidelityScore(self.disc, self.refs.repeat(k, 1, 1, 1), self.weight)(imgs).squeeze(1)
 
 
 def _vfeat(img: torch.Tensor) -> torch.Tensor:
