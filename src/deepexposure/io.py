@@ -26,9 +26,10 @@ Reading (:func:`read_image`)
 Writing (:func:`write_image`)
     The format follows the extension: ``.jpg``/``.jpeg`` (8 bit, quality, EXIF), ``.png`` (8 or 16 bit,
     EXIF), ``.tif``/``.tiff`` (8 or 16 bit, deflate, no EXIF), ``.webp`` (8 bit, quality; 100 means
-    lossless). Writes are atomic (hidden temp file in the target folder, then a rename; the temp file is
-    removed on failure), never replace an existing file unless ``overwrite=True`` and never touch a
-    protected input. Failures raise :class:`ImageWriteError` (same one-line shape).
+    lossless). Writes are atomic (hidden temp file :func:`temp_name` in the target folder, then a rename;
+    the temp file is removed on failure, and temp files a killed writer left are removed by the next
+    process that writes into that folder), never replace an existing file unless ``overwrite=True`` and
+    never touch a protected input. Failures raise :class:`ImageWriteError` (same one-line shape).
 
 Limits: EXIF is carried from JPEG, PNG and WebP only (not from TIFF or RAW) and written to JPEG, PNG
 and WebP only. 16-bit TIFFs compressed with LZW, PackBits or JPEG need the optional ``imagecodecs``
@@ -41,8 +42,10 @@ import contextlib
 import io as _stdio
 import os
 import secrets
+import re
 import stat
 import struct
+import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -694,13 +697,15 @@ def check_output_path(path: str | os.PathLike, inputs: Iterable[str | os.PathLik
     out = Path(path)
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
+    if len(out.name.encode("utf-8", "surrogateescape")) > _NAME_MAX:
+        raise ImageWriteError(out, f"the file name is longer than {_NAME_MAX} bytes")
     if out.is_dir():
         raise ImageWriteError(out, "is a folder, not a file name")
     for inp in inputs:
         if _same_file(out, Path(inp)):
             raise ImageWriteError(out, f"refusing to write over the input file {inp}")
     if not overwrite and (out.exists() or out.is_symlink()):
-        raise ImageWriteError(out, "already exists; pass overwrite=True to replace it")
+        raise ImageWriteError(out, _EXISTS)
     return out
 
 
@@ -748,15 +753,66 @@ def _encode(f: BinaryIO, fmt: str, rgb: np.ndarray, alpha: np.ndarray | None, ex
             im.save(f, format="WEBP", quality=quality, lossless=quality >= 100, exact=True, **kw)
 
 
+#: the message for an existing output; names the CLI flag and the keyword argument
+_EXISTS = "already exists; use --overwrite (overwrite=True) to replace it"
+#: temp files of :func:`_atomic_write`: ``.dxtmp-<8 hex>-<start of the target name>``
+TEMP_PREFIX = ".dxtmp-"
+_TEMP_RE = re.compile(r"^(\.dxtmp-[0-9a-f]{8}-.*|\..+\.[0-9a-f]{8}\.tmp)$")  # current and pre-0.2 names
+#: a temp file untouched for this long, and older than this process, was left by a killed writer
+STALE_TEMP_SECONDS = 600.0
+_RUN_START = time.time()
+_swept: set[str] = set()
+_NAME_MAX = 255  # bytes, for a name in one folder (ext4, APFS, NTFS in UTF-16 units)
+
+
+def temp_name(name: str) -> str:
+    """Hidden temp name for ``name``: :data:`TEMP_PREFIX` + 8 random hex digits + ``-`` + as much of
+    ``name`` as fits in 255 bytes (so a target name of any legal length gets a legal temp name)."""
+    head = f"{TEMP_PREFIX}{secrets.token_hex(4)}-"
+    room = _NAME_MAX - len(head.encode())
+    return head + name.encode("utf-8", "surrogateescape")[:room].decode("utf-8", "ignore")
+
+
+def is_temp_name(name: str) -> bool:
+    """True for names :func:`temp_name` makes (and the ``.NAME.xxxxxxxx.tmp`` names of earlier versions)."""
+    return bool(_TEMP_RE.match(name))
+
+
+def sweep_stale_temps(folder: str | os.PathLike, *, max_age: float = STALE_TEMP_SECONDS) -> list[Path]:
+    """Remove temp files in ``folder`` left by killed writers: temp-named regular files not modified
+    for ``max_age`` seconds and older than this process. Returns the removed paths; errors are ignored."""
+    removed: list[Path] = []
+    cutoff = min(time.time() - max_age, _RUN_START)
+    with contextlib.suppress(OSError), os.scandir(folder) as it:
+        for e in it:
+            if not is_temp_name(e.name):
+                continue
+            with contextlib.suppress(OSError):
+                st = e.stat(follow_symlinks=False)
+                if stat.S_ISREG(st.st_mode) and st.st_mtime < cutoff:
+                    os.unlink(e.path)
+                    removed.append(Path(e.path))
+    return removed
+
+
 def _atomic_write(path: Path, fill: Callable[[BinaryIO], None], overwrite: bool) -> None:
-    """Write through a hidden temp file in the target folder, then rename into place."""
+    """Write through a hidden temp file (:func:`temp_name`) in the target folder, then rename into place.
+
+    The first write into a folder in this process also removes stale temp files there
+    (:func:`sweep_stale_temps`)."""
     parent = path.parent
     if not parent.is_dir():
         raise ImageWriteError(path, f"the output folder {parent} does not exist")
+    if len(path.name.encode("utf-8", "surrogateescape")) > _NAME_MAX:
+        raise ImageWriteError(path, f"the file name is longer than {_NAME_MAX} bytes")
+    key = os.path.normcase(os.path.abspath(parent))
+    if key not in _swept:
+        _swept.add(key)
+        sweep_stale_temps(parent)
     tmp: Path | None = None
     try:
         while True:
-            tmp = parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+            tmp = parent / temp_name(path.name)
             try:
                 f = open(tmp, "xb")  # exclusive create; the umask applies, as for any new file
                 break
@@ -772,10 +828,10 @@ def _atomic_write(path: Path, fill: Callable[[BinaryIO], None], overwrite: bool)
             try:
                 os.link(tmp, path)  # atomic, and fails if the target appeared meanwhile
             except FileExistsError:
-                raise ImageWriteError(path, "already exists; pass overwrite=True to replace it") from None
+                raise ImageWriteError(path, _EXISTS) from None
             except OSError:  # no hard links on this file system
                 if path.exists():
-                    raise ImageWriteError(path, "already exists; pass overwrite=True to replace it") from None
+                    raise ImageWriteError(path, _EXISTS) from None
                 os.replace(tmp, path)
             else:
                 os.unlink(tmp)

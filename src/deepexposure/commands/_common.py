@@ -51,11 +51,23 @@ def _method_from_args(args: argparse.Namespace):
     return get_method(name, **opts)
 
 
+def _write(line: str, file) -> None:
+    """One line through ``tqdm.write`` so that an active progress bar is redrawn below it, not broken."""
+    from tqdm import tqdm
+
+    tqdm.write(line, file=file)
+
+
 def error(msg: str) -> None:
     """Print one line to stderr, prefixed ``error:``; never a traceback."""
-    print(f"error: {' '.join(str(msg).split())}", file=sys.stderr)
+    _write(f"error: {' '.join(str(msg).split())}", sys.stderr)
 
 
 def warn(msg: str) -> None:
     """Print one line to stderr, prefixed ``warning:``."""
-    print(f"warning: {' '.join(str(msg).split())}", file=sys.stderr)
+    _write(f"warning: {' '.join(str(msg).split())}", sys.stderr)
+
+
+def say(msg: str) -> None:
+    """Print one line to stdout (a per-file progress line) without breaking a progress bar."""
+    _write(str(msg), sys.stdout)
