@@ -14,8 +14,9 @@ def float_list(text: str) -> list[float]:
 
 
 def add_method_options(p: argparse.ArgumentParser, default: str = "deepexposure") -> None:
+    p.set_defaults(method_default=default)
     g = p.add_argument_group("method")
-    g.add_argument("--method", default=default, help=f"retouching method (default: {default}; see `deepexposure methods`)")
+    g.add_argument("--method", default=None, help=f"retouching method (default: {default}; see `deepexposure methods`)")
     g.add_argument("--model", default=None, help="model directory or training run for learned methods (default: the shipped model)")
     g.add_argument("--ev", type=float_list, default=None, metavar="E1,E2,..", help="exposure bracket for --method fusion, e.g. -1,0,1,2")
     g.add_argument("--exposures", type=float_list, default=None, metavar="E1,..,ET", help="explicit exposure per segment (implies --method exposures)")
@@ -35,14 +36,35 @@ def method_from_args(args: argparse.Namespace):
 
 
 def _method_from_args(args: argparse.Namespace):
-    from ..methods import get_method
+    """Resolve the options to a method; bad values raise, options that will be ignored are warned about.
 
-    name = "exposures" if args.exposures is not None else args.method
+    ``--ev`` and ``--exposures`` go through :func:`deepexposure.recipe.validate_evs`, the check ``apply``
+    runs on recipes, so ``retouch`` never writes a recipe that ``apply`` refuses.
+    """
+    from ..methods import get_method
+    from ..recipe import LIMITS, RecipeError, validate_evs
+
+    explicit = args.method
+    name = "exposures" if args.exposures is not None else (explicit or getattr(args, "method_default", "deepexposure"))
+    if args.exposures is not None and explicit and explicit != "exposures":
+        warn(f"--exposures overrides --method {explicit}: the given exposures are fused instead")
+    if args.ev is not None and name != "fusion":
+        warn(f"--ev is ignored: it sets the bracket of --method fusion, not of {name}")
+    if args.segments is not None:
+        if not 1 <= args.segments <= LIMITS["max_evs"]:
+            raise UsageError(f"--segments must be in 1..{LIMITS['max_evs']}, got {args.segments}")
+        if name != "deepexposure":
+            warn(f"--segments is ignored by --method {name} (only the deepexposure policy takes it)")
     opts: dict = {}
-    if name == "exposures":
-        opts["evs"] = args.exposures or []
-    if name == "fusion" and args.ev is not None:
-        opts["ev"] = args.ev
+    try:
+        if name == "exposures":
+            opts["evs"] = validate_evs(args.exposures or [], "--exposures")
+        if name == "fusion" and args.ev is not None:
+            opts["ev"] = validate_evs(args.ev, "--ev")
+            if not opts["ev"]:
+                raise UsageError("--ev needs at least one exposure value")
+    except RecipeError as e:
+        raise UsageError(str(e).replace("'evs' must be", "must be")) from None
     if name in ("deepexposure", "exposure"):
         if args.model:
             opts["model"] = args.model
