@@ -78,7 +78,7 @@ __all__ = [
 ]
 
 #: Default decompression-bomb limit of :func:`read_image`, in pixels (width x height as declared):
-#: Pillow's own ``Image.MAX_IMAGE_PIXELS`` (about 179 MP, 1024 x 1024 x 1024 // 4 // 3).
+#: where Pillow's own guard refuses (``2 * Image.MAX_IMAGE_PIXELS``, about 179 MP).
 DEFAULT_MAX_PIXELS = 178_956_970
 #: Estimated peak memory of decoding and retouching one image, in bytes per pixel (decoded samples,
 #: the float32 tensor, its linear copy and the streaming fusion's bands; measured about 74 on a
