@@ -16,6 +16,11 @@ from .recipe import Recipe, render
 __all__ = ["retouch_tensor", "retouch_file", "RetouchResult", "output_path_for", "output_paths"]
 
 
+#: what the exposures of a segmented fusion recipe are (added to such recipes' notes)
+BRACKET_NOTE = ("the evs are the exposures of a fused bracket: each is applied to the whole frame and the frames are "
+                "fused (Mertens); exposure t was chosen for segment t, but is not confined to it")
+
+
 def retouch_tensor(method: Method, img_srgb: torch.Tensor) -> tuple[torch.Tensor, Recipe]:
     """Plan a retouch with ``method`` and render it.
 
@@ -31,6 +36,8 @@ def retouch_tensor(method: Method, img_srgb: torch.Tensor) -> tuple[torch.Tensor
         recipe = method.plan(img_srgb)
         recipe.image.setdefault("width", int(img_srgb.shape[-1]))
         recipe.image.setdefault("height", int(img_srgb.shape[-2]))
+        if recipe.segments and any(op.get("op") == "exposure_fusion" for op in recipe.ops):
+            recipe.notes.append(BRACKET_NOTE)
         out = render(recipe, img_srgb)
     return out, recipe
 

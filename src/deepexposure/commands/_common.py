@@ -18,8 +18,8 @@ def add_method_options(p: argparse.ArgumentParser, default: str = "deepexposure"
     g = p.add_argument_group("method")
     g.add_argument("--method", default=None, help=f"retouching method (default: {default}; see `deepexposure methods`)")
     g.add_argument("--model", default=None, help="model directory or training run for learned methods (default: the shipped model)")
-    g.add_argument("--ev", type=float_list, default=None, metavar="E1,E2,..", help="exposure bracket for --method fusion, e.g. -1,0,1,2")
-    g.add_argument("--exposures", type=float_list, default=None, metavar="E1,..,ET", help="explicit exposure per segment (implies --method exposures)")
+    g.add_argument("--ev", type=float_list, default=None, metavar="E1,E2,..", help="exposure bracket for --method fusion, e.g. -1,0,1,2 (ignored by other methods)")
+    g.add_argument("--exposures", type=float_list, default=None, metavar="E1,..,ET", help="your own bracket: exposures fused over the whole frame, one listed per segment (implies --method exposures)")
     g.add_argument("--segments", type=int, default=None, metavar="T", help="number of segments for learned methods (default: the model's)")
 
 
