@@ -112,3 +112,33 @@ def test_name_too_long_for_recipe_fails_before_writing(tmp_path, capsys):
     assert _run("retouch", tmp_path / "in", "-o", out, *FUSION) == 1
     assert "longer than 255 bytes" in capsys.readouterr().err
     assert list(out.rglob("*")) == []
+
+
+def test_apply_one_recipe_to_a_folder(tmp_path, capsys):
+    _jpeg(tmp_path / "in" / "a" / "x.jpg", 1)
+    _jpeg(tmp_path / "in" / "b" / "x.jpg", 2)
+    assert _run("retouch", tmp_path / "in" / "a" / "x.jpg", "-o", tmp_path / "r", *FUSION) == 0
+    recipe = tmp_path / "r" / "x.jpg.recipe.json"
+    out = tmp_path / "new" / "deeper"
+    assert _run("apply", recipe, tmp_path / "in", "-o", out, "--format", "png") == 0
+    assert (out / "a" / "x.png").is_file() and (out / "b" / "x.png").is_file()
+    assert "2 rendered, 0 failed" in capsys.readouterr().out
+    single = tmp_path / "made" / "one.jpg"
+    assert _run("apply", recipe, tmp_path / "in" / "a" / "x.jpg", "-o", single) == 0 and single.is_file()
+    assert _run("apply", recipe, tmp_path / "in" / "a" / "x.jpg", "-o", single) == 1
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_methods_lists_only_the_table(capsys):
+    assert _run("methods") == 0
+    out = capsys.readouterr().out
+    assert "command," not in out and "goes through" not in out
+    assert "fusion                fixed-bracket" in out
+
+
+def test_package_is_typed():
+    from pathlib import Path
+
+    import deepexposure
+
+    assert (Path(deepexposure.__file__).parent / "py.typed").is_file()

@@ -401,7 +401,7 @@ def recipe_schema() -> dict:
     string = {"type": "string", "maxLength": LIMITS["max_string"]}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "https://github.com/deepexposure/deepexposure/docs/recipe.schema.json",
+        "$id": "urn:deepexposure:recipe:1",
         "title": "deepexposure recipe",
         "description": "A retouch as data (deepexposure.recipe). Exposures of an exposure_fusion op are those of a "
                        "fused bracket, each applied to the whole frame; a learned method chooses exposure t for segment t.",
