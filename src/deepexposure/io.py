@@ -338,9 +338,19 @@ def _available_memory() -> int | None:
 
 @contextlib.contextmanager
 def _decode_errors(path: Path, fmt: str) -> Iterator[None]:
-    """Turn decoder exceptions into one-line :class:`ImageReadError`."""
+    """Turn decoder exceptions into one-line :class:`ImageReadError`; decoder chatter (Pillow's
+    ``UserWarning`` about corrupt EXIF, tifffile's logged tag errors) is silenced: a file is either
+    read or refused with one line."""
+    import logging
+    import warnings
+
+    tiff_log = logging.getLogger("tifffile")
+    level = tiff_log.level
+    tiff_log.setLevel(logging.CRITICAL)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
     except ImageReadError:
         raise
     except Image.DecompressionBombError as e:
@@ -348,7 +358,7 @@ def _decode_errors(path: Path, fmt: str) -> Iterator[None]:
     except MemoryError:
         raise ImageReadError(path, f"not enough memory to decode this {fmt} image") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, struct.error,
-            zlib.error) as e:
+            zlib.error, RuntimeError) as e:  # RuntimeError: imagecodecs' codec errors
         detail = str(e.args[0] if isinstance(e, KeyError) and e.args else e) or type(e).__name__
         if "imagecodecs" in detail:  # tifffile: "<COMPRESSION.LZW: 5> requires the 'imagecodecs' package"
             codec = detail.split(" requires")[0].strip("<>").split(":")[0]
@@ -358,6 +368,8 @@ def _decode_errors(path: Path, fmt: str) -> Iterator[None]:
             ) from None
         what = "truncated or corrupt" if "truncat" in detail.lower() else "cannot decode"
         raise ImageReadError(path, f"{what} {fmt} data ({detail})") from None
+    finally:
+        tiff_log.setLevel(level)
 
 
 _PIL_CLASSES = {
@@ -408,11 +420,25 @@ def _normalise_exif(exif: bytes | None) -> bytes | None:
                 struct.pack_into(bo + ("H" if typ == 3 else "I"), tiff, entry + 8, 1)
     except (KeyError, struct.error):
         return None
-    try:  # what Pillow cannot parse, no reader will: drop it rather than write it on
-        Image.Exif().load(bytes(tiff))
-    except (SyntaxError, ValueError, TypeError, KeyError, IndexError, OSError, struct.error, UnicodeDecodeError):
+    if _parse_exif(bytes(tiff)) is None:  # what Pillow cannot parse, no reader will: drop it
         return None
     return _EXIF_PREFIX + bytes(tiff)
+
+
+def _parse_exif(data: bytes) -> Image.Exif | None:
+    """Pillow's parse of an EXIF/TIFF block, its warnings silenced; None if it fails."""
+    import warnings
+
+    ex = Image.Exif()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ex.load(data)
+            for _ in ex.items():  # values are read lazily
+                pass
+    except (SyntaxError, ValueError, TypeError, KeyError, IndexError, OSError, struct.error, UnicodeDecodeError):
+        return None
+    return ex
 
 
 def _srgb_profile() -> ImageCms.ImageCmsProfile:
@@ -813,12 +839,10 @@ _TIFF_EXIF_TAGS = (270, 271, 272, 306, 315, 33432)
 def _tiff_extratags(exif: bytes | None) -> list[tuple]:
     if not exif:
         return []
-    try:
-        ex = Image.Exif()
-        ex.load(exif)
-        items = [(t, ex.get(t)) for t in _TIFF_EXIF_TAGS]
-    except (SyntaxError, ValueError, TypeError, KeyError, IndexError, OSError, struct.error, UnicodeDecodeError):
+    ex = _parse_exif(exif)
+    if ex is None:
         return []
+    items = [(t, ex.get(t)) for t in _TIFF_EXIF_TAGS]
     out = []
     for tag, v in items:
         if isinstance(v, bytes):
