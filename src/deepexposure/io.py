@@ -80,6 +80,11 @@ __all__ = [
     "list_images",
     "tensor_to_uint8",
     "uint8_to_tensor",
+    "atomic_write_bytes",
+    "temp_name",
+    "is_temp_name",
+    "sweep_stale_temps",
+    "WORK_BYTES_PER_PIXEL",
 ]
 
 #: Default decompression-bomb limit of :func:`read_image`, in pixels (width x height as declared):

@@ -63,6 +63,12 @@ def retouch_many(method, files: list[Path], out_dir: Path, args, protect: list[P
 
     from ..pipeline import output_path_for, output_paths, retouch_file
 
+    if not 1 <= args.quality <= 100:
+        error(f"--quality must be in 1..100, got {args.quality}")
+        return 0, len(files)
+    if args.max_pixels is not None and args.max_pixels < 1:
+        error(f"--max-pixels must be a positive number of pixels, got {args.max_pixels}")
+        return 0, len(files)
     if getattr(args, "skip_existing", False) and args.overwrite:
         error("--skip-existing and --overwrite contradict each other; give one")
         return 0, len(files)
