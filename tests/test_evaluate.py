@@ -69,9 +69,9 @@ def test_cli(bench, tmp_path, capsys):
 
     out = tmp_path / "out"
     rc = main(["eval", "--paired", str(bench), "--methods", "identity,clahe,nosuch", "--out", str(out), "--sheet", "1", "--long-edge", "32", "--quiet"])
-    assert rc == 0
+    assert rc == 1  # an unknown method fails the run; the others are still scored and reported
     captured = capsys.readouterr()
-    assert "method nosuch" in captured.err and "| clahe |" in captured.out
+    assert "method nosuch" in captured.err and "could not be built: nosuch" in captured.err and "| clahe |" in captured.out
     assert (out / "eval.md").is_file() and (out / "eval_sheet.png").is_file()
     assert main(["eval", "--paired", str(bench), "--methods", "identity", "--out", str(out), "--quiet"]) == 2
     assert main(["eval", "--paired", str(tmp_path), "--out", str(out), "--quiet"]) == 2

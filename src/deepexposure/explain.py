@@ -1,7 +1,8 @@
 """``--explain``: a picture of what a recipe did, for people.
 
 For an ``exposure_fusion`` recipe: the original, its segments (coloured, numbered), each step's
-re-exposed image labelled with its segment and EV, and the fused result, side by side. For filter
+whole-frame exposure of the fused bracket, labelled with its EV and the segment it was chosen for,
+and the fused result, side by side (the exposures are not confined to their segments; fusion mixes them). For filter
 recipes: the image after each filter, labelled with the filter and its parameters.
 """
 
@@ -75,9 +76,9 @@ def explain_image(img_srgb: torch.Tensor, recipe: Recipe, out_srgb: torch.Tensor
     for op in recipe.ops:
         if op["op"] == "exposure_fusion":
             for t, ev in enumerate(op["evs"]):
-                tag = f"seg {t}: " if recipe.segments else ""
+                tag = f" (chosen for seg {t})" if recipe.segments else ""
                 shown = global_exposure(current, torch.tensor([[float(ev)]]))
-                panels.append((shown, f"{tag}{float(ev):+.2f} EV"))
+                panels.append((shown, f"bracket {float(ev):+.2f} EV{tag}"))
             current = render(Recipe(ops=[op]), current)
         else:
             current = render(Recipe(ops=[op]), current)

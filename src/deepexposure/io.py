@@ -14,8 +14,12 @@ Reading (:func:`read_image`)
 
     * the EXIF orientation applied (``PIL.ImageOps.exif_transpose`` semantics, XMP orientation
       included); the returned ``exif`` block has its orientation tag reset to 1 to match the pixels;
-    * an embedded non-sRGB ICC profile converted to sRGB with ``PIL.ImageCms`` (8-bit images only);
-      when that is impossible the profile is ignored and ``icc_note`` says so in one sentence;
+    * an embedded non-sRGB ICC profile converted to sRGB with LittleCMS (``PIL.ImageCms`` for 8-bit
+      images, ``imagecodecs.cms_transform`` with 16 bits in and out for 16-bit TIFF and PNG); when that
+      is impossible the profile is ignored and ``icc_note`` says so in one sentence (``retouch`` copies
+      it into the recipe's notes);
+    * a corrupt EXIF block dropped (orientation 1), whatever the format;
+    * 16-bit PNG decoded by libpng through ``imagecodecs``;
     * grey replicated to 3 channels; alpha split off untouched.
 
     Before any pixel is decoded the declared size is checked: at least :data:`MIN_SIDE` pixels on the
@@ -25,13 +29,15 @@ Reading (:func:`read_image`)
 
 Writing (:func:`write_image`)
     The format follows the extension: ``.jpg``/``.jpeg`` (8 bit, quality, EXIF), ``.png`` (8 or 16 bit,
-    EXIF), ``.tif``/``.tiff`` (8 or 16 bit, deflate, no EXIF), ``.webp`` (8 bit, quality; 100 means
-    lossless). Writes are atomic (hidden temp file in the target folder, then a rename; the temp file is
-    removed on failure), never replace an existing file unless ``overwrite=True`` and never touch a
-    protected input. Failures raise :class:`ImageWriteError` (same one-line shape).
+    EXIF), ``.tif``/``.tiff`` (8 or 16 bit, deflate, EXIF's IFD0 text tags), ``.webp`` (8 bit, quality; 100 means
+    lossless). Writes are atomic (hidden temp file :func:`temp_name` in the target folder, then a rename;
+    the temp file is removed on failure, and temp files a killed writer left are removed by the next
+    process that writes into that folder), never replace an existing file unless ``overwrite=True`` and
+    never touch a protected input. Failures raise :class:`ImageWriteError` (same one-line shape).
 
-Limits: EXIF is carried from JPEG, PNG and WebP only (not from TIFF or RAW) and written to JPEG, PNG
-and WebP only. 16-bit TIFFs compressed with LZW, PackBits or JPEG need the optional ``imagecodecs``
+Every output embeds an sRGB ICC profile. Limits: EXIF is carried from JPEG, PNG and WebP only (not
+from TIFF or RAW); TIFF outputs get its IFD0 text tags (make, model, date, artist, copyright,
+description), not the Exif sub-IFD. 16-bit TIFFs compressed with LZW, PackBits or JPEG need the optional ``imagecodecs``
 package (``tifffile`` decodes deflate, LZMA and uncompressed data without it).
 """
 
@@ -41,8 +47,10 @@ import contextlib
 import io as _stdio
 import os
 import secrets
+import re
 import stat
 import struct
+import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -72,10 +80,20 @@ __all__ = [
     "list_images",
     "tensor_to_uint8",
     "uint8_to_tensor",
+    "atomic_write_bytes",
+    "temp_name",
+    "is_temp_name",
+    "sweep_stale_temps",
+    "WORK_BYTES_PER_PIXEL",
 ]
 
-#: Default decompression-bomb limit of :func:`read_image`, in pixels (width x height as declared).
-DEFAULT_MAX_PIXELS = 200_000_000
+#: Default decompression-bomb limit of :func:`read_image`, in pixels (width x height as declared):
+#: where Pillow's own guard refuses (``2 * Image.MAX_IMAGE_PIXELS``, about 179 MP).
+DEFAULT_MAX_PIXELS = 178_956_970
+#: Estimated peak memory of decoding and retouching one image, in bytes per pixel (decoded samples,
+#: the float32 tensor, its linear copy and the streaming fusion's bands; measured about 74 on a
+#: 196 MP image). :func:`read_image` refuses an image whose estimate exceeds the available memory.
+WORK_BYTES_PER_PIXEL = 80
 #: Smallest accepted short side, in pixels (the segmentation and the pyramids need some room).
 MIN_SIDE = 8
 
@@ -95,8 +113,6 @@ WRITE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff"}
 _EXIF_PREFIX = b"Exif\x00\x00"
 _TAG_ORIENTATION = 0x0112
 _TAG_ICC = 34675
-# PNG raw modes Pillow would reduce to 8 bits, and how to get the low bytes back (see _png16_pixels).
-_PNG16_RAWMODES = {"RGB;16B": "RGB;16L", "RGBA;16B": "RGBA;16L", "LA;16B": "RGBA"}
 _WRITE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
 _WRITE_DEPTHS = {"JPEG": (8,), "WEBP": (8,), "PNG": (8, 16), "TIFF": (16, 8)}  # first = default
 
@@ -294,13 +310,52 @@ def _check_size(path: Path, width: int, height: int, max_pixels: int | None, dec
             f"declared size {width}x{height} ({declared} pixels) exceeds the limit of {max_pixels} pixels "
             "(max_pixels); refusing to decode a possible decompression bomb",
         )
+    need, avail = declared * WORK_BYTES_PER_PIXEL, _available_memory()
+    if avail is not None and need > avail:
+        raise ImageReadError(
+            path,
+            f"declared size {width}x{height} ({declared} pixels) needs about {need / 2**30:.1f} GiB of memory "
+            f"to retouch, but only {avail / 2**30:.1f} GiB is available; refusing to decode it",
+        )
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory this process can still get: Linux ``MemAvailable``, lowered by a cgroup v2
+    limit when one is set; ``os.sysconf`` elsewhere; None when unknown (then no check is made)."""
+    avail: int | None = None
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    if avail is None:
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    with contextlib.suppress(OSError, ValueError):
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+            room = max(int(limit) - used, 0)
+            avail = room if avail is None else min(avail, room)
+    return avail
 
 
 @contextlib.contextmanager
 def _decode_errors(path: Path, fmt: str) -> Iterator[None]:
-    """Turn decoder exceptions into one-line :class:`ImageReadError`."""
+    """Turn decoder exceptions into one-line :class:`ImageReadError`; decoder chatter (Pillow's
+    ``UserWarning`` about corrupt EXIF, tifffile's logged tag errors) is silenced: a file is either
+    read or refused with one line."""
+    import logging
+    import warnings
+
+    tiff_log = logging.getLogger("tifffile")
+    level = tiff_log.level
+    tiff_log.setLevel(logging.CRITICAL)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
     except ImageReadError:
         raise
     except Image.DecompressionBombError as e:
@@ -308,7 +363,7 @@ def _decode_errors(path: Path, fmt: str) -> Iterator[None]:
     except MemoryError:
         raise ImageReadError(path, f"not enough memory to decode this {fmt} image") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, struct.error,
-            zlib.error) as e:
+            zlib.error, RuntimeError) as e:  # RuntimeError: imagecodecs' codec errors
         detail = str(e.args[0] if isinstance(e, KeyError) and e.args else e) or type(e).__name__
         if "imagecodecs" in detail:  # tifffile: "<COMPRESSION.LZW: 5> requires the 'imagecodecs' package"
             codec = detail.split(" requires")[0].strip("<>").split(":")[0]
@@ -318,6 +373,8 @@ def _decode_errors(path: Path, fmt: str) -> Iterator[None]:
             ) from None
         what = "truncated or corrupt" if "truncat" in detail.lower() else "cannot decode"
         raise ImageReadError(path, f"{what} {fmt} data ({detail})") from None
+    finally:
+        tiff_log.setLevel(level)
 
 
 _PIL_CLASSES = {
@@ -368,7 +425,25 @@ def _normalise_exif(exif: bytes | None) -> bytes | None:
                 struct.pack_into(bo + ("H" if typ == 3 else "I"), tiff, entry + 8, 1)
     except (KeyError, struct.error):
         return None
+    if _parse_exif(bytes(tiff)) is None:  # what Pillow cannot parse, no reader will: drop it
+        return None
     return _EXIF_PREFIX + bytes(tiff)
+
+
+def _parse_exif(data: bytes) -> Image.Exif | None:
+    """Pillow's parse of an EXIF/TIFF block, its warnings silenced; None if it fails."""
+    import warnings
+
+    ex = Image.Exif()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ex.load(data)
+            for _ in ex.items():  # values are read lazily
+                pass
+    except (SyntaxError, ValueError, TypeError, KeyError, IndexError, OSError, struct.error, UnicodeDecodeError):
+        return None
+    return ex
 
 
 def _srgb_profile() -> ImageCms.ImageCmsProfile:
@@ -398,14 +473,39 @@ def _icc_to_srgb(im: Image.Image, icc: bytes) -> tuple[Image.Image, str | None]:
     return out, None
 
 
-def _icc_note_16bit(icc: bytes | None) -> str | None:
+def _icc_to_srgb_16bit(arr: np.ndarray, icc: bytes | None) -> tuple[np.ndarray, str | None]:
+    """Convert ``(H, W, 3)`` (or ``(H, W)`` grey) uint16 samples with an embedded profile to sRGB with
+    LittleCMS (``imagecodecs.cms_transform``, 16 bit in and out); return ``(rgb (H, W, 3), note)``.
+
+    sRGB-described profiles are taken as they are; an unusable profile is ignored with a note.
+    """
+    rgb = np.repeat(arr[:, :, None], 3, axis=2) if arr.ndim == 2 else arr
     if not icc:
-        return None
+        return rgb, None
     _, desc = _icc_description(icc)
     if "srgb" in desc.lower():
-        return None
-    return (f"the embedded ICC profile '{desc}' was ignored: Pillow's colour management only converts "
-            "8-bit images, so these 16-bit pixels are taken as sRGB.")
+        return rgb, None
+    import imagecodecs
+
+    space = "gray" if arr.ndim == 2 else "rgb"
+    try:
+        out = imagecodecs.cms_transform(np.ascontiguousarray(arr), bytes(icc), _srgb_icc(), colorspace=space,
+                                        outcolorspace="rgb", outdtype=np.uint16)
+    except (RuntimeError, ValueError, TypeError) as e:
+        return rgb, (f"the embedded ICC profile '{desc}' could not be applied to these 16-bit pixels "
+                     f"({_one_line(str(e))}) and was ignored; pixels are taken as sRGB.")
+    return np.ascontiguousarray(out.reshape(rgb.shape)), None
+
+
+_SRGB_ICC: bytes | None = None
+
+
+def _srgb_icc() -> bytes:
+    """An sRGB ICC profile (LittleCMS's built-in one, about 600 bytes), embedded in every output."""
+    global _SRGB_ICC
+    if _SRGB_ICC is None:
+        _SRGB_ICC = _srgb_profile().tobytes()
+    return _SRGB_ICC
 
 
 def _pil_pixels(im: Image.Image, icc: bytes | None) -> tuple[np.ndarray, np.ndarray | None, int, str | None]:
@@ -421,8 +521,8 @@ def _pil_pixels(im: Image.Image, icc: bytes | None) -> tuple[np.ndarray, np.ndar
         alpha = np.asarray(im.getchannel("A"))
         im = im.convert(im.mode[:-1])
     if im.mode.startswith("I;16"):
-        grey = np.asarray(im).astype(np.uint16)
-        return np.repeat(grey[:, :, None], 3, axis=2), alpha, 16, _icc_note_16bit(icc)
+        rgb, note = _icc_to_srgb_16bit(np.asarray(im).astype(np.uint16), icc)
+        return rgb, alpha, 16, note
     if im.mode not in ("L", "RGB", "RGBX", "CMYK", "YCbCr"):
         raise ValueError(f"unsupported pixel mode {im.mode!r}")
     note = None
@@ -435,42 +535,55 @@ def _pil_pixels(im: Image.Image, icc: bytes | None) -> tuple[np.ndarray, np.ndar
     return np.asarray(im), alpha, 8, note
 
 
-def _png16_pixels(path: Path, im_hi: Image.Image, rawmode: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """Full 16-bit samples of a colour or grey+alpha 16-bit PNG.
+def _png16_pixels(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """All samples of a 16-bit PNG through libpng (``imagecodecs.png_decode``): ``(colour, alpha)``,
+    colour ``(H, W)`` grey or ``(H, W, 3)``, alpha ``(H, W)`` or None, both uint16."""
+    import imagecodecs
 
-    Pillow keeps only the high byte of 16-bit colour PNGs. The zip decoder unfilters with the real
-    pixel stride and only the final unpacker drops bytes, so decoding once more with the little-endian
-    unpacker (``RGB;16L``) yields the low bytes, and ``LA;16B`` decoded as ``RGBA`` yields all 4 bytes.
-    """
-    with open(path, "rb") as fp:
-        im = _open_pil(fp, "PNG")
-        tile = im.tile[0]
-        im.tile = [tile._replace(args=_PNG16_RAWMODES[rawmode])]
-        im.load()
-        other = np.asarray(im).astype(np.uint16)
-    if rawmode == "LA;16B":
-        grey, alpha = (other[..., 0] << 8) | other[..., 1], (other[..., 2] << 8) | other[..., 3]
-        return np.repeat(grey[:, :, None], 3, axis=2), alpha
-    full = (np.asarray(im_hi).astype(np.uint16) << 8) | other
-    return np.ascontiguousarray(full[..., :3]), (full[..., 3] if full.shape[2] == 4 else None)
+    try:
+        arr = imagecodecs.png_decode(path.read_bytes())
+    except RuntimeError as e:  # imagecodecs.PngError
+        raise ValueError(f"libpng: {_one_line(str(e))}") from None
+    if arr.dtype != np.uint16:
+        raise ValueError(f"expected 16-bit samples, libpng returned {arr.dtype}")
+    if arr.ndim == 2:
+        return arr, None
+    if arr.shape[2] == 2:
+        return arr[..., 0], arr[..., 1]
+    return np.ascontiguousarray(arr[..., :3]), (arr[..., 3] if arr.shape[2] == 4 else None)
+
+
+def _pil_exif(im: Image.Image, fmt: str) -> tuple[int, bytes | None]:
+    """``(orientation, normalised EXIF or None)``; a corrupt EXIF block is dropped (orientation 1)."""
+    try:
+        orientation = im.getexif().get(_TAG_ORIENTATION, 1)
+    except (SyntaxError, ValueError, TypeError, KeyError, IndexError, OSError, struct.error, UnicodeDecodeError):
+        return 1, None
+    return orientation, (_normalise_exif(im.info.get("exif")) if fmt != "TIFF" else None)
 
 
 def _read_pil(path: Path, fmt: str, max_pixels: int | None) -> LoadedImage:
     with open(path, "rb") as fp:
         im = _open_pil(fp, fmt)
         _check_size(path, *im.size, max_pixels)
-        args = im.tile[0].args if fmt == "PNG" and im.tile else None
-        png16 = args if isinstance(args, str) and args in _PNG16_RAWMODES else None
+        png16 = fmt == "PNG" and _png_bit_depth(path) == 16
         im.load()
-        orientation = im.getexif().get(_TAG_ORIENTATION, 1)
-        exif = _normalise_exif(im.info.get("exif")) if fmt != "TIFF" else None
+        orientation, exif = _pil_exif(im, fmt)
         icc = im.info.get("icc_profile")
         if png16:
-            rgb, alpha = _png16_pixels(path, im, png16)
-            depth, note = 16, _icc_note_16bit(icc)
+            colour, alpha = _png16_pixels(path)
+            rgb, note = _icc_to_srgb_16bit(colour, icc)
+            depth = 16
         else:
             rgb, alpha, depth, note = _pil_pixels(im, icc)
     return _loaded(path, fmt, rgb, alpha, orientation, depth, exif, note)
+
+
+def _png_bit_depth(path: Path) -> int:
+    """Bit depth byte of a PNG's IHDR (the 25th byte of the file)."""
+    with open(path, "rb") as f:
+        head = f.read(25)
+    return head[24] if len(head) == 25 else 8
 
 
 def _read_tiff16(path: Path, max_pixels: int | None) -> LoadedImage | None:
@@ -503,8 +616,8 @@ def _read_tiff16(path: Path, max_pixels: int | None) -> LoadedImage | None:
     if photometric == 0:  # min-is-white
         color = 65535 - color
     alpha = arr[..., ncolor] if arr.shape[2] > ncolor else None
-    rgb = np.repeat(color, 3, axis=2) if ncolor == 1 else color
-    return _loaded(path, "TIFF", rgb, alpha, orientation, 16, None, _icc_note_16bit(icc))
+    rgb, note = _icc_to_srgb_16bit(color[..., 0] if ncolor == 1 else color, icc)
+    return _loaded(path, "TIFF", rgb, alpha, orientation, 16, None, note)
 
 
 def _loaded(path: Path, fmt: str, rgb: np.ndarray, alpha: np.ndarray | None, orientation: int, depth: int,
@@ -694,13 +807,15 @@ def check_output_path(path: str | os.PathLike, inputs: Iterable[str | os.PathLik
     out = Path(path)
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
+    if len(out.name.encode("utf-8", "surrogateescape")) > _NAME_MAX:
+        raise ImageWriteError(out, f"the file name is longer than {_NAME_MAX} bytes")
     if out.is_dir():
         raise ImageWriteError(out, "is a folder, not a file name")
     for inp in inputs:
         if _same_file(out, Path(inp)):
             raise ImageWriteError(out, f"refusing to write over the input file {inp}")
     if not overwrite and (out.exists() or out.is_symlink()):
-        raise ImageWriteError(out, "already exists; pass overwrite=True to replace it")
+        raise ImageWriteError(out, _EXISTS)
     return out
 
 
@@ -708,38 +823,54 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def _encode_png16(f: BinaryIO, arr: np.ndarray, exif: bytes | None) -> None:
-    """Write an ``(H, W, C)`` uint16 array (C = 1, 2, 3, 4) as a 16-bit PNG (filter 'Sub' on every row)."""
-    h, w, c = arr.shape
-    color_type = {1: 0, 2: 4, 3: 2, 4: 6}[c]
-    bpp = 2 * c
-    rows = np.ascontiguousarray(arr, dtype=">u2").view(np.uint8).reshape(h, w * bpp)
-    filtered = np.empty((h, 1 + w * bpp), np.uint8)
-    filtered[:, 0] = 1
-    filtered[:, 1:1 + bpp] = rows[:, :bpp]
-    np.subtract(rows[:, bpp:], rows[:, :-bpp], out=filtered[:, 1 + bpp:])  # wraps modulo 256
-    f.write(b"\x89PNG\r\n\x1a\n")
-    f.write(_png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0)))
+def _encode_png16(f: BinaryIO, arr: np.ndarray, exif: bytes | None, icc: bytes | None = None) -> None:
+    """Write an ``(H, W, C)`` uint16 array (C = 1, 2, 3, 4) as a 16-bit PNG through libpng
+    (``imagecodecs.png_encode``), with ``iCCP`` and ``eXIf`` chunks inserted after ``IHDR``."""
+    import imagecodecs
+
+    data = imagecodecs.png_encode(np.ascontiguousarray(arr[..., 0] if arr.shape[2] == 1 else arr), level=6)
+    ihdr_end = 8 + 8 + 13 + 4  # signature, IHDR length + type, IHDR data, CRC
+    extra = _png_chunk(b"iCCP", b"sRGB\0\0" + zlib.compress(icc)) if icc else b""
     if exif:
-        f.write(_png_chunk(b"eXIf", exif[len(_EXIF_PREFIX):]))
-    data = zlib.compress(filtered.tobytes(), 6)
-    step = 1 << 24
-    for i in range(0, len(data), step):
-        f.write(_png_chunk(b"IDAT", data[i:i + step]))
-    f.write(_png_chunk(b"IEND", b""))
+        extra += _png_chunk(b"eXIf", exif[len(_EXIF_PREFIX):])
+    f.write(data[:ihdr_end] + extra + data[ihdr_end:])
+
+
+#: IFD0 tags copied from the EXIF block into TIFF outputs (ASCII): description, make, model,
+#: date/time, artist, copyright. (The Exif sub-IFD itself is not written into TIFFs.)
+_TIFF_EXIF_TAGS = (270, 271, 272, 306, 315, 33432)
+
+
+def _tiff_extratags(exif: bytes | None) -> list[tuple]:
+    if not exif:
+        return []
+    ex = _parse_exif(exif)
+    if ex is None:
+        return []
+    items = [(t, ex.get(t)) for t in _TIFF_EXIF_TAGS]
+    out = []
+    for tag, v in items:
+        if isinstance(v, bytes):
+            v = v.decode("latin-1")
+        if isinstance(v, str) and v and v.isprintable() and v.isascii():
+            out.append((tag, "s", 0, v, True))
+    return out
 
 
 def _encode(f: BinaryIO, fmt: str, rgb: np.ndarray, alpha: np.ndarray | None, exif: bytes | None,
             quality: int) -> None:
     arr = rgb if alpha is None else np.concatenate([rgb, alpha[:, :, None]], axis=2)
+    icc = _srgb_icc()
     if fmt == "TIFF":
         extra = {"extrasamples": ("unassalpha",)} if alpha is not None else {}
-        tifffile.imwrite(f, arr, photometric="rgb", compression="zlib", predictor=True, metadata=None, **extra)
+        tifffile.imwrite(f, arr, photometric="rgb", compression="zlib", predictor=True, metadata=None,
+                         iccprofile=icc, extratags=_tiff_extratags(exif), **extra)
     elif fmt == "PNG" and arr.dtype == np.uint16:
-        _encode_png16(f, arr, exif)
+        _encode_png16(f, arr, exif, icc)
     else:
         im = Image.fromarray(arr)
         kw: dict[str, object] = {"exif": exif} if exif else {}
+        kw["icc_profile"] = icc
         if fmt == "JPEG":
             im.save(f, format="JPEG", quality=quality, subsampling=0 if quality >= 90 else 2, **kw)
         elif fmt == "PNG":
@@ -748,15 +879,66 @@ def _encode(f: BinaryIO, fmt: str, rgb: np.ndarray, alpha: np.ndarray | None, ex
             im.save(f, format="WEBP", quality=quality, lossless=quality >= 100, exact=True, **kw)
 
 
+#: the message for an existing output; names the CLI flag and the keyword argument
+_EXISTS = "already exists; use --overwrite (overwrite=True) to replace it"
+#: temp files of :func:`_atomic_write`: ``.dxtmp-<8 hex>-<start of the target name>``
+TEMP_PREFIX = ".dxtmp-"
+_TEMP_RE = re.compile(r"^(\.dxtmp-[0-9a-f]{8}-.*|\..+\.[0-9a-f]{8}\.tmp)$")  # current and pre-0.2 names
+#: a temp file untouched for this long, and older than this process, was left by a killed writer
+STALE_TEMP_SECONDS = 600.0
+_RUN_START = time.time()
+_swept: set[str] = set()
+_NAME_MAX = 255  # bytes, for a name in one folder (ext4, APFS, NTFS in UTF-16 units)
+
+
+def temp_name(name: str) -> str:
+    """Hidden temp name for ``name``: :data:`TEMP_PREFIX` + 8 random hex digits + ``-`` + as much of
+    ``name`` as fits in 255 bytes (so a target name of any legal length gets a legal temp name)."""
+    head = f"{TEMP_PREFIX}{secrets.token_hex(4)}-"
+    room = _NAME_MAX - len(head.encode())
+    return head + name.encode("utf-8", "surrogateescape")[:room].decode("utf-8", "ignore")
+
+
+def is_temp_name(name: str) -> bool:
+    """True for names :func:`temp_name` makes (and the ``.NAME.xxxxxxxx.tmp`` names of earlier versions)."""
+    return bool(_TEMP_RE.match(name))
+
+
+def sweep_stale_temps(folder: str | os.PathLike, *, max_age: float = STALE_TEMP_SECONDS) -> list[Path]:
+    """Remove temp files in ``folder`` left by killed writers: temp-named regular files not modified
+    for ``max_age`` seconds and older than this process. Returns the removed paths; errors are ignored."""
+    removed: list[Path] = []
+    cutoff = min(time.time() - max_age, _RUN_START)
+    with contextlib.suppress(OSError), os.scandir(folder) as it:
+        for e in it:
+            if not is_temp_name(e.name):
+                continue
+            with contextlib.suppress(OSError):
+                st = e.stat(follow_symlinks=False)
+                if stat.S_ISREG(st.st_mode) and st.st_mtime < cutoff:
+                    os.unlink(e.path)
+                    removed.append(Path(e.path))
+    return removed
+
+
 def _atomic_write(path: Path, fill: Callable[[BinaryIO], None], overwrite: bool) -> None:
-    """Write through a hidden temp file in the target folder, then rename into place."""
+    """Write through a hidden temp file (:func:`temp_name`) in the target folder, then rename into place.
+
+    The first write into a folder in this process also removes stale temp files there
+    (:func:`sweep_stale_temps`)."""
     parent = path.parent
     if not parent.is_dir():
         raise ImageWriteError(path, f"the output folder {parent} does not exist")
+    if len(path.name.encode("utf-8", "surrogateescape")) > _NAME_MAX:
+        raise ImageWriteError(path, f"the file name is longer than {_NAME_MAX} bytes")
+    key = os.path.normcase(os.path.abspath(parent))
+    if key not in _swept:
+        _swept.add(key)
+        sweep_stale_temps(parent)
     tmp: Path | None = None
     try:
         while True:
-            tmp = parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+            tmp = parent / temp_name(path.name)
             try:
                 f = open(tmp, "xb")  # exclusive create; the umask applies, as for any new file
                 break
@@ -772,10 +954,10 @@ def _atomic_write(path: Path, fill: Callable[[BinaryIO], None], overwrite: bool)
             try:
                 os.link(tmp, path)  # atomic, and fails if the target appeared meanwhile
             except FileExistsError:
-                raise ImageWriteError(path, "already exists; pass overwrite=True to replace it") from None
+                raise ImageWriteError(path, _EXISTS) from None
             except OSError:  # no hard links on this file system
                 if path.exists():
-                    raise ImageWriteError(path, "already exists; pass overwrite=True to replace it") from None
+                    raise ImageWriteError(path, _EXISTS) from None
                 os.replace(tmp, path)
             else:
                 os.unlink(tmp)
@@ -807,16 +989,16 @@ def write_image(
 
     Samples are ``round(x * (2^bits - 1))`` after clipping to [0, 1]. The format follows the extension
     (:data:`WRITE_EXTENSIONS`): JPEG (8 bit; chroma 4:4:4 when ``quality >= 90``), PNG (8 or 16 bit),
-    TIFF (8 or 16 bit, deflate + predictor), WebP (8 bit; ``quality=100`` means lossless). No ICC
-    profile is embedded: untagged means sRGB.
+    TIFF (8 or 16 bit, deflate + predictor), WebP (8 bit; ``quality=100`` means lossless). An sRGB ICC
+    profile is embedded in every format.
 
     Args:
         path: output file; must not exist unless ``overwrite``; its folder must exist.
         img_srgb: ``(1, 3, H, W)`` or ``(3, H, W)`` float in [0, 1], sRGB-encoded, any device.
         alpha: ``(1, 1, H, W)`` / ``(1, H, W)`` float in [0, 1], or None. Not possible for JPEG.
         exif: EXIF block (e.g. ``LoadedImage.exif``), with or without the ``b"Exif\\0\\0"`` prefix;
-            written to JPEG, PNG and WebP with the orientation tag reset to 1 (the pixels are upright);
-            unparseable blocks are dropped.
+            written to JPEG, PNG and WebP with the orientation tag reset to 1 (the pixels are upright),
+            and as IFD0 text tags to TIFF; unparseable blocks are dropped.
         quality: 1..100 for JPEG and WebP.
         bit_depth: 8 or 16; None: 16 for TIFF, 8 otherwise.
         overwrite: allow replacing an existing file (never one in ``protect``).
@@ -853,7 +1035,7 @@ def write_image(
             a = a[:, :, 0]
     except ValueError as e:
         raise ImageWriteError(path, str(e)) from None
-    exif_up = _normalise_exif(exif) if fmt != "TIFF" else None
+    exif_up = _normalise_exif(exif)
     _atomic_write(path, lambda f: _encode(f, fmt, rgb, a, exif_up, int(quality)), overwrite)
     return path
 

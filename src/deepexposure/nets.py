@@ -110,29 +110,19 @@ def save_pretrained(model: Trunk, directory: str | Path, name: str = "model") ->
 
 
 def load_pretrained(directory: str | Path, name: str = "model", map_location: str | torch.device = "cpu") -> Trunk:
-    """Load a :class:`Trunk` written by :func:`save_pretrained` (safetensors, never pickle)."""
-    from safetensors.torch import load_file
+    """Load a :class:`Trunk` written by :func:`save_pretrained` (safetensors, never pickle).
+
+    The config and the safetensors header are validated (:mod:`deepexposure.modelfiles`: keys, types,
+    ranges, names, shapes, float32, finite values) before the network is allocated; any problem is a
+    one-line ``ValueError`` naming the file.
+    """
+    from .modelfiles import read_json_object, read_weights, validate_trunk_config
 
     directory = Path(directory)
     cfg_path = directory / f"{name}.config.json"
-    w_path = directory / f"{name}.safetensors"
-    try:
-        cfg = TrunkConfig(**json.loads(cfg_path.read_text()))
-    except (OSError, json.JSONDecodeError, TypeError) as e:
-        raise ValueError(f"{cfg_path}: cannot read model config ({e})") from None
+    cfg = validate_trunk_config(read_json_object(cfg_path), str(cfg_path))
+    state = read_weights(directory / f"{name}.safetensors", cfg, map_location)
     model = Trunk(cfg)
-    try:
-        state = load_file(str(w_path), device=str(map_location))
-    except Exception as e:  # safetensors raises several types
-        raise ValueError(f"{w_path}: cannot read weights ({e})") from None
-    state = {k: v.float() for k, v in state.items()}
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as e:  # shape mismatches raise even when strict=False
-        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-        detail = lines[1] if len(lines) > 1 else lines[0]  # lines[0] is PyTorch's generic header
-        raise ValueError(f"{w_path}: weights do not match config ({detail})") from None
-    if missing or unexpected:
-        raise ValueError(f"{w_path}: weights do not match config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    model.load_state_dict(state, strict=True)
     model.eval()
     return model

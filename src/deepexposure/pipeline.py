@@ -13,7 +13,12 @@ import torch
 from .methods import Method
 from .recipe import Recipe, render
 
-__all__ = ["retouch_tensor", "retouch_file", "RetouchResult", "output_path_for"]
+__all__ = ["retouch_tensor", "retouch_file", "RetouchResult", "output_path_for", "output_paths"]
+
+
+#: what the exposures of a segmented fusion recipe are (added to such recipes' notes)
+BRACKET_NOTE = ("the evs are the exposures of a fused bracket: each is applied to the whole frame and the frames are "
+                "fused (Mertens); exposure t was chosen for segment t, but is not confined to it")
 
 
 def retouch_tensor(method: Method, img_srgb: torch.Tensor, reference: torch.Tensor | None = None) -> tuple[torch.Tensor, Recipe]:
@@ -38,6 +43,8 @@ def retouch_tensor(method: Method, img_srgb: torch.Tensor, reference: torch.Tens
             recipe = method.plan(img_srgb)
         recipe.image.setdefault("width", int(img_srgb.shape[-1]))
         recipe.image.setdefault("height", int(img_srgb.shape[-2]))
+        if recipe.segments and any(op.get("op") == "exposure_fusion" for op in recipe.ops):
+            recipe.notes.append(BRACKET_NOTE)
         out = render(recipe, img_srgb)
     return out, recipe
 
@@ -51,8 +58,12 @@ class RetouchResult:
     recipe: Recipe
 
 
-def output_path_for(src: Path, out_dir: Path, fmt: str | None) -> Path:
-    """``out_dir/<stem>.<ext>``; ``fmt`` None keeps JPEG/PNG/TIFF/WebP, and writes RAW as 16-bit TIFF."""
+def output_path_for(src: Path, out_dir: Path, fmt: str | None, rel: Path | None = None) -> Path:
+    """``out_dir/<rel folder>/<stem>.<ext>``; ``fmt`` None keeps JPEG/PNG/TIFF/WebP, and writes RAW as 16-bit TIFF.
+
+    ``rel`` is the path of ``src`` relative to the folder it was found in (folder inputs are mirrored
+    under ``out_dir``, so ``a/x.jpg`` and ``b/x.jpg`` never share an output); None: just the name.
+    """
     from .io import RAW_EXTENSIONS
 
     ext = src.suffix.lower()
@@ -60,7 +71,23 @@ def output_path_for(src: Path, out_dir: Path, fmt: str | None) -> Path:
         ext = "." + fmt.lower().lstrip(".")
     elif ext in RAW_EXTENSIONS:
         ext = ".tif"
-    return out_dir / f"{src.stem}{ext}"
+    sub = rel.parent if rel is not None else Path()
+    return out_dir / sub / f"{src.stem}{ext}"
+
+
+def recipe_path_for(dst: Path) -> Path:
+    """``<output>.recipe.json`` beside the output image."""
+    return dst.with_name(dst.name + ".recipe.json")
+
+
+def explain_path_for(dst: Path) -> Path:
+    """``<output stem>.explain.jpg`` beside the output image."""
+    return dst.with_name(dst.stem + ".explain.jpg")
+
+
+def output_paths(dst: Path, *, write_recipe: bool = True, explain: bool = False) -> list[Path]:
+    """Every file :func:`retouch_file` writes for the output image ``dst``: image, recipe, explain sheet."""
+    return [dst] + ([recipe_path_for(dst)] if write_recipe else []) + ([explain_path_for(dst)] if explain else [])
 
 
 def retouch_file(
@@ -77,11 +104,17 @@ def retouch_file(
 ) -> RetouchResult:
     """Read ``src``, retouch it, write ``dst`` (+ ``dst.recipe.json`` and, with ``explain``, ``dst.explain.jpg``).
 
+    The outputs are one unit: every path is checked before the photo is decoded, everything is
+    rendered before the first file is written, and if a write still fails the files this call
+    created are removed again. 16-bit inputs are written with 16 bits where the format holds them.
+
     Raises :class:`deepexposure.io.ImageReadError` / ``ImageWriteError`` with a one-line message.
     """
-    from .io import check_output_path, read_image, write_image
+    from .io import _WRITE_DEPTHS, _WRITE_FORMATS, ImageWriteError, check_output_path, read_image, write_image
 
-    check_output_path(dst, protect or [src], overwrite=overwrite)
+    paths = output_paths(dst, write_recipe=write_recipe, explain=explain)
+    for p in paths:
+        check_output_path(p, protect or [src], overwrite=overwrite)
     kwargs = {} if max_pixels is None else {"max_pixels": max_pixels}
     loaded = read_image(src, **kwargs)
     out, recipe = retouch_tensor(method, loaded.img_srgb)
@@ -89,16 +122,31 @@ def retouch_file(
     alpha = loaded.alpha if dst.suffix.lower() in (".png", ".tif", ".tiff", ".webp") else None
     if loaded.alpha is not None and alpha is None:
         recipe.notes.append(f"the alpha channel of {src.name} was dropped: {dst.suffix} has none")
-    write_image(dst, out, alpha=alpha, exif=loaded.exif, quality=quality, overwrite=overwrite)
-    recipe_path = None
-    if write_recipe:
-        recipe_path = dst.with_name(dst.name + ".recipe.json")
-        recipe.save(recipe_path, overwrite=overwrite)
-    explain_path = None
+    if loaded.icc_note:
+        recipe.notes.append(loaded.icc_note)
+    fmt = _WRITE_FORMATS.get(dst.suffix.lower())
+    depth = 16 if loaded.bit_depth == 16 and fmt is not None and 16 in _WRITE_DEPTHS[fmt] else None
+    sheet = None
     if explain:
         from .explain import explain_image
 
-        explain_path = dst.with_name(dst.stem + ".explain.jpg")
         sheet = explain_image(loaded.img_srgb, recipe, out)
-        write_image(explain_path, sheet, quality=90, overwrite=overwrite)
-    return RetouchResult(src, dst, recipe_path, explain_path, recipe)
+    recipe_bytes = (recipe.to_json() + "\n").encode("utf-8") if write_recipe else None
+    written: list[Path] = []
+    try:
+        write_image(dst, out, alpha=alpha, exif=loaded.exif, quality=quality, bit_depth=depth,
+                    overwrite=overwrite, protect=protect or [src])
+        written.append(dst)
+        if recipe_bytes is not None:
+            from .io import atomic_write_bytes
+
+            atomic_write_bytes(paths[1], recipe_bytes, overwrite=overwrite)
+            written.append(paths[1])
+        if sheet is not None:
+            write_image(paths[-1], sheet, quality=90, overwrite=overwrite)
+            written.append(paths[-1])
+    except (ImageWriteError, OSError):
+        for p in written:  # all or nothing: no image without its recipe and sheet
+            p.unlink(missing_ok=True)
+        raise
+    return RetouchResult(src, dst, paths[1] if write_recipe else None, paths[-1] if explain else None, recipe)

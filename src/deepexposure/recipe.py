@@ -22,6 +22,14 @@ Operations (applied in order to the full-resolution sRGB image):
   unmodified image when ``include_original``, fused with Mertens fusion (memory-frugal streaming path).
 - ``filter``: one white-box filter of :data:`deepexposure.filters.FILTERS` with its parameters.
 - ``clahe``: contrast-limited adaptive histogram equalisation on luminance (a baseline).
+
+What the exposures are: the ``evs`` of an ``exposure_fusion`` op are the exposures of a fused bracket.
+Each is applied to the whole frame and the bracket is fused with Mertens weights; a learned method
+*chooses* exposure ``t`` while looking at segment ``t``, but no exposure is confined to its segment.
+
+Validation (:meth:`Recipe.validate`, :func:`validate_recipe_dict`) checks types, ranges, counts and
+nesting before any work; the same rules, as a JSON Schema, are :func:`recipe_schema` and
+``docs/recipe.schema.json`` (a test keeps the file in sync).
 """
 
 from __future__ import annotations
@@ -34,11 +42,38 @@ from typing import Any
 
 import torch
 
-__all__ = ["Recipe", "RecipeError", "render", "RECIPE_FORMAT", "RECIPE_VERSION", "fusion_op"]
+__all__ = ["Recipe", "RecipeError", "render", "RECIPE_FORMAT", "RECIPE_VERSION", "fusion_op", "validate_evs",
+           "validate_fusion", "validate_recipe_dict", "recipe_schema", "LIMITS"]
 
 RECIPE_FORMAT = "deepexposure-recipe"
 RECIPE_VERSION = 1
 _OPS = ("exposure_fusion", "filter", "clahe")
+
+#: Bounds of everything a recipe may hold; the validator and :func:`recipe_schema` both read them.
+LIMITS: dict[str, Any] = {
+    "max_bytes": 4 << 20,  # recipe file size
+    "max_depth": 32,  # JSON nesting
+    "max_ops": 64,
+    "max_evs": 32,  # exposures per fusion op (and --ev / --exposures)
+    "ev": (-10.0, 10.0),
+    "fusion_weight": (0.0, 16.0),  # contrast, saturation, exposedness exponents
+    "fusion_sigma": (0.01, 10.0),
+    "fusion_levels": (0, 30),
+    "clip_limit": (0.0, 1.0),  # (exclusive, inclusive]
+    "kernel_size": (2, 4096),
+    "param_tolerance": 1e-6,
+    "max_segments": 1024,
+    "max_map_rows": 4096,
+    "max_string": 65536,
+    "max_notes": 1024,
+}
+_FUSION_KEYS = ("contrast_weight", "saturation_weight", "exposedness_weight", "sigma", "levels")
+_OP_KEYS = {
+    "exposure_fusion": ("op", "evs", "include_original", "fusion"),
+    "filter": ("op", "name", "params"),
+    "clahe": ("op", "clip_limit", "kernel_size"),
+}
+_TOP_KEYS = ("format", "version", "image", "method", "segments", "segment_map", "ops", "notes")
 
 
 class RecipeError(ValueError):
@@ -80,9 +115,10 @@ class Recipe:
         if not isinstance(d, dict):
             raise RecipeError(f"{source}: not a JSON object")
         if d.get("format") != RECIPE_FORMAT:
-            raise RecipeError(f"{source}: not a deepexposure recipe (format={d.get('format')!r})")
+            raise RecipeError(f"{source}: not a deepexposure recipe (format={_short(d.get('format'))})")
         if d.get("version") != RECIPE_VERSION:
-            raise RecipeError(f"{source}: unsupported recipe version {d.get('version')!r} (this build reads {RECIPE_VERSION})")
+            raise RecipeError(f"{source}: unsupported recipe version {_short(d.get('version'))} (this build reads {RECIPE_VERSION})")
+        validate_recipe_dict(d, source)
         r = cls(
             ops=d.get("ops", []),
             method=d.get("method", {}),
@@ -96,17 +132,26 @@ class Recipe:
 
     @classmethod
     def from_json(cls, text: str, source: str = "recipe") -> "Recipe":
+        if len(text) > LIMITS["max_bytes"]:
+            raise RecipeError(f"{source}: recipe is {len(text)} characters; the limit is {LIMITS['max_bytes']}")
+        _check_nesting(text, source)
         try:
             d = json.loads(text)
         except json.JSONDecodeError as e:
             raise RecipeError(f"{source}: invalid JSON ({e.msg} at line {e.lineno})") from None
+        except (ValueError, RecursionError) as e:  # e.g. an integer of more than 4300 digits
+            raise RecipeError(f"{source}: invalid JSON ({_one_line(e)[:200]})") from None
         return cls.from_dict(d, source)
 
     @classmethod
     def load(cls, path: str | Path) -> "Recipe":
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            with open(path, "rb") as f:
+                data = f.read(LIMITS["max_bytes"] + 1)
+            if len(data) > LIMITS["max_bytes"]:
+                raise RecipeError(f"{path}: recipe file is larger than {LIMITS['max_bytes']} bytes")
+            text = data.decode("utf-8")
         except OSError as e:
             raise RecipeError(f"{path}: cannot read recipe ({e.strerror or e})") from None
         except UnicodeDecodeError:
@@ -120,46 +165,261 @@ class Recipe:
         atomic_write_bytes(Path(path), (self.to_json() + "\n").encode("utf-8"), overwrite=overwrite)
 
     def validate(self, source: str = "recipe") -> None:
-        """Check every op's fields and value ranges; raise :class:`RecipeError` naming the problem."""
-        from .filters import FILTERS
-
-        if not isinstance(self.ops, list) or not self.ops:
-            raise RecipeError(f"{source}: 'ops' must be a non-empty list")
-        for i, op in enumerate(self.ops):
-            where = f"{source}: ops[{i}]"
-            if not isinstance(op, dict) or op.get("op") not in _OPS:
-                raise RecipeError(f"{where}: unknown op {op.get('op') if isinstance(op, dict) else op!r} (known: {', '.join(_OPS)})")
-            kind = op["op"]
-            if kind == "exposure_fusion":
-                evs = op.get("evs")
-                if not isinstance(evs, list) or not all(_finite(e) for e in evs):
-                    raise RecipeError(f"{where}: 'evs' must be a list of numbers")
-                if not evs and not op.get("include_original", True):
-                    raise RecipeError(f"{where}: nothing to fuse (no evs and include_original is false)")
-                if any(abs(e) > 10 for e in evs):
-                    raise RecipeError(f"{where}: exposure values must lie in [-10, 10] EV")
-                _fusion_config(op.get("fusion", {}), where)
-            elif kind == "filter":
-                name = op.get("name")
-                if name not in FILTERS:
-                    raise RecipeError(f"{where}: unknown filter {name!r} (known: {', '.join(FILTERS)})")
-                spec = FILTERS[name]
-                params = op.get("params")
-                if not isinstance(params, list) or len(params) != spec.n_params or not all(_finite(p) for p in params):
-                    raise RecipeError(f"{where}: filter {name!r} takes {spec.n_params} numeric params")
-                lo = _as_list(spec.low, spec.n_params)
-                hi = _as_list(spec.high, spec.n_params)
-                for k, p in enumerate(params):
-                    if not lo[k] - 1e-6 <= p <= hi[k] + 1e-6:
-                        raise RecipeError(f"{where}: {name} param {k} = {p} outside [{lo[k]}, {hi[k]}]")
-            elif kind == "clahe":
-                cl = op.get("clip_limit", 0.01)
-                if not _finite(cl) or not 0 < cl <= 1:
-                    raise RecipeError(f"{where}: clip_limit must be in (0, 1]")
+        """Check every field's type, range and count; raise :class:`RecipeError` (one line) naming the problem."""
+        validate_recipe_dict(self.to_dict(), source)
 
 
-def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+def _one_line(e: object) -> str:
+    return " ".join(str(e).split())
+
+
+def _short(v: Any) -> str:
+    """``repr`` cut to 60 characters, for messages about hostile values."""
+    r = repr(v) if not isinstance(v, int) or abs(v) < 10**30 else f"<integer of {len(str(abs(v)))} digits>"
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
+def _check_nesting(text: str, source: str) -> None:
+    """Refuse JSON nested deeper than ``LIMITS['max_depth']`` before parsing (``json`` recurses)."""
+    import re
+
+    depth = peak = 0
+    for m in re.finditer(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', text):
+        c = m.group()
+        if c in "[{":
+            depth += 1
+            if depth > peak:
+                peak = depth
+                if peak > LIMITS["max_depth"]:
+                    raise RecipeError(f"{source}: JSON nested deeper than {LIMITS['max_depth']} levels")
+        elif c in "]}":
+            depth -= 1
+
+
+def _is_num(x: Any) -> bool:
+    """A JSON number that is finite (big integers included, compared exactly)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return False
+    return isinstance(x, int) or math.isfinite(x)
+
+
+def _num_in(x: Any, lo: float, hi: float, *, lo_open: bool = False) -> bool:
+    return _is_num(x) and (lo < x if lo_open else lo <= x) and x <= hi
+
+
+def _int_in(x: Any, lo: int, hi: int) -> bool:
+    """An integer in [lo, hi]; ``8.0`` counts (JSON Schema's "integer" includes it)."""
+    if isinstance(x, float) and math.isfinite(x) and x.is_integer():
+        x = int(x)
+    return isinstance(x, int) and not isinstance(x, bool) and lo <= x <= hi
+
+
+def _check_depth(v: Any, where: str, depth: int = 0) -> None:
+    if depth > LIMITS["max_depth"]:
+        raise RecipeError(f"{where}: nested deeper than {LIMITS['max_depth']} levels")
+    if isinstance(v, dict):
+        for x in v.values():
+            _check_depth(x, where, depth + 1)
+    elif isinstance(v, list):
+        for x in v:
+            _check_depth(x, where, depth + 1)
+
+
+def validate_evs(evs: Any, where: str = "evs") -> list[float]:
+    """Exposure values of a fused bracket: a list of at most ``LIMITS['max_evs']`` numbers in
+    ``LIMITS['ev']``; returns them as floats. Used by recipes, ``--ev`` and ``--exposures`` alike."""
+    lo, hi = LIMITS["ev"]
+    if not isinstance(evs, (list, tuple)) or not all(_is_num(e) for e in evs):
+        raise RecipeError(f"{where}: 'evs' must be a list of numbers")
+    if len(evs) > LIMITS["max_evs"]:
+        raise RecipeError(f"{where}: {len(evs)} exposures; at most {LIMITS['max_evs']} are allowed")
+    bad = next((e for e in evs if not lo <= e <= hi), None)
+    if bad is not None:
+        raise RecipeError(f"{where}: exposure values must lie in [{lo:g}, {hi:g}] EV, got {_short(bad)}")
+    return [float(e) for e in evs]
+
+
+def validate_fusion(d: Any, where: str = "fusion") -> None:
+    """Mertens settings: an object with only :data:`_FUSION_KEYS`, each within :data:`LIMITS`."""
+    if not isinstance(d, dict):
+        raise RecipeError(f"{where}: bad fusion settings (expected an object, got {type(d).__name__})")
+    unknown = [k for k in d if k not in _FUSION_KEYS]
+    if unknown:
+        raise RecipeError(f"{where}: bad fusion settings (unknown key {_short(unknown[0])}; known: {', '.join(_FUSION_KEYS)})")
+    wlo, whi = LIMITS["fusion_weight"]
+    for k in _FUSION_KEYS[:3]:
+        if k in d and not _num_in(d[k], wlo, whi):
+            raise RecipeError(f"{where}: bad fusion settings ({k} must be a number in [{wlo:g}, {whi:g}], got {_short(d[k])})")
+    slo, shi = LIMITS["fusion_sigma"]
+    if "sigma" in d and not _num_in(d["sigma"], slo, shi):
+        raise RecipeError(f"{where}: bad fusion settings (sigma must be a number in [{slo:g}, {shi:g}], got {_short(d['sigma'])})")
+    llo, lhi = LIMITS["fusion_levels"]
+    if d.get("levels") is not None and not _int_in(d["levels"], llo, lhi):
+        raise RecipeError(f"{where}: bad fusion settings (levels must be null or an integer in [{llo}, {lhi}], got {_short(d['levels'])})")
+
+
+def _validate_op(op: Any, where: str) -> None:
+    from .filters import FILTERS
+
+    kind = op.get("op") if isinstance(op, dict) else None
+    if not isinstance(kind, str) or kind not in _OPS:
+        shown = kind if isinstance(op, dict) else op
+        raise RecipeError(f"{where}: unknown op {_short(shown)} (known: {', '.join(_OPS)})")
+    unknown = [k for k in op if k not in _OP_KEYS[kind]]
+    if unknown:
+        raise RecipeError(f"{where}: unknown key {_short(unknown[0])} in a {kind} op (known: {', '.join(_OP_KEYS[kind])})")
+    if kind == "exposure_fusion":
+        evs = validate_evs(op.get("evs"), where)
+        include = op.get("include_original", True)
+        if not isinstance(include, bool):
+            raise RecipeError(f"{where}: 'include_original' must be true or false")
+        if not evs and not include:
+            raise RecipeError(f"{where}: nothing to fuse (no evs and include_original is false)")
+        validate_fusion(op.get("fusion", {}), where)
+    elif kind == "filter":
+        name = op.get("name")
+        if not isinstance(name, str) or name not in FILTERS:
+            raise RecipeError(f"{where}: unknown filter {_short(name)} (known: {', '.join(FILTERS)})")
+        spec = FILTERS[name]
+        params = op.get("params")
+        if not isinstance(params, list) or len(params) != spec.n_params or not all(_is_num(p) for p in params):
+            raise RecipeError(f"{where}: filter {name!r} takes {spec.n_params} numeric params")
+        tol = LIMITS["param_tolerance"]
+        for k, (p, lo, hi) in enumerate(zip(params, _as_list(spec.low, spec.n_params), _as_list(spec.high, spec.n_params))):
+            if not lo - tol <= p <= hi + tol:
+                raise RecipeError(f"{where}: {name} param {k} = {_short(p)} outside [{lo}, {hi}]")
+    elif kind == "clahe":
+        cl = op.get("clip_limit", 0.01)
+        if not _num_in(cl, *LIMITS["clip_limit"], lo_open=True):
+            raise RecipeError(f"{where}: clip_limit must be a number in (0, 1], got {_short(cl)}")
+        ks = op.get("kernel_size")
+        if ks is not None and not _int_in(ks, *LIMITS["kernel_size"]):
+            lo, hi = LIMITS["kernel_size"]
+            raise RecipeError(f"{where}: kernel_size must be null or an integer in [{lo}, {hi}], got {_short(ks)}")
+
+
+def _check_list(d: dict, key: str, limit: int, item: type, source: str) -> None:
+    v = d.get(key)
+    if v is None and key != "ops":
+        return
+    if not isinstance(v, list):
+        raise RecipeError(f"{source}: '{key}' must be a list")
+    if len(v) > limit:
+        raise RecipeError(f"{source}: '{key}' has {len(v)} entries; at most {limit} are allowed")
+    bad = next((i for i, x in enumerate(v) if not isinstance(x, item)), None)
+    if bad is not None:
+        raise RecipeError(f"{source}: {key}[{bad}] must be a {'string' if item is str else 'JSON object'}")
+    if item is str and any(len(x) > LIMITS["max_string"] for x in v):
+        raise RecipeError(f"{source}: an entry of '{key}' is longer than {LIMITS['max_string']} characters")
+
+
+def validate_recipe_dict(d: Any, source: str = "recipe") -> None:
+    """Validate a parsed recipe (see :data:`LIMITS` and :func:`recipe_schema`); :class:`RecipeError` if not.
+
+    Checks, before any work: the object and its keys, nesting depth, the number of ops, exposures,
+    segments, map rows and notes, and every op's types and ranges.
+    """
+    if not isinstance(d, dict):
+        raise RecipeError(f"{source}: not a JSON object")
+    _check_depth(d, source)
+    unknown = [k for k in d if k not in _TOP_KEYS]
+    if unknown:
+        raise RecipeError(f"{source}: unknown key {_short(unknown[0])} (known: {', '.join(_TOP_KEYS)})")
+    for key in ("image", "method"):
+        if not isinstance(d.get(key, {}), dict):
+            raise RecipeError(f"{source}: '{key}' must be a JSON object")
+    ops = d.get("ops")
+    if not isinstance(ops, list) or not ops:
+        raise RecipeError(f"{source}: 'ops' must be a non-empty list")
+    if len(ops) > LIMITS["max_ops"]:
+        raise RecipeError(f"{source}: 'ops' has {len(ops)} entries; at most {LIMITS['max_ops']} are allowed")
+    _check_list(d, "segments", LIMITS["max_segments"], dict, source)
+    _check_list(d, "segment_map", LIMITS["max_map_rows"], str, source)
+    _check_list(d, "notes", LIMITS["max_notes"], str, source)
+    for i, op in enumerate(ops):
+        _validate_op(op, f"{source}: ops[{i}]")
+
+
+def recipe_schema() -> dict:
+    """The recipe format as a JSON Schema (draft 2020-12), built from :data:`LIMITS` and the filter
+    registry, so it states the rules :func:`validate_recipe_dict` applies (except the byte size and
+    nesting depth, which JSON Schema cannot express). ``docs/recipe.schema.json`` is this, dumped."""
+    from .filters import FILTERS
+
+    tol = LIMITS["param_tolerance"]
+    ev_lo, ev_hi = LIMITS["ev"]
+    w_lo, w_hi = LIMITS["fusion_weight"]
+    number = {"type": "number"}
+    fusion = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            **{k: {**number, "minimum": w_lo, "maximum": w_hi} for k in _FUSION_KEYS[:3]},
+            "sigma": {**number, "minimum": LIMITS["fusion_sigma"][0], "maximum": LIMITS["fusion_sigma"][1]},
+            "levels": {"type": ["integer", "null"], "minimum": LIMITS["fusion_levels"][0], "maximum": LIMITS["fusion_levels"][1]},
+        },
+    }
+    fusion_op_schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["op", "evs"],
+        "properties": {
+            "op": {"const": "exposure_fusion"},
+            "evs": {"type": "array", "maxItems": LIMITS["max_evs"], "items": {**number, "minimum": ev_lo, "maximum": ev_hi}},
+            "include_original": {"type": "boolean"},
+            "fusion": fusion,
+        },
+        "if": {"properties": {"include_original": {"const": False}}, "required": ["include_original"]},
+        "then": {"properties": {"evs": {"minItems": 1}}},
+    }
+    filter_ops = []
+    for name, spec in FILTERS.items():
+        lo, hi = _as_list(spec.low, spec.n_params), _as_list(spec.high, spec.n_params)
+        filter_ops.append({
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["op", "name", "params"],
+            "properties": {
+                "op": {"const": "filter"},
+                "name": {"const": name},
+                "params": {
+                    "type": "array", "minItems": spec.n_params, "maxItems": spec.n_params,
+                    "prefixItems": [{**number, "minimum": a - tol, "maximum": b + tol} for a, b in zip(lo, hi)],
+                },
+            },
+        })
+    clahe_op = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["op"],
+        "properties": {
+            "op": {"const": "clahe"},
+            "clip_limit": {**number, "exclusiveMinimum": LIMITS["clip_limit"][0], "maximum": LIMITS["clip_limit"][1]},
+            "kernel_size": {"type": ["integer", "null"], "minimum": LIMITS["kernel_size"][0], "maximum": LIMITS["kernel_size"][1]},
+        },
+    }
+    string = {"type": "string", "maxLength": LIMITS["max_string"]}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "urn:deepexposure:recipe:1",
+        "title": "deepexposure recipe",
+        "description": "A retouch as data (deepexposure.recipe). Exposures of an exposure_fusion op are those of a "
+                       "fused bracket, each applied to the whole frame; a learned method chooses exposure t for segment t.",
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["format", "version", "ops"],
+        "properties": {
+            "format": {"const": RECIPE_FORMAT},
+            "version": {"const": RECIPE_VERSION},
+            "image": {"type": "object"},
+            "method": {"type": "object"},
+            "segments": {"type": "array", "maxItems": LIMITS["max_segments"], "items": {"type": "object"}},
+            "segment_map": {"type": "array", "maxItems": LIMITS["max_map_rows"], "items": string},
+            "ops": {"type": "array", "minItems": 1, "maxItems": LIMITS["max_ops"],
+                    "items": {"oneOf": [fusion_op_schema, *filter_ops, clahe_op]}},
+            "notes": {"type": "array", "maxItems": LIMITS["max_notes"], "items": string},
+        },
+    }
 
 
 def _as_list(v: Any, n: int) -> list[float]:
@@ -168,9 +428,14 @@ def _as_list(v: Any, n: int) -> list[float]:
     return [float(x) for x in v]
 
 
+def _opt_int(v: Any) -> int | None:
+    return None if v is None else int(v)
+
+
 def _fusion_config(d: dict, where: str):
     from .fusion import FusionConfig
 
+    validate_fusion(d, where)
     try:
         return FusionConfig(**d)
     except TypeError as e:
@@ -228,6 +493,7 @@ def render(recipe: Recipe, img_srgb: torch.Tensor) -> torch.Tensor:
     """
     from .filters import apply_filter
 
+    recipe.validate()  # cheap; programmatic recipes get the same checks as files
     out = img_srgb
     for op in recipe.ops:
         kind = op["op"]
@@ -239,7 +505,7 @@ def render(recipe: Recipe, img_srgb: torch.Tensor) -> torch.Tensor:
         elif kind == "clahe":
             from .baselines import clahe
 
-            out = clahe(out, clip_limit=float(op.get("clip_limit", 0.01)), kernel_size=op.get("kernel_size"))
+            out = clahe(out, clip_limit=float(op.get("clip_limit", 0.01)), kernel_size=_opt_int(op.get("kernel_size")))
         else:  # validate() rejects these; kept for programmatic recipes
             raise RecipeError(f"recipe: unknown op {kind!r}")
     return out

@@ -616,13 +616,11 @@ class DeepExposureMethod:
 
     def __init__(self, model: str | Path | None = None, n_segments: int | None = None):
         self.model_dir = _resolve_model_dir(model)
-        meta_path = self.model_dir / "model.json"
         if not (self.model_dir / "policy.safetensors").exists():
             raise FileNotFoundError(f"{self.model_dir}: no DeepExposure model here (policy.safetensors missing)")
-        try:
-            self.meta = json.loads(meta_path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise ValueError(f"{meta_path}: cannot read model metadata ({e})") from None
+        from ..modelfiles import check_model_dir
+
+        self.meta = check_model_dir(self.model_dir, "deepexposure")  # every file checked before allocating
         self.policy = ExposurePolicy(load_pretrained(self.model_dir, "policy")).eval()
         self.segment_cfg = SegmentConfig(**self.meta["segment"])
         if n_segments:

@@ -664,13 +664,9 @@ class WhiteBoxMethod:
                 f"{self.model_dir}: no white-box model here (policy.safetensors missing); "
                 "train one with `deepexposure train --algo exposure`"
             )
-        meta_path = self.model_dir / "model.json"
-        try:
-            self.meta = json.loads(meta_path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise ValueError(f"{meta_path}: cannot read model metadata ({e})") from None
-        if self.meta.get("method") != "exposure":
-            raise ValueError(f"{meta_path}: not a white-box (exposure) model (method={self.meta.get('method')!r})")
+        from ..modelfiles import check_model_dir
+
+        self.meta = check_model_dir(self.model_dir, "exposure")  # every file checked before allocating
         self.policy = WhiteBoxPolicy(load_pretrained(self.model_dir, "policy")).eval()
         self.size = int(self.meta.get("image_size", 64))
 

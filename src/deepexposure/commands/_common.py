@@ -14,11 +14,12 @@ def float_list(text: str) -> list[float]:
 
 
 def add_method_options(p: argparse.ArgumentParser, default: str = "deepexposure") -> None:
+    p.set_defaults(method_default=default)
     g = p.add_argument_group("method")
-    g.add_argument("--method", default=default, help=f"retouching method (default: {default}; see `deepexposure methods`)")
+    g.add_argument("--method", default=None, help=f"retouching method (default: {default}; see `deepexposure methods`)")
     g.add_argument("--model", default=None, help="model directory or training run for learned methods (default: the shipped model)")
-    g.add_argument("--ev", type=float_list, default=None, metavar="E1,E2,..", help="exposure bracket for --method fusion, e.g. -1,0,1,2")
-    g.add_argument("--exposures", type=float_list, default=None, metavar="E1,..,ET", help="explicit exposure per segment (implies --method exposures)")
+    g.add_argument("--ev", type=float_list, default=None, metavar="E1,E2,..", help="exposure bracket for --method fusion, e.g. -1,0,1,2 (ignored by other methods)")
+    g.add_argument("--exposures", type=float_list, default=None, metavar="E1,..,ET", help="your own bracket: exposures fused over the whole frame, one listed per segment (implies --method exposures)")
     g.add_argument("--segments", type=int, default=None, metavar="T", help="number of segments for learned methods (default: the model's)")
 
 
@@ -35,14 +36,35 @@ def method_from_args(args: argparse.Namespace):
 
 
 def _method_from_args(args: argparse.Namespace):
-    from ..methods import get_method
+    """Resolve the options to a method; bad values raise, options that will be ignored are warned about.
 
-    name = "exposures" if args.exposures is not None else args.method
+    ``--ev`` and ``--exposures`` go through :func:`deepexposure.recipe.validate_evs`, the check ``apply``
+    runs on recipes, so ``retouch`` never writes a recipe that ``apply`` refuses.
+    """
+    from ..methods import get_method
+    from ..recipe import LIMITS, RecipeError, validate_evs
+
+    explicit = args.method
+    name = "exposures" if args.exposures is not None else (explicit or getattr(args, "method_default", "deepexposure"))
+    if args.exposures is not None and explicit and explicit != "exposures":
+        warn(f"--exposures overrides --method {explicit}: the given exposures are fused instead")
+    if args.ev is not None and name != "fusion":
+        warn(f"--ev is ignored: it sets the bracket of --method fusion, not of {name}")
+    if args.segments is not None:
+        if not 1 <= args.segments <= LIMITS["max_evs"]:
+            raise UsageError(f"--segments must be in 1..{LIMITS['max_evs']}, got {args.segments}")
+        if name != "deepexposure":
+            warn(f"--segments is ignored by --method {name} (only the deepexposure policy takes it)")
     opts: dict = {}
-    if name == "exposures":
-        opts["evs"] = args.exposures or []
-    if name == "fusion" and args.ev is not None:
-        opts["ev"] = args.ev
+    try:
+        if name == "exposures":
+            opts["evs"] = validate_evs(args.exposures or [], "--exposures")
+        if name == "fusion" and args.ev is not None:
+            opts["ev"] = validate_evs(args.ev, "--ev")
+            if not opts["ev"]:
+                raise UsageError("--ev needs at least one exposure value")
+    except RecipeError as e:
+        raise UsageError(str(e).replace("'evs' must be", "must be")) from None
     if name in ("deepexposure", "exposure"):
         if args.model:
             opts["model"] = args.model
@@ -51,11 +73,23 @@ def _method_from_args(args: argparse.Namespace):
     return get_method(name, **opts)
 
 
+def _write(line: str, file) -> None:
+    """One line through ``tqdm.write`` so that an active progress bar is redrawn below it, not broken."""
+    from tqdm import tqdm
+
+    tqdm.write(line, file=file)
+
+
 def error(msg: str) -> None:
     """Print one line to stderr, prefixed ``error:``; never a traceback."""
-    print(f"error: {' '.join(str(msg).split())}", file=sys.stderr)
+    _write(f"error: {' '.join(str(msg).split())}", sys.stderr)
 
 
 def warn(msg: str) -> None:
     """Print one line to stderr, prefixed ``warning:``."""
-    print(f"warning: {' '.join(str(msg).split())}", file=sys.stderr)
+    _write(f"warning: {' '.join(str(msg).split())}", sys.stderr)
+
+
+def say(msg: str) -> None:
+    """Print one line to stdout (a per-file progress line) without breaking a progress bar."""
+    _write(str(msg), sys.stdout)

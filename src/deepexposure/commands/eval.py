@@ -103,4 +103,7 @@ def run(args) -> int:
         return 2
     print(format_markdown(report), end="")
     print("wrote " + ", ".join(str(p) for p in written))
+    if failed:  # the others were scored and reported, but the run did not do what was asked
+        error(f"{len(failed)} method(s) could not be built: {', '.join(failed)}")
+        return 1
     return 0 if report.summary else 1

@@ -13,7 +13,9 @@ def run(args) -> int:
     from ..methods import available_methods
 
     print("\n".join(available_methods()))
-    table = [line for line in (doc or "").splitlines() if line.startswith("``")]
+    lines = (doc or "").splitlines()
+    rules = [i for i, line in enumerate(lines) if line.startswith("====")]
+    table = [line for line in lines[rules[0] + 1:rules[-1]] if line.startswith("``")] if len(rules) >= 2 else []
     if table:
         print()
         print("\n".join(line.replace("``", "") for line in table))

@@ -1,11 +1,17 @@
-"""``deepexposure retouch IN... -o OUTDIR``: retouch files and folders, one recipe per photo."""
+"""``deepexposure retouch IN... -o OUTDIR``: retouch files and folders, one recipe per photo.
+
+Folders are mirrored under OUTDIR (``in/a/x.jpg`` -> ``OUTDIR/a/x.jpg``), so outputs never collide;
+photos whose outputs would still coincide (``x.jpg`` and ``x.png`` with ``--format png``, or files named
+on the command line with the same name) are refused before any work.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
-from ._common import add_method_options, error, method_from_args
+from ._common import add_method_options, error, method_from_args, say
 
 
 def register(sub) -> None:
@@ -22,36 +28,91 @@ def add_output_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--format", choices=["jpg", "png", "tif", "webp"], default=None, help="output format (default: as the input; RAW -> 16-bit TIFF)")
     g.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
     g.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    g.add_argument("--skip-existing", action="store_true", help="skip photos whose output image already exists (for re-runs)")
     g.add_argument("--explain", action="store_true", help="also write <name>.explain.jpg: segments, each step, the result")
     g.add_argument("--no-recipe", action="store_true", help="do not write <output>.recipe.json")
     g.add_argument("--max-pixels", type=int, default=None, help="refuse images larger than this many pixels")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def retouch_many(method, files: list[Path], out_dir: Path, args, protect: list[Path]) -> tuple[int, int]:
-    """Retouch each file; per-file errors are printed as one line and do not stop the batch."""
+def make_out_dir(out_dir: Path) -> bool:
+    """Create ``out_dir`` (and parents); print one line and return False if impossible."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        error(f"{out_dir}: exists and is not a folder; give a folder to -o")
+        return False
+    except OSError as e:
+        error(f"{out_dir}: cannot create the output folder ({e.strerror or e})")
+        return False
+    return True
+
+
+def _key(p: Path) -> str:
+    return os.path.normcase(os.path.abspath(p))
+
+
+def retouch_many(method, files: list[Path], out_dir: Path, args, protect: list[Path],
+                 rels: list[Path | None] | None = None) -> tuple[int, int]:
+    """Retouch each file; per-file errors are printed as one line and do not stop the batch.
+
+    ``rels[i]`` is ``files[i]`` relative to its input folder (mirrored under ``out_dir``), or None for a
+    file named directly. Returns ``(ok, failed)``; skipped photos (``--skip-existing``) count in neither.
+    """
     from tqdm import tqdm
 
-    from ..pipeline import output_path_for, retouch_file
+    from ..pipeline import output_path_for, output_paths, retouch_file
 
-    ok = failed = 0
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for src in tqdm(files, desc="retouch", unit="photo", disable=args.quiet or len(files) < 2):
-        dst = output_path_for(src, out_dir, args.format)
+    if not 1 <= args.quality <= 100:
+        error(f"--quality must be in 1..100, got {args.quality}")
+        return 0, len(files)
+    if args.max_pixels is not None and args.max_pixels < 1:
+        error(f"--max-pixels must be a positive number of pixels, got {args.max_pixels}")
+        return 0, len(files)
+    if getattr(args, "skip_existing", False) and args.overwrite:
+        error("--skip-existing and --overwrite contradict each other; give one")
+        return 0, len(files)
+    if not make_out_dir(out_dir):
+        return 0, len(files)
+    rels = rels or [None] * len(files)
+    quiet = args.quiet
+    ok = failed = skipped = 0
+    claimed: dict[str, Path] = {}  # every output path of the batch -> the photo that writes it
+    jobs: list[tuple[Path, Path]] = []
+    for src, rel in zip(files, rels):
+        dst = output_path_for(src, out_dir, args.format, rel)
+        paths = output_paths(dst, write_recipe=not args.no_recipe, explain=args.explain)
+        clash = next((claimed[_key(p)] for p in paths if _key(p) in claimed), None)
+        if clash is not None:
+            error(f"{src}: its outputs would collide with those of {clash}; retouch one of them into another -o folder")
+            failed += 1
+            continue
+        claimed.update({_key(p): src for p in paths})
+        jobs.append((src, dst))
+    bar = tqdm(jobs, desc="retouch", unit="photo", disable=quiet or len(jobs) < 2)
+    for src, dst in bar:
+        if getattr(args, "skip_existing", False) and (dst.exists() or dst.is_symlink()):
+            skipped += 1
+            if not quiet:
+                say(f"{src}: skipped, {dst} exists")
+            continue
         try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
             res = retouch_file(
                 method, src, dst,
                 overwrite=args.overwrite, quality=args.quality, write_recipe=not args.no_recipe,
                 explain=args.explain, max_pixels=args.max_pixels, protect=protect,
             )
-        except (ValueError, OSError, RuntimeError) as e:
-            error(e if str(e).startswith(str(src)) else f"{src}: {e}")
+        except (ValueError, OSError, RuntimeError, MemoryError) as e:
+            msg = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {getattr(e, 'strerror', None) or e}"
+            error(msg if msg.startswith(str(src)) else f"{src}: {msg}")
             failed += 1
             continue
         ok += 1
-        if args.quiet:
-            continue
-        print(f"{src} -> {res.output}" + (f"  (recipe {res.recipe_path.name})" if res.recipe_path else ""))
+        if not quiet:
+            say(f"{src} -> {res.output}" + (f"  (recipe {res.recipe_path.name})" if res.recipe_path else ""))
+    if skipped and not quiet:
+        say(f"{skipped} skipped (output exists)")
     return ok, failed
 
 
@@ -60,6 +121,7 @@ def run(args) -> int:
 
     method = method_from_args(args)
     files: list[Path] = []
+    rels: list[Path | None] = []
     missing = 0
     for p in args.inputs:
         if not p.exists():
@@ -76,7 +138,8 @@ def run(args) -> int:
             error(f"{p}: no photos found")
             missing += 1
         files += found
-    ok, failed = retouch_many(method, files, args.out_dir, args, protect=files)
+        rels += [f.relative_to(p) if p.is_dir() else None for f in found]
+    ok, failed = retouch_many(method, files, args.out_dir, args, protect=files, rels=rels)
     failed += missing
     if not args.quiet:
         print(f"{ok} retouched, {failed} failed")
