@@ -232,3 +232,35 @@ def test_train_config_checks_its_ranges():
     with pytest.raises(ConfigError, match="gan_loss must be one of"):
         TrainConfig(gan_loss="hinge")
     assert TrainConfig(steps=0, p_steps=3).steps == 0  # discriminator pre-training only (scripts/critic_shape.py)
+
+
+def test_pairs_and_pretraining_resume_equals_an_uninterrupted_run(tmp_path):
+    """``--pairs-from`` with supervised pre-training: the renewed pair pool is rebuilt on ``--resume``,
+    so a run interrupted after its step-3 checkpoint (mid pre-training) ends on the same bytes."""
+    _, tgs = _folders(tmp_path)
+    opts = ["--pairs-from", tgs, "--targets", tgs, "--pretrain-steps", "4", "--p-steps", "1", "--steps", "2",
+            "--d-steps", "1", "--batch-size", "2", "--base-channels", "8", "--disc-base-channels", "8",
+            "--n-segments", "2", "--image-size", "32", "--pairs-pool", "6", "--pairs-refresh", "2",
+            "--pairs-kinds", "exposure,backlit", "--ckpt-every", "3", "--keep-checkpoints", "5", "--sample-every", "0",
+            "--threads", "1", "--quiet"]
+    a = tmp_path / "A"
+    _train("--out", a, *opts)
+    rows = [r.split(",") for r in (a / "log.csv").read_text().splitlines()[1:]]
+    assert [r[1] for r in rows] == ["-1"] * 4 + ["0"] + ["1"] * 2  # pre-training, discriminator, RL
+    cfg = json.loads((a / "config.json").read_text())
+    assert cfg["pairs_from"] == str(tgs.resolve()) and cfg["train"]["pretrain_steps"] == 4
+    b = tmp_path / "B"
+    shutil.copytree(a, b)
+    shutil.rmtree(b / "checkpoints" / "step_0000006")
+    shutil.rmtree(b / "checkpoints" / "step_0000007")
+    (b / "checkpoints" / "latest").write_text("step_0000003")
+    _train("--out", b, "--resume")
+    assert _ckpt(b, 7) == _ckpt(a, 7) and _ckpt(b, 6) == _ckpt(a, 6)
+
+
+def test_pretraining_needs_paired_data(tmp_path, capsys):
+    ins, tgs = _folders(tmp_path)
+    code = main(["train", "--inputs", str(ins), "--targets", str(tgs), "--out", str(tmp_path / "r"), "--pretrain-steps", "2",
+                 "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--references or --pairs-from" in err[0]

@@ -40,6 +40,9 @@ MIN_VALUES: dict[str, int | float] = {
     "buffer_size": 1,
     "lambda_gp": 0.0,
     "fidelity_weight": 0.0,
+    "pretrain_steps": 0,
+    "pairs_pool": 1,
+    "pairs_refresh": 0,
 }
 
 

@@ -105,7 +105,9 @@ def _derive(img_srgb: torch.Tensor, size: int, square: bool) -> torch.Tensor:
 def load_image_at(path: Path, size: int, cache_dir: Path | None = None, *, square: bool = False) -> torch.Tensor:
     """Read ``path`` at ``size``: a ``size x size`` thumbnail (``square``) or a long-edge copy.
 
-    With ``cache_dir`` the result is read from / written to the cache (16-bit PNG).
+    With ``cache_dir`` the result is read from / written to the cache (16-bit PNG), and is rounded to
+    16 bits on a cache miss too, so a first and a second read (e.g. a training run and its
+    ``--resume``) give the same values.
 
     Returns:
         ``(1, 3, h, w)`` sRGB float32 in [0, 1].
@@ -125,6 +127,7 @@ def load_image_at(path: Path, size: int, cache_dir: Path | None = None, *, squar
     if cache_dir is not None:
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
         write_image(cp, img, bit_depth=16, overwrite=True)
+        img = torch.round(img.clamp(0.0, 1.0) * 65535.0) / 65535.0  # what the cache entry holds
     return img
 
 

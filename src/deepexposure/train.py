@@ -131,6 +131,21 @@ class TrainConfig:
     maximises (:class:`deepexposure.gan.FidelityScore`). Used only when the trainer has references
     (``--references``); without them training is unpaired, as in the paper. The shipped DeepExposure
     default used 10000 (runs with 1000 and 3000 scored lower on validation); the white-box default 50000."""
+    pretrain_steps: int = 0
+    """supervised steps before discriminator pre-training: the policy is fitted to the references
+    through its own renderer (deepexposure.pretrain; DeepExposure only; needs --references or
+    --pairs-from). Not in the paper; 0 turns it off."""
+    pretrain_lr: float = 3e-4
+    """Adam learning rate of the policy during supervised pre-training."""
+    pretrain_lr_final: float = 0.1
+    """the pre-training learning rate decays exponentially to this fraction of its start."""
+    pairs_pool: int = 1024
+    """with --pairs-from: training pairs held in memory, drawn from the endless synthetic stream."""
+    pairs_refresh: int = 2
+    """with --pairs-from: pool entries replaced by fresh pairs after every step."""
+    pairs_kinds: str = "default"
+    """with --pairs-from: degradation kinds of the synthetic inputs (a comma list of
+    deepexposure.synth.KINDS, 'default' = the benchmark's exposure model, or 'all')."""
     disc_base_channels: int = 32
     """channels of the discriminator's first convolution."""
     image_size: int = 64
@@ -155,8 +170,10 @@ class TrainConfig:
     def __post_init__(self):
         self.disc_betas = tuple(self.disc_betas)
         check_config(self)
-        if self.steps + self.p_steps < 1:
-            raise ConfigError("steps", ">= 1 when p_steps is 0", self.steps)
+        if self.steps + self.p_steps + self.pretrain_steps < 1:
+            raise ConfigError("steps", ">= 1 when p_steps and pretrain_steps are 0", self.steps)
+        if self.pairs_refresh > self.pairs_pool:
+            raise ConfigError("pairs_refresh", f"<= --pairs-pool ({self.pairs_pool})", self.pairs_refresh)
         if self.gan_loss not in GAN_LOSSES:
             raise ConfigError("gan_loss", f"one of {', '.join(GAN_LOSSES)}", self.gan_loss)
 
@@ -230,7 +247,11 @@ class Trainer:
     """
 
     def __init__(self, agent, cfg: TrainConfig, inputs: torch.Tensor, targets: torch.Tensor, run_dir: str | Path, extra_config: dict | None = None, progress: bool = False,
-                 references: torch.Tensor | None = None, warn: Callable[[str], None] | None = None):
+                 references: torch.Tensor | None = None, warn: Callable[[str], None] | None = None, pairs=None):
+        if pairs is not None:  # inputs and references come from (and are renewed by) the pool
+            inputs, references = pairs.inputs.clone(), pairs.references.clone()
+            pairs.on_rows = self._pool_rows
+        self.pairs = pairs
         if inputs.shape[0] < 1 or targets.shape[0] < 1:
             raise ValueError("training needs at least one input and one target photo")
         if cfg.threads:
@@ -254,8 +275,12 @@ class Trainer:
         if isinstance(agent, nn.Module):
             agent.to(self.device)  # in place: the agent's optimisers keep their parameters
         self.opt_disc = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr_disc, betas=tuple(cfg.disc_betas))
-        self.step = 0  # counts pre-training steps too
-        self.total = cfg.p_steps + cfg.steps
+        if cfg.pretrain_steps and self.references is None:
+            raise ValueError("supervised pre-training (--pretrain-steps) needs paired data: --references or --pairs-from")
+        if cfg.pretrain_steps and not hasattr(agent, "prepare_rows"):
+            raise ValueError(f"{type(agent).__name__} has no supervised pre-training (--pretrain-steps is for DeepExposure)")
+        self.step = 0  # counts both pre-training phases too
+        self.total = cfg.pretrain_steps + cfg.p_steps + cfg.steps
         s = cfg.image_size
         self.pool = torch.zeros(cfg.fake_pool, 3, s, s, device=self.device)  # ring buffer of past outputs
         self.pool_filled = 0
@@ -266,13 +291,31 @@ class Trainer:
         return {"train": asdict(self.cfg), "agent": self.agent.cfg.to_dict() if hasattr(self.agent.cfg, "to_dict") else asdict(self.agent.cfg), **self.extra_config}
 
     def _set_lrs(self) -> None:
+        pre, c = self.cfg.pretrain_steps, self.cfg
         for g in self.opt_disc.param_groups:
-            g["lr"] = _lr_at(self.cfg.lr_disc, self.cfg.lr_disc_final, self.step, self.total)
+            g["lr"] = _lr_at(c.lr_disc, c.lr_disc_final, max(0, self.step - pre), c.p_steps + c.steps)
+        if self.step < pre:
+            for g in self.agent.optimizers()["policy"].param_groups:
+                g["lr"] = _lr_at(c.pretrain_lr, c.pretrain_lr_final, self.step, pre)
+            return
         sched = self.agent.lr_schedule()
         for name, opt in self.agent.optimizers().items():
             start, final = sched[name]
             for g in opt.param_groups:
-                g["lr"] = _lr_at(start, final, max(0, self.step - self.cfg.p_steps), self.cfg.steps)
+                g["lr"] = _lr_at(start, final, max(0, self.step - pre - c.p_steps), c.steps)
+
+    def _pool_rows(self, rows: torch.Tensor, inputs: torch.Tensor) -> None:
+        """:class:`~deepexposure.pretrain.PairPool` replaced ``rows``: copy them in and re-segment them."""
+        self.inputs[rows.to(self.device)] = inputs.to(self.device)
+        self.references[rows.to(self.device)] = self.pairs.references[rows].to(self.device)
+        if getattr(self.agent, "masks", None) is not None and hasattr(self.agent, "prepare_rows") and len(rows) < self.inputs.shape[0]:
+            self.agent.prepare_rows(rows, self.inputs[rows.to(self.device)])
+
+    def _prepare(self, start_step: int) -> None:
+        """Fill the pair pool as it is at ``start_step`` (if any), then let the agent prepare the inputs."""
+        if self.pairs is not None:
+            self.pairs.rebuild(start_step)
+        self.agent.prepare(self.inputs)
 
     def _sample_idx(self, n_pool: int, n: int) -> torch.Tensor:
         return torch.randint(0, n_pool, (n,), generator=self.gen)
@@ -308,7 +351,13 @@ class Trainer:
         self._set_lrs()
         b = self.cfg.batch_size
         metrics: dict[str, float] = {"step": self.step}
-        if self.step < self.cfg.p_steps:
+        if self.step < self.cfg.pretrain_steps:
+            from .pretrain import pretrain_step
+
+            idx = self._sample_idx(self.inputs.shape[0], b)
+            metrics["phase"] = -1
+            metrics.update(pretrain_step(self.agent, self.agent.optimizers()["policy"], self.inputs[idx], self.references[idx], self.agent.masks[idx]))
+        elif self.step - self.cfg.pretrain_steps < self.cfg.p_steps:
             idx = self._sample_idx(self.inputs.shape[0], b)
             fakes = self.agent.generate(idx, self.inputs, self.gen)
             metrics["phase"] = 0
@@ -331,6 +380,8 @@ class Trainer:
                 self._pool_add(memory_t)
             for _ in range(self.cfg.d_steps):
                 metrics.update(self._disc_update(self._disc_fakes(memory_t)))
+        if self.pairs is not None:
+            self.pairs.refresh(self.step)
         self.step += 1
         return metrics
 
@@ -449,7 +500,7 @@ class Trainer:
             self.pool_next = int(state.get("pool_next", saved.shape[0])) % self.pool.shape[0]
 
     # -- logging -------------------------------------------------------------------------------
-    _LOG_FIELDS = ["step", "phase", "disc_loss", "wasserstein", "policy_objective", "d_fused", "value_loss", "ev_mean", "ev_std", "fidelity_mse", "lr_policy", "time_s"]
+    _LOG_FIELDS = ["step", "phase", "pretrain_mse", "disc_loss", "wasserstein", "policy_objective", "d_fused", "value_loss", "ev_mean", "ev_std", "fidelity_mse", "lr_policy", "time_s"]
 
     def _open_log(self):
         path = self.run_dir / "log.csv"
@@ -505,7 +556,7 @@ class Trainer:
         cfg_path = self.run_dir / "config.json"
         if resume:
             ckpt, bad = self._find_usable_checkpoint()  # before the (slow) preparation
-            self.agent.prepare(self.inputs)
+            self._prepare(int(json.loads((ckpt / "state.json").read_text())["step"]))
             self._resume_from(ckpt, bad)
             resumes = self.extra_config.get("resumes")
             if resumes:  # the command's record of this resume: say where it started
@@ -513,7 +564,7 @@ class Trainer:
         else:
             if self.checkpoints():
                 raise FileExistsError(f"{self.run_dir}: already holds a training run (use --resume, or another --out)")
-            self.agent.prepare(self.inputs)
+            self._prepare(0)
         atomic_write_bytes(cfg_path, json.dumps(self.config_dict(), indent=2, default=str).encode(), overwrite=True)
         fh, writer = self._open_log()
         tb = self._tensorboard()

@@ -306,6 +306,11 @@ class DeepExposureAgent(nn.Module):
             masks.append(segment_thumbnail(inputs[i : i + 1], self.cfg.segment).masks)
         self.masks = torch.stack(masks).to(inputs.device)
 
+    def prepare_rows(self, rows: torch.Tensor, inputs: torch.Tensor) -> None:
+        """Re-segment the training thumbnails ``rows`` after they were replaced by ``inputs`` ``(len(rows), 3, S, S)``."""
+        for r, x in zip(rows.tolist(), inputs):
+            self.masks[r] = segment_thumbnail(x.unsqueeze(0).cpu(), self.cfg.segment).masks.to(self.masks)
+
     def networks(self) -> dict[str, Trunk]:
         nets = {"policy": self.policy.trunk}
         if self.policy_avg is not None:

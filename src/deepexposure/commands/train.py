@@ -70,6 +70,12 @@ def register(sub) -> None:
                    help="optional folder with a well-exposed version of each input, same file names (e.g. a synth "
                         "folder's reference/): adds the paired term -w*MSE to every score the agent maximises "
                         "(--fidelity-weight); the discriminator stays unpaired")
+    p.add_argument("--pairs-from", type=Path, default=None, metavar="DIR",
+                   help="instead of --inputs/--references: draw paired training data without end from the well-exposed "
+                        "photos in DIR (random crops and flips, synthetic exposure errors of --pairs-kinds; "
+                        "deepexposure.pairs.SyntheticPairs), held in a pool of --pairs-pool renewed by --pairs-refresh per step")
+    p.add_argument("--hdr", type=Path, default=None, metavar="DIR",
+                   help="with --pairs-from: also render pairs from the HDR environment maps (*.exr) in DIR (needs the hdr extra)")
     p.add_argument("--out", type=Path, required=True, help="run directory (logs, samples, checkpoints, model)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its newest usable checkpoint, with its saved settings; "
@@ -182,7 +188,7 @@ def _resume_changes(saved: dict, now: dict) -> dict[str, tuple]:
         for k, v in new.items():
             if k in old and not isinstance(v, dict) and _jsonable(old[k]) != _jsonable(v) and k not in changes:
                 changes[k] = (old[k], v)
-    for k in ("algo", "inputs", "targets", "references", "allow_grayscale"):
+    for k in ("algo", "inputs", "targets", "references", "pairs_from", "hdr", "allow_grayscale"):
         if saved.get(k) != now.get(k) and not (k == "allow_grayscale" and not saved.get(k) and not now.get(k)):
             changes[k] = (saved.get(k), now.get(k))
     return changes
@@ -237,21 +243,30 @@ def _run(args) -> int:
         algo = args.algo or saved["algo"]
         inputs = args.inputs or Path(saved["inputs"])
         targets = args.targets or Path(saved["targets"])
+        pairs_from = args.pairs_from or (Path(saved["pairs_from"]) if saved.get("pairs_from") else None)
+        hdr = args.hdr or (Path(saved["hdr"]) if saved.get("hdr") else None)
         references = args.references or (Path(saved["references"]) if saved.get("references") else None)
         allow_gray = bool(saved.get("allow_grayscale", False)) if args.allow_grayscale is None else True
     else:
         algo = args.algo or "de2"
-        if args.inputs is None or args.targets is None:
-            error("train needs --inputs DIR and --targets DIR (or --resume)")
+        pairs_from, hdr = args.pairs_from, args.hdr
+        if pairs_from is not None and (args.inputs is not None or args.references is not None):
+            error("--pairs-from replaces --inputs and --references: give one or the other")
             return 2
-        inputs, targets, references = args.inputs, args.targets, args.references
+        if hdr is not None and pairs_from is None:
+            error("--hdr needs --pairs-from")
+            return 2
+        if (args.inputs is None and pairs_from is None) or args.targets is None:
+            error("train needs --inputs DIR (or --pairs-from DIR) and --targets DIR (or --resume)")
+            return 2
+        inputs, targets, references = args.inputs or pairs_from, args.targets, args.references
         allow_gray = bool(args.allow_grayscale)
     train_cfg = dataclass_from_args(TrainConfig, args, saved["train"] if saved else None)
     if algo != (saved or {}).get("algo", algo):  # the saved agent settings belong to another agent
         error(f"--resume cannot change --algo {saved['algo']} -> {algo}: start a new run (another --out)")
         return 2
     agent_cfg = _agent_config(algo, args, saved["agent"] if saved else None, train_cfg.image_size)
-    for label, d in (("--inputs", inputs), ("--targets", targets), ("--references", references)):
+    for label, d in (("--inputs", inputs), ("--targets", targets), ("--references", references), ("--hdr", hdr)):
         if d is None:
             continue
         if not d.is_dir():
@@ -262,6 +277,8 @@ def _run(args) -> int:
         "inputs": str(inputs.resolve()),
         "targets": str(targets.resolve()),
         "references": str(references.resolve()) if references is not None else None,
+        "pairs_from": str(pairs_from.resolve()) if pairs_from is not None else None,
+        "hdr": str(hdr.resolve()) if hdr is not None else None,
         "allow_grayscale": allow_gray,
         "command": " ".join(["deepexposure", *getattr(args, "argv", sys.argv[1:])]),
     }
@@ -291,6 +308,17 @@ def _run(args) -> int:
 
             _fill_cache([references], train_cfg.image_size, cache)
             refs = load_references(data.input_paths, references, train_cfg.image_size, cache)
+        pool = None
+        if pairs_from is not None:
+            from ..io import list_images
+            from ..pairs import SyntheticPairs
+            from ..pretrain import PairPool
+
+            stream = SyntheticPairs(list_images([pairs_from]), hdr_dir=hdr, size=train_cfg.image_size, seed=train_cfg.seed,
+                                    kinds=train_cfg.pairs_kinds, cache_dir=cache)
+            for path, reason in stream.skipped:
+                warn(f"{path}: skipped ({reason})")
+            pool = PairPool(stream, train_cfg.pairs_pool, train_cfg.pairs_refresh)
     except ValueError as e:
         error(e)
         return 2
@@ -298,8 +326,13 @@ def _run(args) -> int:
 
     seed_everything(train_cfg.seed)  # seed first, then build: the initial weights depend on --seed alone
     agent = _make_agent(algo, agent_cfg, train_cfg.batch_size)
-    extra.update(n_inputs=int(data.inputs.shape[0]), n_targets=int(data.targets.shape[0]))
-    trainer = Trainer(agent, train_cfg, data.inputs, data.targets, run_dir, extra, progress=not args.quiet, references=refs, warn=warn)
+    extra.update(n_inputs=int(data.inputs.shape[0]) if pool is None else pool.size, n_targets=int(data.targets.shape[0]))
+    try:
+        trainer = Trainer(agent, train_cfg, data.inputs, data.targets, run_dir, extra, progress=not args.quiet, references=refs,
+                          warn=warn, pairs=pool)
+    except ValueError as e:
+        error(e)
+        return 2
     t0 = time.time()
     try:
         model_dir = trainer.fit(resume=args.resume)
