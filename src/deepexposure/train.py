@@ -277,7 +277,7 @@ class Trainer:
         self.opt_disc = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr_disc, betas=tuple(cfg.disc_betas))
         if cfg.pretrain_steps and self.references is None:
             raise ValueError("supervised pre-training (--pretrain-steps) needs paired data: --references or --pairs-from")
-        if cfg.pretrain_steps and not hasattr(agent, "prepare_rows"):
+        if cfg.pretrain_steps and not hasattr(agent, "pretrain_step"):
             raise ValueError(f"{type(agent).__name__} has no supervised pre-training (--pretrain-steps is for DeepExposure)")
         self.step = 0  # counts both pre-training phases too
         self.total = cfg.pretrain_steps + cfg.p_steps + cfg.steps
@@ -352,11 +352,9 @@ class Trainer:
         b = self.cfg.batch_size
         metrics: dict[str, float] = {"step": self.step}
         if self.step < self.cfg.pretrain_steps:
-            from .pretrain import pretrain_step
-
             idx = self._sample_idx(self.inputs.shape[0], b)
             metrics["phase"] = -1
-            metrics.update(pretrain_step(self.agent, self.agent.optimizers()["policy"], self.inputs[idx], self.references[idx], self.agent.masks[idx]))
+            metrics.update(self.agent.pretrain_step(idx, self.inputs, self.references))
         elif self.step - self.cfg.pretrain_steps < self.cfg.p_steps:
             idx = self._sample_idx(self.inputs.shape[0], b)
             fakes = self.agent.generate(idx, self.inputs, self.gen)

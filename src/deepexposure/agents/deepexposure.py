@@ -306,6 +306,12 @@ class DeepExposureAgent(nn.Module):
             masks.append(segment_thumbnail(inputs[i : i + 1], self.cfg.segment).masks)
         self.masks = torch.stack(masks).to(inputs.device)
 
+    def pretrain_step(self, idx: torch.Tensor, inputs: torch.Tensor, references: torch.Tensor) -> dict[str, float]:
+        """One supervised step on ``inputs[idx]`` against ``references[idx]`` (:mod:`deepexposure.pretrain`; not in the paper)."""
+        from ..pretrain import pretrain_step
+
+        return pretrain_step(self, self.opt_policy, inputs[idx], references[idx], self.masks[idx])
+
     def prepare_rows(self, rows: torch.Tensor, inputs: torch.Tensor) -> None:
         """Re-segment the training thumbnails ``rows`` after they were replaced by ``inputs`` ``(len(rows), 3, S, S)``."""
         for r, x in zip(rows.tolist(), inputs):
