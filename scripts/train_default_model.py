@@ -124,6 +124,10 @@ def main() -> int:
     ap.add_argument("--export", type=Path, default=None, help="copy the model here when done")
     ap.add_argument("--skip-train", action="store_true", help="reuse an existing run (evaluate/export only)")
     ap.add_argument("--paired", action="store_true", help="train with --references (the inputs' well-exposed originals)")
+    ap.add_argument("--pairs", action="store_true",
+                    help="instead of synth folders: train with --pairs-from (the input-half photos, linked into WORK/input_photos) "
+                         "and, with --hdr, the HDR maps: endless synthetic pairs (docs/training.md)")
+    ap.add_argument("--hdr", type=Path, default=None, help="with --pairs: HDR environment maps folder (e.g. /work/photos/hdr)")
     ap.add_argument("--select-on-val", action="store_true", help="pick the checkpoint with the best PSNR on a validation set")
     args = ap.parse_args()
 
@@ -140,16 +144,24 @@ def main() -> int:
     run = w / (args.run_name or f"run-{args.algo}")
     timings = {}
     if not args.skip_train:
-        if not (w / "train_inputs" / "synth.json").exists():
+        if not args.pairs and not (w / "train_inputs" / "synth.json").exists():
             sh(de + ["synth", *map(str, inputs_src), "--out", str(w / "train_inputs"), "--seed", "1",
                      "--size", "256", "--variants", str(args.variants), "--quiet"])
         if not (w / "train_targets").exists():
             write_crops(targets_src, w / "train_targets", args.crops, seed=2)
-        cmd = de + ["train", "--algo", args.algo, "--inputs", str(w / "train_inputs" / "input"),
-                    "--targets", str(w / "train_targets"), "--out", str(run), "--steps", str(args.steps),
-                    "--threads", str(args.threads), *shlex.split(args.train_args)]
-        if args.paired:
-            cmd += ["--references", str(w / "train_inputs" / "reference")]
+        if args.pairs:
+            linked = w / "input_photos"
+            linked.mkdir(exist_ok=True)
+            for p in inputs_src:
+                if not (linked / p.name).exists():
+                    (linked / p.name).symlink_to(p.resolve())
+            data = ["--pairs-from", str(linked)] + (["--hdr", str(args.hdr)] if args.hdr else [])
+        else:
+            data = ["--inputs", str(w / "train_inputs" / "input")]
+            if args.paired:
+                data += ["--references", str(w / "train_inputs" / "reference")]
+        cmd = de + ["train", "--algo", args.algo, *data, "--targets", str(w / "train_targets"), "--out", str(run),
+                    "--steps", str(args.steps), "--threads", str(args.threads), *shlex.split(args.train_args)]
         if args.select_on_val:
             cmd += ["--keep-checkpoints", "1000"]
         if (run / "checkpoints" / "latest").exists():
@@ -162,7 +174,8 @@ def main() -> int:
         timings["selected"] = str(model)
     if not (w / "heldout" / "synth.json").exists():
         sh(de + ["synth", *map(str, test_src), "--out", str(w / "heldout"), "--seed", "123", "--variants", "2", "--quiet"])
-    timings["eval_s"] = sh(de + ["eval", "--paired", str(w / "heldout"), "--methods", f"identity,auto,clahe,fusion,{method}",
+    timings["eval_s"] = sh(de + ["eval", "--paired", str(w / "heldout"), "--methods",
+                                 f"identity,auto,clahe,fusion,{method},oracle-global,oracle-exposures",
                                  "--model", str(model), "--out", str(w / "eval"), "--name", f"eval-{run.name}", "--overwrite", "--quiet"])
     (w / f"timings-{run.name}.json").write_text(json.dumps(timings, indent=2))
     print(json.dumps(timings))
