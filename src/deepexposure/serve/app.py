@@ -90,7 +90,7 @@ class ServeConfig:
     """largest accepted photo, in pixels (declared size, checked before decoding)"""
     preview_size: int = 1024
     """long edge of the preview copy that planning and slider moves render on"""
-    max_sessions: int = 16
+    max_sessions: int = 32
     """sessions kept at once; the least recently used idle one is dropped beyond this"""
     max_photos: int = 500
     """photos per session"""
