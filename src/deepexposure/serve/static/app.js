@@ -305,7 +305,7 @@ function drawOverlay() {
   for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
     const t = labels[y][x], c = PALETTE[t % PALETTE.length], k = 4 * (y * w + x);
     const on = state.highlight === null || state.highlight === t;
-    data.data[k] = c[0]; data.data[k + 1] = c[1]; data.data[k + 2] = c[2]; data.data[k + 3] = on ? 140 : 0;
+    data.data[k] = c[0]; data.data[k + 1] = c[1]; data.data[k + 2] = c[2]; data.data[k + 3] = on ? 110 : 0;
     const s = sums[t] || (sums[t] = [0, 0, 0]); s[0] += x; s[1] += y; s[2] += 1;
   }
   sctx.putImageData(data, 0, 0);
