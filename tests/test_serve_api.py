@@ -332,6 +332,12 @@ class TestRetouch:
         assert ib.mean() > ia.mean() + 1  # region 0 (the darkest) brighter
         got = client.get(url).json()["recipe"]
         assert got["ops"][0]["evs"][0] == 3.0 and got["image"]["width"] == 600
+        # a draft (slider being dragged): half-size preview; the recipe is kept, the shown result is not replaced
+        rec["ops"][0]["evs"][0] = 2.0
+        d = client.post(url + "/render", json={"recipe": rec, "draft": True})
+        assert Image.open(io.BytesIO(d.content)).size == (128, 86)
+        assert client.get(url).json()["recipe"]["ops"][0]["evs"][0] == 2.0
+        assert client.get(url + "/result.jpg").content == b.content
 
     @pytest.mark.parametrize("recipe,status,word", [
         ({"format": "deepexposure-recipe", "version": 1, "ops": [{"op": "exposure_fusion", "evs": [99]}]}, 422, "[-10, 10]"),

@@ -10,7 +10,9 @@ Previews. Each upload is decoded once at full resolution and kept as a float16 c
 edge :attr:`ServeConfig.preview_size` (1024 px) in the work folder (plus a small in-memory LRU of
 float32 copies). Planning and every slider move render on that copy; only *export* reads the full
 file again and renders the recipe at full resolution. The methods decide on a 64x64 thumbnail, so
-planning on the preview gives the command line's decision to within resampling.
+planning on the preview gives the command line's decision to within resampling. While a slider is
+being dragged the page asks for *draft* renders on a half-size copy (about 7x faster on a CPU);
+when it is let go, the preview is rendered again at full preview size.
 
 State and safety. Every browser tab gets a session (``POST /api/session``: a random id); a session
 holds its photos, recipes, jobs and exports under ``WORK/sessions/<id>/`` and a lock that guards
@@ -34,7 +36,7 @@ Endpoints (JSON unless noted; ``S`` is the session id, ``P`` a photo id):
 ``GET  /api/s/S/photos/P/result.jpg``     the preview of the current recipe (JPEG)
 ``GET  /api/s/S/photos/P/explain.jpg``    the explain sheet of the current recipe (JPEG)
 ``POST /api/s/S/photos/P/retouch``    ``{"method", "model", "ev", "segments"}`` -> photo + recipe
-``POST /api/s/S/photos/P/render``     ``{"recipe"}`` -> preview JPEG of that recipe (slider move)
+``POST /api/s/S/photos/P/render``     ``{"recipe", "draft"}`` -> preview JPEG of that recipe (slider move)
 ``POST /api/s/S/recipe/check``        ``{"recipe"}`` -> the validated recipe
 ``POST /api/s/S/jobs``                ``{"kind": retouch|apply|export, "photos": [P..], ...}`` -> job
 ``GET  /api/s/S/jobs/J``              progress of a job; ``POST .../J/cancel`` stops it
@@ -261,6 +263,7 @@ class Server:
         with self.previews_lock:
             for pid in list(s.photos):
                 self.previews.pop(pid, None)
+                self.previews.pop(pid + "/draft", None)
         shutil.rmtree(s.dir, ignore_errors=True)
 
     def session(self, sid: str) -> Session:
@@ -391,6 +394,7 @@ class Server:
             s.photos.pop(pid, None)
         with self.previews_lock:
             self.previews.pop(pid, None)
+            self.previews.pop(pid + "/draft", None)
         for f in (p.path, p.preview_path, p.original_jpg, p.thumb_jpg):
             f.unlink(missing_ok=True)
 
@@ -401,16 +405,22 @@ class Server:
             while len(self.previews) > self.cfg.preview_cache:
                 self.previews.popitem(last=False)
 
-    def preview(self, p: Photo) -> torch.Tensor:
-        """``(1, 3, h, w)`` float32 sRGB preview (long edge ``preview_size``)."""
+    def preview(self, p: Photo, draft: bool = False) -> torch.Tensor:
+        """``(1, 3, h, w)`` float32 sRGB preview (long edge ``preview_size``; half that for a ``draft``)."""
+        key = p.id + ("/draft" if draft else "")
         with self.previews_lock:
-            t = self.previews.get(p.id)
+            t = self.previews.get(key)
             if t is not None:
-                self.previews.move_to_end(p.id)
+                self.previews.move_to_end(key)
                 return t
-        arr = np.load(p.preview_path, allow_pickle=False)
-        t = torch.from_numpy(arr.astype(np.float32)).unsqueeze(0)
-        self._remember_preview(p.id, t)
+        if draft:
+            from ..resize import resize_long_edge
+
+            t = resize_long_edge(self.preview(p), max(64, self.cfg.preview_size // 2), upscale=False).clamp_(0, 1)
+        else:
+            arr = np.load(p.preview_path, allow_pickle=False)
+            t = torch.from_numpy(arr.astype(np.float32)).unsqueeze(0)
+        self._remember_preview(key, t)
         return t
 
     def _computing(self):
@@ -457,11 +467,12 @@ class Server:
         except (TypeError, ValueError, AttributeError, KeyError) as e:
             raise ApiError(422, f"{source}: not a valid recipe ({type(e).__name__})") from None
 
-    def render_preview(self, s: Session, p: Photo, recipe_d: Any) -> tuple[bytes, float]:
+    def render_preview(self, s: Session, p: Photo, recipe_d: Any, draft: bool = False) -> tuple[bytes, float]:
+        """Render a recipe on the preview (``draft``: on a half-size copy, for a slider being dragged)."""
         from ..recipe import render
 
         recipe = self.parse_recipe(recipe_d)
-        prev = self.preview(p)
+        prev = self.preview(p, draft)
         with self._computing():
             t0 = time.perf_counter()
             try:
@@ -473,7 +484,9 @@ class Server:
         d = recipe.to_dict()
         d["image"] = {**d.get("image", {}), "width": p.width, "height": p.height}
         with s.lock:
-            p.recipe, p.result_jpg = d, jpg
+            p.recipe = d
+            if not draft:
+                p.result_jpg = jpg
             p.version += 1
         return jpg, ms
 
@@ -737,7 +750,7 @@ def create_app(config: ServeConfig):
         s = sess(request)
         p = s.photo(request.path_params["pid"])
         body = await read_json(request)
-        jpg, ms = await run_in_threadpool(server.render_preview, s, p, body.get("recipe"))
+        jpg, ms = await run_in_threadpool(server.render_preview, s, p, body.get("recipe"), bool(body.get("draft")))
         return jpeg(jpg, **{"X-Render-Ms": f"{ms:.1f}", "X-Photo-Version": str(p.version)})
 
     async def check_recipe(request: Request):

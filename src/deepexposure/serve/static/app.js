@@ -242,24 +242,28 @@ function setAfter(url) {
   img.dataset.renders = String(state.renders);
 }
 
-// A slider move asks for a render; while one is on its way, later moves are folded into one.
-function scheduleRender() {
-  if (state.inflight) { state.pending = true; return; }
-  doRender();
+// A slider being dragged asks for a draft render (half-size preview); letting it go asks for the
+// full preview. While a render is on its way, later requests are folded into one (a final one wins).
+function scheduleRender(draft = false) {
+  if (state.inflight) {
+    state.pending = state.pending === "final" || !draft ? "final" : "draft";
+    return;
+  }
+  doRender(draft);
 }
 
-async function doRender() {
+async function doRender(draft = false) {
   const id = state.current;
   if (!id || !state.recipe) return;
   state.inflight = true; state.pending = false;
   const t0 = performance.now();
   try {
-    const res = await postJSON(`/photos/${id}/render`, { recipe: state.recipe });
+    const res = await postJSON(`/photos/${id}/render`, { recipe: state.recipe, draft });
     if (!res.ok) throw new Error((await res.json().catch(() => ({}))).error || `render failed (HTTP ${res.status})`);
     const blob = await res.blob();
     if (state.current === id) {
       setAfter(URL.createObjectURL(blob));
-      $("timing").textContent = `preview: ${res.headers.get("X-Render-Ms")} ms render, ${(performance.now() - t0).toFixed(0)} ms round trip`;
+      $("timing").textContent = `${draft ? "draft" : "preview"}: ${res.headers.get("X-Render-Ms")} ms render, ${(performance.now() - t0).toFixed(0)} ms round trip`;
       showMessage("");
     }
     const p = photoById(id);
@@ -268,7 +272,7 @@ async function doRender() {
     showMessage(e.message);
   } finally {
     state.inflight = false;
-    if (state.pending) doRender();
+    if (state.pending) doRender(state.pending === "draft");
   }
 }
 
@@ -344,7 +348,8 @@ function slider({ label, sub, min, max, step, value, onInput, region, name }) {
   if (name) input.name = name;
   const out = document.createElement("output");
   out.textContent = fmt(Number(value));
-  input.addEventListener("input", () => { out.textContent = fmt(Number(input.value)); onInput(Number(input.value)); });
+  input.addEventListener("input", () => { out.textContent = fmt(Number(input.value)); onInput(Number(input.value), true); });
+  input.addEventListener("change", () => onInput(Number(input.value), false));
   if (region !== undefined) {
     const on = () => { state.highlight = region; drawOverlay(); };
     const off = () => { state.highlight = null; drawOverlay(); };
@@ -404,7 +409,7 @@ function renderEditor() {
           label: segs ? `Region ${t}` : `Exposure ${t + 1}`,
           sub: segs ? `exposure chosen for region ${t}, fused · ${(100 * s.area).toFixed(0)}% of the photo, luma ${s.mean_luma.toFixed(2)}` : "EV, fused",
           min: -5, max: 5, step: 0.05, value: ev, region: segs ? t : undefined, name: `ev-${i}-${t}`,
-          onInput: (v) => { op.evs[t] = v; scheduleRender(); },
+          onInput: (v, draft) => { op.evs[t] = v; scheduleRender(draft); },
         }));
       });
       const inc = document.createElement("label");
@@ -429,14 +434,14 @@ function renderEditor() {
         holder.appendChild(slider({
           label: spec.n_params === 1 ? op.name.replace(/_/g, " ") : `${op.name.replace(/_/g, " ")} ${k + 1}`,
           min: lo, max: hi, step: (hi - lo) / 200, value: v, name: `p-${i}-${k}`,
-          onInput: (x) => { op.params[k] = x; scheduleRender(); },
+          onInput: (x, draft) => { op.params[k] = x; scheduleRender(draft); },
         }));
       });
       ed.appendChild(box);
     } else if (op.op === "clahe") {
       const box = opBox(`Step ${i + 1}: CLAHE`, "contrast-limited adaptive histogram equalisation on luminance");
       box.appendChild(slider({ label: "clip limit", min: 0.001, max: 0.1, step: 0.001, value: op.clip_limit || 0.01,
-        onInput: (x) => { op.clip_limit = x; scheduleRender(); } }));
+        onInput: (x, draft) => { op.clip_limit = x; scheduleRender(draft); } }));
       ed.appendChild(box);
     } else {
       // an operation this page has no sliders for yet: edit its JSON
