@@ -194,6 +194,30 @@ class TestUpload:
         assert [p["format"] for p in r.json()["photos"]] == ["JPEG", "PNG", "WEBP", "TIFF", "PNG"]
         assert r.json()["errors"] == []
 
+    def test_raw_upload_and_export_as_16_bit_tiff(self, client, tmp_path):
+        pytest.importorskip("rawpy")
+        try:
+            from tests.test_io import make_dng
+        except ImportError:
+            pytest.skip("the DNG helper of tests/test_io.py is not available")
+        cfa = np.full((64, 96), 600, np.uint16)
+        cfa[0::2, 1::2] = 900  # G
+        cfa[1::2, 0::2] = 900
+        dng = make_dng(tmp_path / "a.dng", cfa)
+        s = new_session(client)
+        r = upload(client, s, ("IMG_0001.DNG", dng.read_bytes()))
+        assert r.status_code == 200, r.text
+        p = r.json()["photos"][0]
+        assert p["format"] == "DNG" and (p["width"], p["height"]) == (96, 64)
+        j = wait_job(client, s, client.post(f"/api/s/{s}/jobs", json={"kind": "export", "photos": [p["id"]], "method": "auto"}).json()["id"])
+        item = j["items"][0]
+        assert item["status"] == "done" and item["file"] == "IMG_0001.tif", item  # RAW -> 16-bit TIFF, as `retouch`
+        import tifffile
+
+        out = tmp_path / "o.tif"
+        out.write_bytes(client.get(item["url"]).content)
+        assert tifffile.imread(out).dtype == np.uint16
+
     @pytest.mark.parametrize("name,data,words", HOSTILE, ids=[h[0] for h in HOSTILE])
     def test_hostile_file_answered_in_one_line(self, client, work, name, data, words):
         s = new_session(client)

@@ -535,12 +535,19 @@ class Server:
         return job
 
     def _run_job(self, s: Session, job: Job, photos: list[Photo], opts: dict) -> None:
-        job.state = "running"
+        def update(item: dict | None = None, **kw: Any) -> None:
+            with s.lock:  # the job is read (and serialised) under the same lock
+                if item is None:
+                    job.state = kw["state"]
+                else:
+                    item.update(kw)
+
+        update(state="running")
         for item, p in zip(job.items, photos):
             if job.cancel:
-                item["status"] = "cancelled"
+                update(item, status="cancelled")
                 continue
-            item["status"] = "running"
+            update(item, status="running")
             try:
                 with s.lock:
                     if p.id not in s.photos:
@@ -554,14 +561,14 @@ class Server:
                         if "spec" not in opts:
                             raise ApiError(409, f"{p.name}: not retouched yet; retouch it or choose a method for the export")
                         self.retouch(s, p, opts["spec"])
-                    item.update(self.export(s, p, opts["format"], opts["quality"]))
-                item["status"] = "done"
+                    update(item, **self.export(s, p, opts["format"], opts["quality"]))
+                update(item, status="done")
             except ApiError as e:
-                item.update(status="error", error=e.message)
+                update(item, status="error", error=e.message)
             except Exception as e:  # noqa: BLE001 - one photo must not stop the batch
                 log.exception("job %s: %s", job.id, p.name)
-                item.update(status="error", error=f"{p.name}: internal error ({type(e).__name__}); see the server log")
-        job.state = "cancelled" if job.cancel else "done"
+                update(item, status="error", error=f"{p.name}: internal error ({type(e).__name__}); see the server log")
+        update(state="cancelled" if job.cancel else "done")
 
     def apply_recipe(self, s: Session, p: Photo, recipe) -> None:
         d = recipe.to_dict()
