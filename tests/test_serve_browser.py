@@ -231,3 +231,24 @@ def test_bad_file_shows_one_line_message(page, tmp_path):
     pg.set_input_files("#files", str(trunc))
     pg.wait_for_function("() => document.getElementById('message').textContent.startsWith('cut.png:')")
     assert pg.locator("#photos li").count() == 0
+
+
+def test_batch_queue_with_progress(page):
+    pg = page
+    pg.set_input_files("#files", [str(SAMPLES / "astronaut.jpg"), str(SAMPLES / "coffee.jpg"), str(SAMPLES / "chelsea.jpg")])
+    pg.wait_for_function("() => document.querySelectorAll('#photos li').length === 3")
+    pg.select_option("#method", "fusion")
+    pg.fill("#ev", "-1,0,1")
+    pg.click("#retouch-all")
+    pg.wait_for_selector("#queue li.job")
+    pg.wait_for_function("() => document.querySelector('#queue li.job').textContent.includes('retouch · 3/3 · done')")
+    assert pg.locator("#photos li .state").all_inner_texts() == ["✓", "✓", "✓"]
+    assert pg.evaluate("() => document.querySelector('#queue progress').value") == 3
+    pg.select_option("#format", "jpg")
+    pg.fill("#quality", "80")
+    pg.click("#export-all")
+    pg.wait_for_function("() => document.querySelectorAll('#downloads a.export-file').length === 3")
+    names = sorted(pg.locator("#downloads a.export-file").all_inner_texts())
+    assert names == ["astronaut.jpg", "chelsea.jpg", "coffee.jpg"]
+    assert "export · 3/3 · done" in pg.inner_text("#queue")
+    assert not pg.problems, pg.problems  # type: ignore[attr-defined]
