@@ -543,7 +543,7 @@ class Server:
                     item.update(kw)
 
         update(state="running")
-        for item, p in zip(job.items, photos):
+        for item, p in zip(job.items, photos, strict=True):
             if job.cancel:
                 update(item, status="cancelled")
                 continue
@@ -701,18 +701,19 @@ def create_app(config: ServeConfig):
             parts = await stream_multipart(request, s.uploads, config.max_upload_bytes, max_files=200)
         except UploadError as e:
             raise ApiError(e.status, str(e)) from None
-        photos, errors = [], []
+        photos, errors, statuses = [], [], []
         for tmp, raw_name in parts:
             try:
                 p = await run_in_threadpool(server.add_upload, s, tmp, raw_name)
                 photos.append(p.to_json())
             except ApiError as e:
                 errors.append({"name": safe_display_name(raw_name), "error": e.message})
+                statuses.append(e.status)
             finally:
                 tmp.unlink(missing_ok=True)
         if not parts:
             raise ApiError(400, "no file in the upload (field 'files')")
-        status = 200 if photos else (errors and 415 or 400)
+        status = 200 if photos else statuses[0]
         return JSONResponse({"photos": photos, "errors": errors,
                              **({"error": errors[0]["error"]} if not photos else {})}, status_code=status)
 
