@@ -339,6 +339,9 @@ def _run(args) -> int:
     except (FileExistsError, FileNotFoundError, CheckpointError) as e:
         error(e)
         return 2
-    print(f"trained {trainer.step} steps in {time.time() - t0:.0f} s; model: {model_dir}")
+    c = train_cfg
+    phases = [(c.pretrain_steps, "supervised pre-training"), (c.p_steps, "discriminator pre-training"), (c.steps, "training (--steps)")]
+    split = " + ".join(f"{n} {what}" for n, what in phases if n)
+    print(f"trained {trainer.step} steps ({split}; the log's 'step' counts all of them) in {time.time() - t0:.0f} s; model: {model_dir}")
     print(f"use it: deepexposure retouch --method {'exposure' if algo == 'exposure' else 'deepexposure'} --model {run_dir} PHOTO -o OUT")
     return 0
