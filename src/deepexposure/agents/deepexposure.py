@@ -655,7 +655,7 @@ class DeepExposureMethod:
             method={"name": self.name, "model": name, "algo": self.meta.get("algo"), "model_path": str(self.model_dir)},
             segments=seg.summary(),
             segment_map=seg.label_rows(),
-            notes=[f"exposure step t was chosen by the policy for segment t (darkest first), on a {self.size}x{self.size} thumbnail"],
+            notes=[f"exposure t of the fused bracket was chosen by the policy while looking at segment t (darkest first), on a {self.size}x{self.size} thumbnail"],
         )
 
 
