@@ -22,6 +22,8 @@ Operations (applied in order to the full-resolution sRGB image):
   unmodified image when ``include_original``, fused with Mertens fusion (memory-frugal streaming path).
 - ``filter``: one white-box filter of :data:`deepexposure.filters.FILTERS` with its parameters.
 - ``clahe``: contrast-limited adaptive histogram equalisation on luminance (a baseline).
+- ``local_exposure`` / ``local_filters``: per-region exposures / white-box filters rendered through
+  edge-aware masks rebuilt from ``segment_map`` (:mod:`deepexposure.local`, ``docs/local.md``).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ __all__ = ["Recipe", "RecipeError", "render", "RECIPE_FORMAT", "RECIPE_VERSION",
 
 RECIPE_FORMAT = "deepexposure-recipe"
 RECIPE_VERSION = 1
-_OPS = ("exposure_fusion", "filter", "clahe")
+_OPS = ("exposure_fusion", "filter", "clahe", "local_exposure", "local_filters")
 
 
 class RecipeError(ValueError):
@@ -130,7 +132,11 @@ class Recipe:
             if not isinstance(op, dict) or op.get("op") not in _OPS:
                 raise RecipeError(f"{where}: unknown op {op.get('op') if isinstance(op, dict) else op!r} (known: {', '.join(_OPS)})")
             kind = op["op"]
-            if kind == "exposure_fusion":
+            if kind in ("local_exposure", "local_filters"):  # per-region ops: deepexposure.local
+                from .local import validate_local_op
+
+                validate_local_op(op, self, where)
+            elif kind == "exposure_fusion":
                 evs = op.get("evs")
                 if not isinstance(evs, list) or not all(_finite(e) for e in evs):
                     raise RecipeError(f"{where}: 'evs' must be a list of numbers")
@@ -240,6 +246,10 @@ def render(recipe: Recipe, img_srgb: torch.Tensor) -> torch.Tensor:
             from .baselines import clahe
 
             out = clahe(out, clip_limit=float(op.get("clip_limit", 0.01)), kernel_size=op.get("kernel_size"))
+        elif kind in ("local_exposure", "local_filters"):
+            from .local import render_local_op
+
+            out = render_local_op(recipe, op, out)
         else:  # validate() rejects these; kept for programmatic recipes
             raise RecipeError(f"recipe: unknown op {kind!r}")
     return out

@@ -450,7 +450,8 @@ class DeepExposureMethod:
 
     name = "deepexposure"
 
-    def __init__(self, model: str | Path | None = None, n_segments: int | None = None):
+    def __init__(self, model: str | Path | None = None, n_segments: int | None = None, render: str = "fused"):
+        self.render = _check_render(render)
         self.model_dir = _resolve_model_dir(model)
         meta_path = self.model_dir / "model.json"
         if not (self.model_dir / "policy.safetensors").exists():
@@ -477,13 +478,13 @@ class DeepExposureMethod:
     def plan(self, img_srgb: torch.Tensor) -> Recipe:
         evs, seg = self.exposures(img_srgb)
         name = self.meta.get("name", self.model_dir.name)
-        return Recipe(
+        return _as_render(Recipe(
             ops=[fusion_op(evs, self.fusion_cfg)],
             method={"name": self.name, "model": name, "algo": self.meta.get("algo"), "model_path": str(self.model_dir)},
             segments=seg.summary(),
             segment_map=seg.label_rows(),
             notes=[f"exposure step t was chosen by the policy for segment t (darkest first), on a {self.size}x{self.size} thumbnail"],
-        )
+        ), self.render)
 
 
 class ExplicitExposuresMethod:
@@ -491,7 +492,8 @@ class ExplicitExposuresMethod:
 
     name = "exposures"
 
-    def __init__(self, evs: list[float], fusion: FusionConfig | None = None, size: int = 64, **seg_options):
+    def __init__(self, evs: list[float], fusion: FusionConfig | None = None, size: int = 64, render: str = "fused", **seg_options):
+        self.render = _check_render(render)
         if not evs:
             raise ValueError("--exposures needs at least one value")
         self.evs = [float(e) for e in evs]
@@ -501,12 +503,27 @@ class ExplicitExposuresMethod:
 
     def plan(self, img_srgb: torch.Tensor) -> Recipe:
         seg = segment_thumbnail(thumbnail(img_srgb, self.size), self.segment_cfg)
-        return Recipe(
+        return _as_render(Recipe(
             ops=[fusion_op(self.evs, self.fusion_cfg)],
             method={"name": self.name},
             segments=seg.summary(),
             segment_map=seg.label_rows(),
-        )
+        ), self.render)
+
+
+def _check_render(render: str) -> str:
+    """``render`` option of the methods: ``fused`` (the paper), ``local`` or ``local+fusion`` (:mod:`deepexposure.local`)."""
+    from ..local import RENDERS
+
+    if render not in RENDERS:
+        raise ValueError(f"render must be one of {', '.join(RENDERS)}, got {render!r}")
+    return render
+
+
+def _as_render(recipe: Recipe, render: str) -> Recipe:
+    from ..local import as_render
+
+    return as_render(recipe, render)
 
 
 register_method("deepexposure", DeepExposureMethod)

@@ -20,6 +20,9 @@ def add_method_options(p: argparse.ArgumentParser, default: str = "deepexposure"
     g.add_argument("--ev", type=float_list, default=None, metavar="E1,E2,..", help="exposure bracket for --method fusion, e.g. -1,0,1,2")
     g.add_argument("--exposures", type=float_list, default=None, metavar="E1,..,ET", help="explicit exposure per segment (implies --method exposures)")
     g.add_argument("--segments", type=int, default=None, metavar="T", help="number of segments for learned methods (default: the model's)")
+    g.add_argument("--render", choices=["fused", "local", "local+fusion"], default="fused",
+                   help="renderer of per-region exposures (deepexposure, exposures): fused = the paper's fused bracket; "
+                   "local = each region's exposure through its edge-aware mask; local+fusion = that, fused with the original (docs/local.md)")
 
 
 class UsageError(ValueError):
@@ -41,6 +44,11 @@ def _method_from_args(args: argparse.Namespace):
     opts: dict = {}
     if name == "exposures":
         opts["evs"] = args.exposures or []
+    render = getattr(args, "render", "fused")
+    if render != "fused":
+        if name not in ("deepexposure", "exposures"):
+            raise ValueError(f"--render {render} needs a method that chooses one exposure per region (deepexposure, exposures), not {name!r}")
+        opts["render"] = render
     if name == "fusion" and args.ev is not None:
         opts["ev"] = args.ev
     if name in ("deepexposure", "exposure"):
