@@ -239,3 +239,27 @@ class TestCli:
         assert r_l.ops[0]["op"] == "local_exposure"
         assert r_l.ops[0]["evs"] == r_f.ops[0]["evs"]
         assert out_l.shape == out_f.shape
+
+
+class TestOracleLocal:
+    def test_recovers_the_exposures_of_a_local_render(self):
+        from deepexposure.methods import get_method
+        from deepexposure.metrics import psnr
+        from deepexposure.pipeline import retouch_tensor
+
+        img = _small("coffee", (120, 160))
+        truth = [1.5, 0.5, -0.5, 1.0, 0.0]
+        ref, _ = retouch_tensor(get_method("exposures", evs=truth, render="local"), img)
+        out, rec = retouch_tensor(get_method("oracle-local"), img, reference=ref)
+        assert rec.ops[0]["op"] == "local_exposure" and rec.method["name"] == "oracle-local"
+        assert max(abs(a - b) for a, b in zip(rec.ops[0]["evs"], truth)) < 0.1
+        assert float(psnr(out, ref)) > 45
+        glob, _ = retouch_tensor(get_method("oracle-global"), img, reference=ref)
+        assert float(psnr(out, ref)) > float(psnr(glob, ref)) + 10
+
+    def test_needs_the_reference(self):
+        from deepexposure.methods import get_method
+        from deepexposure.pipeline import retouch_tensor
+
+        with pytest.raises(ValueError, match="reference"):
+            retouch_tensor(get_method("oracle-local"), _small())

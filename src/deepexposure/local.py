@@ -290,3 +290,27 @@ def validate_local_op(op: dict, recipe, where: str) -> None:
             for i, p in enumerate(params):
                 if not lo[i] - 1e-6 <= p <= hi[i] + 1e-6:
                     raise RecipeError(f"{w}: {f['name']} param {i} = {p} outside [{lo[i]}, {hi[i]}]")
+
+
+# ----------------------------------------------------------------------------------------------
+# methods: the shipped DeepExposure policy with a local renderer, by name (for `eval --methods`)
+# ----------------------------------------------------------------------------------------------
+
+
+def _deepexposure_with(render: str):
+    def factory(**options):
+        from .agents.deepexposure import DeepExposureMethod
+
+        return DeepExposureMethod(render=render, **options)
+
+    return factory
+
+
+def _register() -> None:
+    from .methods import register_method
+
+    register_method("deepexposure-local", _deepexposure_with("local"))
+    register_method("deepexposure-local-fusion", _deepexposure_with("local+fusion"))
+
+
+_register()
