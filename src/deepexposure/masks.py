@@ -34,8 +34,8 @@ a pixel or two.
 Two entry points share the maths:
 
 - :func:`edge_aware_masks` -- batched and differentiable (autograd through every step; the clamp
-  and the floor zero the gradient where they act): ``(B,T,h0,w0)`` soft masks and a ``(B,1,H,W)``
-  guide to ``(B,T,H,W)`` masks, for training at thumbnail resolution;
+  and the floor zero the gradient where they act): a ``(B,3,H,W)`` photo and ``(B,T,h0,w0)`` soft
+  masks to ``(B,T,H,W)`` masks, for training at thumbnail resolution;
 - :class:`RegionMasks` -- one photo at full resolution in bounded memory: the coefficients live on
   the guide grid, the masks are produced for strips of rows on demand (:meth:`RegionMasks.rows`),
   never all ``T x H x W`` at once (the local renderer consumes them strip by strip).
@@ -150,15 +150,20 @@ def guided_coefficients(guide_g: torch.Tensor, p_g: torch.Tensor, r: int, eps: f
         with ``A, B`` upsampled and ``I`` at the finer resolution).
     """
     # Box sums in float64 when the input is float32: the variance f(I^2) - f(I)^2 cancels.
+    # One region at a time: the float64 temporaries stay at a few planes of the guide grid.
     work = torch.float64 if guide_g.dtype == torch.float32 and guide_g.device.type == "cpu" else guide_g.dtype
-    i, p = guide_g.to(work), p_g.to(work)
+    i = guide_g.to(work)
     mean_i = _box(i, r)
-    mean_p = _box(p, r)
-    cov_ip = _box(i * p, r) - mean_i * mean_p
     var_i = _box(i * i, r) - mean_i * mean_i
-    a = cov_ip / (var_i + eps)
-    b = mean_p - a * mean_i
-    return _box(a, r).to(p_g.dtype), _box(b, r).to(p_g.dtype)
+    coeff_a, coeff_b = [], []
+    for t in range(p_g.shape[1]):
+        p = p_g[:, t : t + 1].to(work)
+        mean_p = _box(p, r)
+        a = (_box(i * p, r) - mean_i * mean_p) / (var_i + eps)
+        b = mean_p - a * mean_i
+        coeff_a.append(_box(a, r).to(p_g.dtype))
+        coeff_b.append(_box(b, r).to(p_g.dtype))
+    return torch.cat(coeff_a, 1), torch.cat(coeff_b, 1)
 
 
 def _lerp_axis(x: torch.Tensor, size: int, dim: int, start: int = 0, stop: int | None = None) -> torch.Tensor:
