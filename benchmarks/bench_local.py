@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_fusion import _frame, _loadavg, _proc_status  # noqa: E402
+from bench_fusion import _frame, _loadavg, _proc_status
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -114,6 +114,28 @@ def _run_worker(method: str, mp: float, threads: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _report(rows: list[dict], meta: dict) -> list[str]:
+    lines = [
+        "# Local render vs fused render at full resolution",
+        "",
+        (f"Command: `{meta['command']}`; torch {meta['torch']}, {meta['cpus']} CPU cores shared with other jobs, "
+         f"{meta['threads']} torch thread(s), `OMP_WAIT_POLICY=PASSIVE`. T = {len(meta['evs'])} regions, exposures {meta['evs']}."),
+        ("Peak extra memory: fresh subprocess, `clear_refs=5`, then `VmHWM - VmRSS` before `render(recipe, img)` "
+         "(the input photo is not counted, the output is). On a loaded machine wall time is inflated; CPU time is the steadier ratio."),
+        "",
+        "| MP | renderer | time (s) | CPU (s) | peak extra (GiB) | time / fused | CPU / fused | memory / fused |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        cpu_ratio = r.get("cpu_vs_fused", round(r["cpu_seconds"] / next(
+            x["cpu_seconds"] for x in rows if x["megapixels"] == r["megapixels"] and x["method"] == "fused"), 3))
+        lines.append(f"| {r['megapixels']} | {r['method']} | {r['seconds']:.2f} | {r['cpu_seconds']:.2f} | "
+                     f"{r['peak_extra_bytes'] / 2**30:.2f} | {r['time_vs_fused']} | {cpu_ratio} | {r['memory_vs_fused']} |")
+    lines += ["", "Every run's time (s) with the 1/5/15-min load average after it:", ""]
+    lines += [f"- {r['megapixels']} MP {r['method']}: {r['runs_seconds']} (load {r['load_after']})" for r in rows]
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", default="24", help="comma-separated megapixel counts")
@@ -121,11 +143,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS))
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared)")
     p.add_argument("--no-write", action="store_true", help="print only, do not write benchmarks/results")
+    p.add_argument("--report-only", action="store_true", help="rewrite local_render.md from local_render.json, no measurement")
     p.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)
     p.add_argument("--mp", type=float, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
         print(json.dumps(_worker(args.worker, args.mp, args.threads)))
+        return
+    if args.report_only:
+        saved = json.loads((RESULTS / "local_render.json").read_text())
+        (RESULTS / "local_render.md").write_text("\n".join(_report(saved["rows"], saved["meta"])) + "\n")
         return
     import torch
 
@@ -149,26 +176,12 @@ def main(argv: list[str] | None = None) -> None:
     for r in rows:
         ref = next(x for x in rows if x["megapixels"] == r["megapixels"] and x["method"] == "fused")
         r["time_vs_fused"] = round(r["seconds"] / ref["seconds"], 3)
+        r["cpu_vs_fused"] = round(r["cpu_seconds"] / ref["cpu_seconds"], 3)
         r["memory_vs_fused"] = round(r["peak_extra_bytes"] / ref["peak_extra_bytes"], 3)
     cmd = "PYTHONPATH=src python benchmarks/bench_local.py " + " ".join(argv if argv is not None else sys.argv[1:])
     meta = {"command": cmd.strip(), "torch": torch.__version__, "python": platform.python_version(), "cpus": os.cpu_count(),
             "threads": args.threads, "evs": EVS}
-    lines = [
-        "# Local render vs fused render at full resolution",
-        "",
-        f"Command: `{meta['command']}`; torch {meta['torch']}, {meta['cpus']} CPU cores shared with other jobs, "
-        f"{args.threads} torch thread(s), `OMP_WAIT_POLICY=PASSIVE`. T = {len(EVS)} regions, exposures {EVS}.",
-        "Peak extra memory: fresh subprocess, `clear_refs=5`, then `VmHWM - VmRSS` before `render(recipe, img)` "
-        "(the input photo is not counted, the output is).",
-        "",
-        "| MP | renderer | time (s) | CPU (s) | peak extra (GiB) | time / fused | memory / fused |",
-        "|---:|---|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        lines.append(f"| {r['megapixels']} | {r['method']} | {r['seconds']:.2f} | {r['cpu_seconds']:.2f} | "
-                     f"{r['peak_extra_bytes'] / 2**30:.2f} | {r['time_vs_fused']} | {r['memory_vs_fused']} |")
-    lines += ["", "Every run's time (s) with the 1/5/15-min load average after it:", ""]
-    lines += [f"- {r['megapixels']} MP {r['method']}: {r['runs_seconds']} (load {r['load_after']})" for r in rows]
+    lines = _report(rows, meta)
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.no_write:

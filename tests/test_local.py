@@ -74,12 +74,12 @@ class TestLocalExposureRender:
 
 
 class TestLocalFiltersRender:
-    CHAIN = [("gamma", [1.3]), ("saturation", [0.4]), ("contrast", [0.3])]
+    CHAIN = (("gamma", (1.3,)), ("saturation", (0.4,)), ("contrast", (0.3,)))
 
     def test_same_chain_everywhere_is_the_global_chain(self):
         img = _small(dtype=torch.float64)
         masks = torch.softmax(torch.rand(1, 3, 96, 128, dtype=torch.float64), 1)
-        chain = [(n, torch.tensor([p], dtype=torch.float64)) for n, p in self.CHAIN]
+        chain = [(n, torch.tensor([list(p)], dtype=torch.float64)) for n, p in self.CHAIN]
         out = local_filters_render(img, masks, [chain] * 3)
         want = img
         for n, p in chain:

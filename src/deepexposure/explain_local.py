@@ -20,7 +20,7 @@ import torch
 from .recipe import Recipe, render
 from .resize import resize_long_edge
 
-__all__ = ["explain_local", "COLUMNS", "PANEL_SIZE"]
+__all__ = ["COLUMNS", "PANEL_SIZE", "explain_local"]
 
 #: panels per row
 COLUMNS = 4

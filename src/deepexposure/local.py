@@ -47,11 +47,11 @@ from .masks import MaskConfig, RegionMasks, labels_to_onehot, mask_strip_rows
 __all__ = [
     "LOCAL_OPS",
     "RENDERS",
-    "local_exposure_render",
-    "local_filters_render",
-    "local_exposure_op",
-    "local_filters_op",
     "as_render",
+    "local_exposure_op",
+    "local_exposure_render",
+    "local_filters_op",
+    "local_filters_render",
     "region_masks_for",
     "render_local_op",
     "validate_local_op",
@@ -222,10 +222,10 @@ def render_local_op(recipe, op: dict, img_srgb: torch.Tensor) -> torch.Tensor:
     out = torch.empty_like(img_srgb)
     if op["op"] == "local_exposure":
         evs = torch.tensor([[float(e) for e in op["evs"]]], dtype=img_srgb.dtype, device=img_srgb.device)
-        step = lambda x, m: local_exposure_render(x, m, evs)  # noqa: E731
+        step = lambda x, m: local_exposure_render(x, m, evs)
     else:
         chains = _chains(op, img_srgb.dtype, img_srgb.device)
-        step = lambda x, m: local_filters_render(x, m, chains)  # noqa: E731
+        step = lambda x, m: local_filters_render(x, m, chains)
     rows = mask_strip_rows(w, rm.n_regions)
     for r0 in range(0, h, rows):
         r1 = min(r0 + rows, h)

@@ -58,10 +58,10 @@ __all__ = [
     "MaskConfig",
     "RegionMasks",
     "edge_aware_masks",
+    "guide_luma",
     "guided_coefficients",
     "joint_bilateral_indicators",
     "labels_to_onehot",
-    "guide_luma",
     "mask_strip_rows",
 ]
 
@@ -93,7 +93,7 @@ class MaskConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "MaskConfig":
+    def from_dict(cls, d: dict | None) -> MaskConfig:
         """Build from a recipe's ``masks`` settings (ignores the ``method`` key; unknown keys raise ``TypeError``)."""
         d = dict(d or {})
         d.pop("method", None)
@@ -225,7 +225,7 @@ class RegionMasks:
         return int(self.coeff_a.shape[1])
 
     @classmethod
-    def build(cls, img_srgb: torch.Tensor, masks_lo: torch.Tensor, cfg: MaskConfig | None = None) -> "RegionMasks":
+    def build(cls, img_srgb: torch.Tensor, masks_lo: torch.Tensor, cfg: MaskConfig | None = None) -> RegionMasks:
         """Compute the coefficients for one photo.
 
         Args:
