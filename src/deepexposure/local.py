@@ -48,6 +48,7 @@ __all__ = [
     "LOCAL_OPS",
     "RENDERS",
     "as_render",
+    "check_render",
     "local_exposure_op",
     "local_exposure_render",
     "local_filters_op",
@@ -147,6 +148,13 @@ def local_filters_op(regions: list[list[dict]], mask_cfg: MaskConfig | None = No
     return {"op": "local_filters", "masks": _mask_settings(mask_cfg), "regions": copy.deepcopy(regions)}
 
 
+def check_render(render: str) -> str:
+    """Return ``render`` if it is one of :data:`RENDERS`, else raise ``ValueError`` (the methods' ``render`` option)."""
+    if render not in RENDERS:
+        raise ValueError(f"render must be one of {', '.join(RENDERS)}, got {render!r}")
+    return render
+
+
 def as_render(recipe, render: str = "fused"):
     """Turn a fused DeepExposure recipe into the same choices rendered ``local`` or ``local+fusion``.
 
@@ -157,9 +165,7 @@ def as_render(recipe, render: str = "fused"):
     Raises:
         ValueError: unknown ``render``, or a recipe without segments / exposure_fusion op.
     """
-    if render not in RENDERS:
-        raise ValueError(f"render must be one of {', '.join(RENDERS)}, got {render!r}")
-    if render == "fused":
+    if check_render(render) == "fused":
         return recipe
     if not recipe.segment_map:
         raise ValueError(f"--render {render} needs a method that chooses one exposure per region (deepexposure, exposures)")

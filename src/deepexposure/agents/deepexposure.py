@@ -40,6 +40,7 @@ from torch import nn
 
 from ..filters import global_exposure, local_exposure
 from ..fusion import FusionConfig, exposure_fusion
+from ..local import as_render, check_render
 from ..methods import register_method
 from ..nets import Trunk, TrunkConfig, load_pretrained, save_pretrained
 from ..recipe import Recipe, fusion_op
@@ -451,7 +452,7 @@ class DeepExposureMethod:
     name = "deepexposure"
 
     def __init__(self, model: str | Path | None = None, n_segments: int | None = None, render: str = "fused"):
-        self.render = _check_render(render)
+        self.render = check_render(render)
         self.model_dir = _resolve_model_dir(model)
         meta_path = self.model_dir / "model.json"
         if not (self.model_dir / "policy.safetensors").exists():
@@ -478,7 +479,7 @@ class DeepExposureMethod:
     def plan(self, img_srgb: torch.Tensor) -> Recipe:
         evs, seg = self.exposures(img_srgb)
         name = self.meta.get("name", self.model_dir.name)
-        return _as_render(Recipe(
+        return as_render(Recipe(
             ops=[fusion_op(evs, self.fusion_cfg)],
             method={"name": self.name, "model": name, "algo": self.meta.get("algo"), "model_path": str(self.model_dir)},
             segments=seg.summary(),
@@ -493,7 +494,7 @@ class ExplicitExposuresMethod:
     name = "exposures"
 
     def __init__(self, evs: list[float], fusion: FusionConfig | None = None, size: int = 64, render: str = "fused", **seg_options):
-        self.render = _check_render(render)
+        self.render = check_render(render)
         if not evs:
             raise ValueError("--exposures needs at least one value")
         self.evs = [float(e) for e in evs]
@@ -503,27 +504,12 @@ class ExplicitExposuresMethod:
 
     def plan(self, img_srgb: torch.Tensor) -> Recipe:
         seg = segment_thumbnail(thumbnail(img_srgb, self.size), self.segment_cfg)
-        return _as_render(Recipe(
+        return as_render(Recipe(
             ops=[fusion_op(self.evs, self.fusion_cfg)],
             method={"name": self.name},
             segments=seg.summary(),
             segment_map=seg.label_rows(),
         ), self.render)
-
-
-def _check_render(render: str) -> str:
-    """``render`` option of the methods: ``fused`` (the paper), ``local`` or ``local+fusion`` (:mod:`deepexposure.local`)."""
-    from ..local import RENDERS
-
-    if render not in RENDERS:
-        raise ValueError(f"render must be one of {', '.join(RENDERS)}, got {render!r}")
-    return render
-
-
-def _as_render(recipe: Recipe, render: str) -> Recipe:
-    from ..local import as_render
-
-    return as_render(recipe, render)
 
 
 register_method("deepexposure", DeepExposureMethod)
