@@ -239,6 +239,8 @@ class TestCli:
         assert r_l.ops[0]["op"] == "local_exposure"
         assert r_l.ops[0]["evs"] == r_f.ops[0]["evs"]
         assert out_l.shape == out_f.shape
+        assert get_method("deepexposure-local").render == "local"  # the name `eval --methods` takes
+        assert get_method("deepexposure-local-fusion").render == "local+fusion"
 
 
 class TestOracleLocal:
