@@ -12,7 +12,7 @@ He & Sun, "Fast Guided Filter", arXiv:1505.00996, Algorithm 2), guided by the ph
    (Kopf et al. 2007; :func:`joint_bilateral_indicators`): each guide pixel takes the labels of
    the nearby thumbnail cells whose mean colour resembles its own. This moves the map's
    boundaries, which can lie half a cell (45 px at 24 MP) off the true edge, onto the edge; a
-   guided filter alone, fed a misaligned indicator, leaks 30-50 % of a mask across the edge;
+   guided filter alone, fed a misaligned indicator, leaks 14-50 % of a mask across the edge;
 2. on that grid, with a box window of radius ``r = radius * long_edge_g`` pixels and mean ``f``::
 
        a_t = (f(I p_t) - f(I) f(p_t)) / (f(I^2) - f(I)^2 + eps)          (Eq. 5)
