@@ -3,7 +3,9 @@
 For an ``exposure_fusion`` recipe: the original, its segments (coloured, numbered), each step's
 whole-frame exposure of the fused bracket, labelled with its EV and the segment it was chosen for,
 and the fused result, side by side (the exposures are not confined to their segments; fusion mixes them). For filter
-recipes: the image after each filter, labelled with the filter and its parameters.
+recipes: the image after each filter, labelled with the filter and its parameters. Recipes with
+local ops (``local_exposure``, ``local_filters``) get a grid of masks and regions
+(:mod:`deepexposure.explain_local`).
 """
 
 from __future__ import annotations
@@ -68,6 +70,10 @@ def explain_image(img_srgb: torch.Tensor, recipe: Recipe, out_srgb: torch.Tensor
     """
     from .filters import global_exposure
 
+    if any(op["op"] in ("local_exposure", "local_filters") for op in recipe.ops):  # per-region renders: a grid
+        from .explain_local import explain_local
+
+        return explain_local(img_srgb, recipe, out_srgb)
     prev = resize_long_edge(img_srgb, PREVIEW_SIZE, upscale=False).clamp(0, 1)
     panels: list[tuple[torch.Tensor, str]] = [(prev, "original")]
     if recipe.segment_map:

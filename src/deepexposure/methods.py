@@ -7,17 +7,21 @@ A *method* decides what to do to a photo and says so as a :class:`~deepexposure.
 
 Built-in names are resolved lazily (importing torch networks only when needed):
 
-========================  ==========================================================
-``deepexposure``          the learned DeepExposure policy (default model shipped)
-``exposure``              the learned white-box filter agent (Hu et al. 2018)
-``exposures``             explicit per-segment exposures (``evs=[...]``)
-``identity``              leave the photo alone
-``auto``                  global auto-exposure
-``clahe``                 CLAHE on luminance
-``fusion``                fixed-bracket single-image exposure fusion (``ev=[-1, 0, 1, 2]``)
-``oracle-global``         ceiling: the best single exposure, chosen against the reference (eval only)
-``oracle-exposures``      ceiling: the best T exposures for the fused renderer (eval only)
-========================  ==========================================================
+=============================  ====================================================================================
+``deepexposure``               the learned DeepExposure policy (default model shipped)
+``deepexposure-local``         the same policy's exposures rendered per region (``render="local"``, docs/local.md)
+``deepexposure-local-fusion``  the same, rendered ``local+fusion``
+``exposure``                   the learned white-box filter agent (Hu et al. 2018)
+``exposures``                  explicit per-segment exposures (``evs=[...]``)
+``identity``                   leave the photo alone
+``auto``                       global auto-exposure
+``clahe``                      CLAHE on luminance
+``fusion``                     fixed-bracket single-image exposure fusion (``ev=[-1, 0, 1, 2]``)
+``oracle-global``              ceiling: the best single exposure, chosen against the reference (eval only)
+``oracle-exposures``           ceiling: the best T exposures for the fused renderer (eval only)
+``oracle-local``               ceiling: the best per-region exposures for the local renderer (eval only)
+``oracle-local-fusion``        ceiling: the same for the local+fusion renderer (eval only)
+=============================  ====================================================================================
 
 A method with ``needs_reference = True`` (the oracles) takes ``plan(img_srgb, reference=ref_srgb)``;
 only ``eval`` has a reference to give it.
@@ -60,6 +64,10 @@ _BUILTIN_MODULES = {
     "fusion": "deepexposure.baselines",
     "oracle-global": "deepexposure.oracle",
     "oracle-exposures": "deepexposure.oracle",
+    "deepexposure-local": "deepexposure.local",
+    "deepexposure-local-fusion": "deepexposure.local",
+    "oracle-local": "deepexposure.oracle",
+    "oracle-local-fusion": "deepexposure.oracle",
 }
 
 

@@ -30,6 +30,9 @@ Each is applied to the whole frame and the bracket is fused with Mertens weights
 Validation (:meth:`Recipe.validate`, :func:`validate_recipe_dict`) checks types, ranges, counts and
 nesting before any work; the same rules, as a JSON Schema, are :func:`recipe_schema` and
 ``docs/recipe.schema.json`` (a test keeps the file in sync).
+
+- ``local_exposure`` / ``local_filters``: per-region exposures / white-box filters rendered through
+  edge-aware masks rebuilt from ``segment_map`` (:mod:`deepexposure.local`, ``docs/local.md``).
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ __all__ = ["Recipe", "RecipeError", "render", "RECIPE_FORMAT", "RECIPE_VERSION",
 
 RECIPE_FORMAT = "deepexposure-recipe"
 RECIPE_VERSION = 1
-_OPS = ("exposure_fusion", "filter", "clahe")
+_OPS = ("exposure_fusion", "filter", "clahe", "local_exposure", "local_filters")
 
 #: Bounds of everything a recipe may hold; the validator and :func:`recipe_schema` both read them.
 LIMITS: dict[str, Any] = {
@@ -72,6 +75,8 @@ _OP_KEYS = {
     "exposure_fusion": ("op", "evs", "include_original", "fusion"),
     "filter": ("op", "name", "params"),
     "clahe": ("op", "clip_limit", "kernel_size"),
+    "local_exposure": ("op", "evs", "masks", "fuse_original", "fusion"),
+    "local_filters": ("op", "masks", "regions"),
 }
 _TOP_KEYS = ("format", "version", "image", "method", "segments", "segment_map", "ops", "notes")
 
@@ -338,6 +343,12 @@ def validate_recipe_dict(d: Any, source: str = "recipe") -> None:
     _check_list(d, "notes", LIMITS["max_notes"], str, source)
     for i, op in enumerate(ops):
         _validate_op(op, f"{source}: ops[{i}]")
+        if op["op"] in ("local_exposure", "local_filters"):  # per-region ops need the segment map: deepexposure.local
+            from types import SimpleNamespace
+
+            from .local import validate_local_op
+
+            validate_local_op(op, SimpleNamespace(segment_map=d.get("segment_map")), f"{source}: ops[{i}]")
 
 
 def recipe_schema() -> dict:
@@ -398,6 +409,12 @@ def recipe_schema() -> dict:
             "kernel_size": {"type": ["integer", "null"], "minimum": LIMITS["kernel_size"][0], "maximum": LIMITS["kernel_size"][1]},
         },
     }
+    local_ops = [{  # the region count and mask settings are checked against segment_map by deepexposure.local
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["op", *(["evs"] if kind == "local_exposure" else ["regions"])],
+        "properties": {"op": {"const": kind}, **{k: {} for k in _OP_KEYS[kind] if k != "op"}},
+    } for kind in ("local_exposure", "local_filters")]
     string = {"type": "string", "maxLength": LIMITS["max_string"]}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -416,7 +433,7 @@ def recipe_schema() -> dict:
             "segments": {"type": "array", "maxItems": LIMITS["max_segments"], "items": {"type": "object"}},
             "segment_map": {"type": "array", "maxItems": LIMITS["max_map_rows"], "items": string},
             "ops": {"type": "array", "minItems": 1, "maxItems": LIMITS["max_ops"],
-                    "items": {"oneOf": [fusion_op_schema, *filter_ops, clahe_op]}},
+                    "items": {"oneOf": [fusion_op_schema, *filter_ops, clahe_op, *local_ops]}},
             "notes": {"type": "array", "maxItems": LIMITS["max_notes"], "items": string},
         },
     }
@@ -506,6 +523,10 @@ def render(recipe: Recipe, img_srgb: torch.Tensor) -> torch.Tensor:
             from .baselines import clahe
 
             out = clahe(out, clip_limit=float(op.get("clip_limit", 0.01)), kernel_size=_opt_int(op.get("kernel_size")))
+        elif kind in ("local_exposure", "local_filters"):
+            from .local import render_local_op
+
+            out = render_local_op(recipe, op, out)
         else:  # validate() rejects these; kept for programmatic recipes
             raise RecipeError(f"recipe: unknown op {kind!r}")
     return out

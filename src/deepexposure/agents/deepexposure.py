@@ -50,6 +50,7 @@ from torch import nn
 
 from ..filters import global_exposure, local_exposure
 from ..fusion import FusionConfig, exposure_fusion
+from ..local import as_render, check_render
 from ..methods import register_method
 from ..nets import Trunk, TrunkConfig, load_pretrained, save_pretrained
 from ..recipe import Recipe, fusion_op
@@ -625,7 +626,8 @@ class DeepExposureMethod:
 
     name = "deepexposure"
 
-    def __init__(self, model: str | Path | None = None, n_segments: int | None = None):
+    def __init__(self, model: str | Path | None = None, n_segments: int | None = None, render: str = "fused"):
+        self.render = check_render(render)
         self.model_dir = _resolve_model_dir(model)
         if not (self.model_dir / "policy.safetensors").exists():
             raise FileNotFoundError(f"{self.model_dir}: no DeepExposure model here (policy.safetensors missing)")
@@ -650,13 +652,13 @@ class DeepExposureMethod:
     def plan(self, img_srgb: torch.Tensor) -> Recipe:
         evs, seg = self.exposures(img_srgb)
         name = self.meta.get("name", self.model_dir.name)
-        return Recipe(
+        return as_render(Recipe(
             ops=[fusion_op(evs, self.fusion_cfg)],
             method={"name": self.name, "model": name, "algo": self.meta.get("algo"), "model_path": str(self.model_dir)},
             segments=seg.summary(),
             segment_map=seg.label_rows(),
             notes=[f"exposure t of the fused bracket was chosen by the policy while looking at segment t (darkest first), on a {self.size}x{self.size} thumbnail"],
-        )
+        ), self.render)
 
 
 class ExplicitExposuresMethod:
@@ -664,7 +666,8 @@ class ExplicitExposuresMethod:
 
     name = "exposures"
 
-    def __init__(self, evs: list[float], fusion: FusionConfig | None = None, size: int = 64, **seg_options):
+    def __init__(self, evs: list[float], fusion: FusionConfig | None = None, size: int = 64, render: str = "fused", **seg_options):
+        self.render = check_render(render)
         if not evs:
             raise ValueError("--exposures needs at least one value")
         self.evs = [float(e) for e in evs]
@@ -674,12 +677,12 @@ class ExplicitExposuresMethod:
 
     def plan(self, img_srgb: torch.Tensor) -> Recipe:
         seg = segment_thumbnail(thumbnail(img_srgb, self.size), self.segment_cfg)
-        return Recipe(
+        return as_render(Recipe(
             ops=[fusion_op(self.evs, self.fusion_cfg)],
             method={"name": self.name},
             segments=seg.summary(),
             segment_map=seg.label_rows(),
-        )
+        ), self.render)
 
 
 register_method("deepexposure", DeepExposureMethod)

@@ -21,6 +21,9 @@ def add_method_options(p: argparse.ArgumentParser, default: str = "deepexposure"
     g.add_argument("--ev", type=float_list, default=None, metavar="E1,E2,..", help="exposure bracket for --method fusion, e.g. -1,0,1,2 (ignored by other methods)")
     g.add_argument("--exposures", type=float_list, default=None, metavar="E1,..,ET", help="your own bracket: exposures fused over the whole frame, one listed per segment (implies --method exposures)")
     g.add_argument("--segments", type=int, default=None, metavar="T", help="number of segments for learned methods (default: the model's)")
+    g.add_argument("--render", choices=["fused", "local", "local+fusion"], default="fused",
+                   help="renderer of per-region exposures (deepexposure, exposures): fused = the paper's fused bracket; "
+                   "local = each region's exposure through its edge-aware mask; local+fusion = that, fused with the original (docs/local.md)")
 
 
 class UsageError(ValueError):
@@ -65,6 +68,11 @@ def _method_from_args(args: argparse.Namespace):
                 raise UsageError("--ev needs at least one exposure value")
     except RecipeError as e:
         raise UsageError(str(e).replace("'evs' must be", "must be")) from None
+    render = getattr(args, "render", "fused")
+    if render != "fused":
+        if name not in ("deepexposure", "exposures"):
+            raise ValueError(f"--render {render} needs a method that chooses one exposure per region (deepexposure, exposures), not {name!r}")
+        opts["render"] = render
     if name in ("deepexposure", "exposure"):
         if args.model:
             opts["model"] = args.model
