@@ -56,3 +56,21 @@ def test_pair_pool_rebuild_equals_the_pool_after_refreshes():
     fresh = PairPool(_Stream(), size=10, refresh=3)
     fresh.rebuild(3)
     assert not torch.equal(fresh.inputs, live.inputs)
+
+
+def test_local_render_pretraining_fits_the_local_image_and_is_recorded(tmp_path):
+    """With render='local' the loss is on S^l_T (each segment by its own exposure); the exported model says so."""
+    from deepexposure.agents.deepexposure import DeepExposureMethod
+    from deepexposure.pretrain import fidelity_loss
+
+    seed_everything(0)
+    refs = random_crops(3, 2, size=32) * 0.7
+    inputs = quantize_8bit(global_exposure(refs, torch.full((refs.shape[0], 1), -1.0)))
+    agent = DeepExposureAgent(DeepExposureConfig(algo="de2", n_segments=2, base_channels=8, image_size=32, render="local"), refs.shape[0])
+    agent.prepare(inputs)
+    loss, _ = fidelity_loss(agent, inputs, refs, agent.masks)
+    r = rollout(agent.policy, inputs, agent.masks, agent.cfg.fusion)
+    assert torch.allclose(loss, (r.local[-1] - refs).pow(2).mean())
+    agent.save_model(tmp_path / "m")
+    assert DeepExposureMethod(tmp_path / "m").render == "local"
+    assert DeepExposureMethod(tmp_path / "m", render="fused").render == "fused"

@@ -8,7 +8,8 @@ end, so the policy can first be fitted to the references directly:
 
 where ``F(x, pi)`` is the deterministic roll-out (no exploration noise) of
 :func:`deepexposure.agents.deepexposure.rollout`: one exposure per segment in turn, then the
-fused bracket ``S^f`` (Algorithm 3), all on the ``image_size`` thumbnail, sRGB in [0, 1]. It
+fused bracket ``S^f`` (Algorithm 3), or with ``render='local'`` the locally exposed ``S^l_T``
+(each segment by its own exposure), all on the ``image_size`` thumbnail, sRGB in [0, 1]. It
 regresses the policy onto the exposures that the references imply, through the renderer itself,
 which sidesteps the ambiguity of regressing on oracle exposures directly (the fused renderer gives
 nearly the same image for many exposure sets). The RL phase (``deepexposure train``) then starts
@@ -108,7 +109,8 @@ def fidelity_loss(agent, inputs: torch.Tensor, references: torch.Tensor, masks: 
     from .agents.deepexposure import rollout
 
     r = rollout(agent.policy, inputs, masks, agent.cfg.fusion)
-    return (r.fused - references).pow(2).mean(), r.evs.detach()
+    out = r.local[-1] if getattr(agent.cfg, "render", "fused") == "local" else r.fused
+    return (out - references).pow(2).mean(), r.evs.detach()
 
 
 def pretrain_step(agent, optimizer: torch.optim.Optimizer, inputs: torch.Tensor, references: torch.Tensor,

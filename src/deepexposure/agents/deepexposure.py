@@ -120,6 +120,11 @@ class DeepExposureConfig:
     (DE I) or by the discriminator with the advantage weights (DE II)) or 'direct' (the final reward
     back-propagated through the fusion and every step of the noisy episode: the behaviour before this
     option existed, and what a saved run config without this field gets)."""
+    render: str = "fused"
+    """the renderer the policy is trained for and its model records for inference: 'fused' (the
+    paper: the bracket of exposures, fused) or 'local' (each segment's exposure through its own mask,
+    S^l_T; at full resolution the edge-aware masks of deepexposure.local). It sets what supervised
+    pre-training (--pretrain-steps) fits to the references; retouch --render overrides it."""
     ev_penalty: float = 0.0
     """lambda_e: the policy maximises its objective minus lambda_e * mean(e_t^2) (not in the paper; 0
     turns it off). Without it a short run can drive the exposures to +-ev_max, where tanh's gradient
@@ -148,6 +153,8 @@ class DeepExposureConfig:
             raise ValueError(f"algo must be 'de1' or 'de2', got {self.algo!r}")
         if self.policy_gradient not in POLICY_GRADIENTS:
             raise ValueError(f"policy_gradient must be one of {POLICY_GRADIENTS}, got {self.policy_gradient!r}")
+        if self.render not in ("fused", "local"):
+            raise ValueError(f"render must be 'fused' or 'local', got {self.render!r}")
 
     @classmethod
     def upgrade_saved(cls, saved: dict) -> dict:
@@ -548,6 +555,7 @@ class DeepExposureAgent(nn.Module):
             "image_size": self.cfg.image_size,
             "segment": self.cfg.segment.to_dict(),
             "fusion": asdict(self.cfg.fusion),
+            "render": self.cfg.render,
             **(info or {}),
         }
         atomic_write_bytes(directory / "model.json", json.dumps(meta, indent=2).encode(), overwrite=True)
@@ -626,8 +634,8 @@ class DeepExposureMethod:
 
     name = "deepexposure"
 
-    def __init__(self, model: str | Path | None = None, n_segments: int | None = None, render: str = "fused"):
-        self.render = check_render(render)
+    def __init__(self, model: str | Path | None = None, n_segments: int | None = None, render: str | None = None):
+        self.render = check_render(render) if render is not None else None
         self.model_dir = _resolve_model_dir(model)
         if not (self.model_dir / "policy.safetensors").exists():
             raise FileNotFoundError(f"{self.model_dir}: no DeepExposure model here (policy.safetensors missing)")
@@ -640,6 +648,8 @@ class DeepExposureMethod:
             self.segment_cfg.n_segments = int(n_segments)
         self.fusion_cfg = FusionConfig(**self.meta["fusion"])
         self.size = int(self.meta.get("image_size", 64))
+        if self.render is None:  # the renderer the model was trained for (older models: fused)
+            self.render = check_render(str(self.meta.get("render", "fused")))
 
     def exposures(self, img_srgb: torch.Tensor):
         """Decide on the thumbnail: returns ``(evs list, segmentation)``."""
