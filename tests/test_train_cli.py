@@ -125,3 +125,13 @@ def test_export_step_writes_that_checkpoints_model(tmp_path, capsys):
     assert "the run has steps 2, 4" in capsys.readouterr().err
     out = tmp_path / "out"
     assert main(["retouch", str(tgs / "tg0.png"), "-o", str(out), "--model", str(first), "--quiet"]) == 0
+
+
+def test_train_help_is_plain_text_with_choices(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "CFG_" not in out and "``" not in out and ":class:" not in out
+    assert "--gan-loss {wgan-gp,logistic}" in out and "--policy-gradient {paper,direct}" in out and "--batch-size N" in out

@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # command not part of this build
             raise
         mod.register(sub)
+    from .config import plain_text
+
+    for p in sub.choices.values():  # module docstrings as terminal text
+        p.description = plain_text(p.description or "")
     return parser
 
 

@@ -9,6 +9,7 @@ import argparse
 import ast
 import dataclasses
 import inspect
+import re
 import textwrap
 from functools import lru_cache
 from typing import Any
@@ -62,6 +63,17 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
+_ROLE = re.compile(r":(?:mod|class|func|meth|data|attr):`~?([^`]+)`")
+
+
+def plain_text(text: str) -> str:
+    """Docstring markup as terminal text for ``--help``: ``:class:`x```, ``` ``x`` ``` -> x."""
+    return _ROLE.sub(r"\1", text).replace("``", "")
+
+
+_METAVARS = {int: "N", float: "X", str: "TEXT"}
+
+
 def _scalar_type(default: Any):
     if isinstance(default, bool):
         return None
@@ -73,7 +85,8 @@ def _scalar_type(default: Any):
 def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, title: str, skip: tuple[str, ...] = ()) -> None:
     """Add ``--field-name`` for every scalar field of ``cls`` (bools as ``--flag/--no-flag``); defaults stay None so only given options override."""
     group = parser.add_argument_group(title)
-    docs = field_docs(cls)
+    docs = {k: plain_text(v) for k, v in field_docs(cls).items()}
+    choices = getattr(cls, "CHOICES", {})
     taken = {a.dest for a in parser._actions}
     for f in dataclasses.fields(cls):
         if f.name in skip or f.default is dataclasses.MISSING:
@@ -91,7 +104,9 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, title: str
         if isinstance(f.default, bool):
             action = group.add_argument(opt, dest=f"cfg_{f.name}", action=argparse.BooleanOptionalAction, default=None, help=help_)
         elif _scalar_type(f.default):
-            action = group.add_argument(opt, dest=f"cfg_{f.name}", type=_scalar_type(f.default), default=None, help=help_)
+            typ = _scalar_type(f.default)
+            action = group.add_argument(opt, dest=f"cfg_{f.name}", type=typ, default=None, help=help_, choices=choices.get(f.name),
+                                        metavar=None if f.name in choices else _METAVARS[typ])
         else:
             continue
         action._cfg_title = title

@@ -46,7 +46,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -96,6 +96,9 @@ class CheckpointError(RuntimeError):
 @dataclass
 class TrainConfig:
     """Settings of the adversarial training loop (agent-specific settings live in the agent's config)."""
+
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"gan_loss": GAN_LOSSES}
+    """allowed values of the string options (shown by --help, checked by argparse)."""
 
     steps: int = 2000
     """training steps after pre-training (each: g_steps agent updates + d_steps discriminator updates)."""

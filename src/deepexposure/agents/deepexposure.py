@@ -44,6 +44,7 @@ import copy
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -84,6 +85,9 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "weights" / "deepex
 @dataclass
 class DeepExposureConfig:
     """Hyper-parameters of DeepExposure I/II (paper section 5.1 and footnote 2)."""
+
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"algo": ("de1", "de2"), "policy_gradient": POLICY_GRADIENTS, "render": ("fused", "local")}
+    """allowed values of the string options (shown by --help, checked by argparse)."""
 
     algo: str = "de2"
     """'de1' (value network, TD) or 'de2' (discriminator as value function)."""
