@@ -22,10 +22,9 @@ from deepexposure.agents.deepexposure import (
 from deepexposure.filters import global_exposure
 from deepexposure.fusion import FusionConfig
 from deepexposure.gan import FidelityScore, discriminator_loss, gradient_penalty
-from deepexposure.train import Trainer, TrainConfig
+from deepexposure.train import TrainConfig, Trainer
 
 from .toy import assert_same_training_state, random_crops, straight_and_resumed, toy_exposure_set
-
 
 # -- maths against plain loops ---------------------------------------------------------------
 

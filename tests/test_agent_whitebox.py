@@ -28,11 +28,10 @@ from deepexposure.agents.whitebox import (
     rollout,
     state_planes,
 )
-from deepexposure.color import rgb_to_hsv
 from deepexposure.filters import FILTER_NAMES, FILTERS, apply_filter, white_balance
 from deepexposure.methods import get_method
 from deepexposure.recipe import Recipe, render
-from deepexposure.train import Trainer, TrainConfig
+from deepexposure.train import TrainConfig, Trainer
 
 from .toy import assert_same_training_state, random_crops, straight_and_resumed
 

@@ -6,6 +6,7 @@ the papers (not with deepexposure.color), so they check the filters independentl
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -517,7 +518,7 @@ class TestRegistry:
         assert F.FILTERS["white_balance"].high[2] == pytest.approx(e / (0.27 + 0.67 / e + 0.06 * e))
 
     def test_frozen(self):
-        with pytest.raises(Exception):
+        with pytest.raises(dataclasses.FrozenInstanceError):
             F.FILTERS["gamma"].n_params = 2  # type: ignore[misc]
 
     def test_unknown_name(self):

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from deepexposure import hdr as H
-from deepexposure.color import linear_to_srgb, luminance, srgb_to_linear
 from deepexposure import pairs as P
+from deepexposure.color import linear_to_srgb, luminance, srgb_to_linear
 from deepexposure.data import PairedFolder
 from deepexposure.io import read_image, write_image
 from deepexposure.synth import parse_kinds

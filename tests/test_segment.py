@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from deepexposure.resize import make_thumbnail
-from deepexposure.segment import SegmentConfig, Segmentation, segment_batch, segment_thumbnail
+from deepexposure.segment import Segmentation, SegmentConfig, segment_batch, segment_thumbnail
 
 from .toy import photo
 

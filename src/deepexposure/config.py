@@ -10,7 +10,7 @@ import ast
 import dataclasses
 import inspect
 import textwrap
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 __all__ = ["field_docs", "add_dataclass_options", "dataclass_from_args", "ConfigError", "check_values", "check_config", "MIN_VALUES"]
@@ -46,7 +46,7 @@ MIN_VALUES: dict[str, int | float] = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def field_docs(cls: type) -> dict[str, str]:
     """Map field name -> the string literal that follows it in the class body."""
     try:
@@ -80,10 +80,10 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, title: str
             continue
         if f"cfg_{f.name}" in taken:  # one option serves every config that has the field
             action = next(a for a in parser._actions if a.dest == f"cfg_{f.name}")
-            first = getattr(action, "_cfg_title", "")
+            first: str = getattr(action, "_cfg_title", "")
             if first:
                 action.help = f"{first}: {action.help}"
-                action._cfg_title = ""
+                action._cfg_title = ""  # type: ignore[attr-defined]  # our tag on argparse's action
             action.help = f"{action.help}; {title}: {docs.get(f.name, '')} (default: {f.default})"
             continue
         opt = "--" + f.name.replace("_", "-")
@@ -94,7 +94,7 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, title: str
             action = group.add_argument(opt, dest=f"cfg_{f.name}", type=_scalar_type(f.default), default=None, help=help_)
         else:
             continue
-        action._cfg_title = title
+        action._cfg_title = title  # type: ignore[attr-defined]  # our tag on argparse's action
 
 
 def dataclass_from_args(cls: type, args: argparse.Namespace, base: dict | None = None):

@@ -178,8 +178,7 @@ def prepare_cache(
         it = tqdm(paths, desc="cache", unit="img")
     for p in it:
         try:
-            todo = [(s, s in square_sizes) for s in sizes]
-            todo = [(s, sq, cache_path(p, s, cache_dir, square=sq)) for s, sq in todo]
+            todo = [(s, sq, cache_path(p, s, cache_dir, square=sq)) for s in sizes for sq in [s in square_sizes]]
             todo = [t for t in todo if not t[2].is_file()]
             if not todo:
                 continue
@@ -381,7 +380,7 @@ class PairedFolder:
         if long_edge:
             inp = resize_long_edge(inp, long_edge, upscale=False)
         if ref.shape[-2:] != inp.shape[-2:]:
-            ref = resize_exact(ref, tuple(inp.shape[-2:]))
+            ref = resize_exact(ref, (inp.shape[-2], inp.shape[-1]))
         return inp.clamp(0.0, 1.0), ref.clamp(0.0, 1.0)
 
 
@@ -469,7 +468,7 @@ def fivek_split(
         have = set(avail)
         missing = sorted((a | b | c) - have)
         kept = [[i for i in part if i in have] for part in parts]
-        return FiveKSplit(*kept, source=str(partition_dir), missing=missing)
+        return FiveKSplit(kept[0], kept[1], kept[2], source=str(partition_dir), missing=missing)
     need = sum(counts)
     if len(avail) < need:
         raise DatasetError(f"FiveK: {len(avail)} photos available, the split needs {need} ({'+'.join(map(str, counts))})")

@@ -51,8 +51,8 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -250,14 +250,14 @@ def laplacian_pyramid(x: torch.Tensor, levels: int) -> list[torch.Tensor]:
         levels: number of reductions; the result has ``levels + 1`` bands.
     """
     g = gaussian_pyramid(x, levels)
-    return [g[i] - pyr_up(g[i + 1], g[i].shape[-2:]) for i in range(levels)] + [g[-1]]
+    return [g[i] - pyr_up(g[i + 1], (g[i].shape[-2], g[i].shape[-1])) for i in range(levels)] + [g[-1]]
 
 
 def collapse_laplacian(pyr: list[torch.Tensor]) -> torch.Tensor:
     """Invert :func:`laplacian_pyramid`: ``x_l = L_l + up(x_{l+1})`` from the coarsest band down."""
     cur = pyr[-1]
     for band in reversed(pyr[:-1]):
-        cur = band + pyr_up(cur, band.shape[-2:])
+        cur = band + pyr_up(cur, (band.shape[-2], band.shape[-1]))
     return cur
 
 
@@ -720,7 +720,8 @@ def exposure_fusion_streaming(
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     with torch.no_grad():
-        first = _check_image(make_image(0), 0, None)
+        first: torch.Tensor | None = _check_image(make_image(0), 0, None)
+        assert first is not None
         shape = (1, *first.shape)
         _, h, w = first.shape
         dtype, device = first.dtype, first.device
@@ -733,7 +734,7 @@ def exposure_fusion_streaming(
         wsum = torch.zeros((1, h, w), dtype=dtype, device=device)
         raws: list[torch.Tensor | None] = []
         for i in range(k):
-            img = first if i == 0 else _check_image(make_image(i), i, shape)
+            img = first if first is not None else _check_image(make_image(i), i, shape)  # i == 0 <=> first held
             first = None  # hold one exposure at a time
             raw = torch.empty_like(wsum) if keep_weights else ws1.get("raw", (1, h, w))
             _raw_weight_plane(img, raw, cfg, ws1, wsum)
@@ -741,10 +742,10 @@ def exposure_fusion_streaming(
             del img, raw
         del ws1
         if keep_weights:  # normalise now and drop the sum: one plane less while the pyramids exist
-            for raw in raws:
-                raw.div_(wsum)
-            del raw
-            wsum = None
+            for kept in raws:
+                assert kept is not None
+                kept.div_(wsum)
+            del kept, wsum
 
         # pass 2: out_l = sum_i G(W^i / sum W)_l * L(img_i)_l for the fine levels l < coarse
         ws = _Workspace(dtype, device)
@@ -764,7 +765,9 @@ def exposure_fusion_streaming(
             coarse_img[3 * i : 3 * i + 3].copy_(g_img)
             coarse_w[i : i + 1].copy_(g_w)
             del img, weight, g_img, g_w
-        del raws, wsum
+        del raws
+        if not keep_weights:
+            del wsum
 
         # the coarse levels, all exposures at once
         top_img, top_w = _accumulate_levels(coarse_img, coarse_w, out, shapes, coarse, levels, ws)

@@ -46,8 +46,8 @@ from __future__ import annotations
 import contextlib
 import io as _stdio
 import os
-import secrets
 import re
+import secrets
 import stat
 import struct
 import time
@@ -55,7 +55,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import tifffile
@@ -377,7 +377,7 @@ def _decode_errors(path: Path, fmt: str) -> Iterator[None]:
         tiff_log.setLevel(level)
 
 
-_PIL_CLASSES = {
+_PIL_CLASSES: dict[str, Any] = {  # Pillow plugin classes (typed Any: their stubs mark them abstract)
     "JPEG": JpegImagePlugin.JpegImageFile,
     "PNG": PngImagePlugin.PngImageFile,
     "WEBP": WebPImagePlugin.WebPImageFile,
@@ -467,6 +467,7 @@ def _icc_to_srgb(im: Image.Image, icc: bytes) -> tuple[Image.Image, str | None]:
         return im, None
     try:
         out = ImageCms.profileToProfile(im, prof, _srgb_profile(), outputMode="RGB")
+        assert out is not None  # inPlace=False: always a new image
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as e:
         return im, (f"the embedded ICC profile '{desc}' could not be applied to this {im.mode} image "
                     f"({_one_line(str(e))}) and was ignored; pixels are taken as sRGB.")
@@ -640,7 +641,7 @@ def _import_rawpy(path: Path):
 
 
 @contextlib.contextmanager
-def _open_raw(path: Path) -> Iterator[object]:
+def _open_raw(path: Path) -> Iterator[Any]:
     rawpy = _import_rawpy(path)
     fmt = path.suffix[1:].upper()
     try:
@@ -862,7 +863,7 @@ def _encode(f: BinaryIO, fmt: str, rgb: np.ndarray, alpha: np.ndarray | None, ex
     arr = rgb if alpha is None else np.concatenate([rgb, alpha[:, :, None]], axis=2)
     icc = _srgb_icc()
     if fmt == "TIFF":
-        extra = {"extrasamples": ("unassalpha",)} if alpha is not None else {}
+        extra: dict[str, Any] = {"extrasamples": ("unassalpha",)} if alpha is not None else {}
         tifffile.imwrite(f, arr, photometric="rgb", compression="zlib", predictor=True, metadata=None,
                          iccprofile=icc, extratags=_tiff_extratags(exif), **extra)
     elif fmt == "PNG" and arr.dtype == np.uint16:
@@ -909,7 +910,7 @@ def sweep_stale_temps(folder: str | os.PathLike, *, max_age: float = STALE_TEMP_
     for ``max_age`` seconds and older than this process. Returns the removed paths; errors are ignored."""
     removed: list[Path] = []
     cutoff = min(time.time() - max_age, _RUN_START)
-    with contextlib.suppress(OSError), os.scandir(folder) as it:
+    with contextlib.suppress(OSError), os.scandir(os.fspath(folder)) as it:
         for e in it:
             if not is_temp_name(e.name):
                 continue
@@ -1048,5 +1049,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, overwrite: bool 
     the file exists.
     """
     path = Path(path)
-    _atomic_write(path, lambda f: f.write(data), overwrite)
+    def write(f: BinaryIO) -> None:
+        f.write(data)
+
+    _atomic_write(path, write, overwrite)
     return path

@@ -26,13 +26,14 @@ only ``eval`` has a reference to give it.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
 from .recipe import Recipe
 
-__all__ = ["Method", "register_method", "get_method", "available_methods", "UnknownMethodError"]
+__all__ = ["Method", "ReferenceMethod", "register_method", "get_method", "available_methods", "UnknownMethodError"]
 
 
 @runtime_checkable
@@ -42,6 +43,16 @@ class Method(Protocol):
     name: str
 
     def plan(self, img_srgb: torch.Tensor) -> Recipe: ...
+
+
+@runtime_checkable
+class ReferenceMethod(Protocol):
+    """An eval-only ceiling (``needs_reference = True``): ``plan(img_srgb, reference=ref_srgb) -> Recipe``."""
+
+    name: str
+    needs_reference: bool
+
+    def plan(self, img_srgb: torch.Tensor, reference: torch.Tensor | None = None) -> Recipe: ...
 
 
 class UnknownMethodError(ValueError):

@@ -119,7 +119,8 @@ def validate_trunk_config(d: dict, where: str):
     extra = d.get("extra", {})
     if not isinstance(extra, dict):
         raise ModelFileError(f"{where}: extra must be an object, got {_short(extra)}")
-    _num(extra, "ev_max", *MODEL_LIMITS["ev_max"], where, lo_open=True)
+    ev_lo, ev_hi = MODEL_LIMITS["ev_max"]
+    _num(extra, "ev_max", ev_lo, ev_hi, where, lo_open=True)
     _int(extra, "n_edits", MODEL_LIMITS["n_edits"], where)
     if "filters" in extra and not (isinstance(extra["filters"], list) and all(isinstance(x, str) for x in extra["filters"])):
         raise ModelFileError(f"{where}: extra.filters must be a list of filter names")

@@ -85,7 +85,8 @@ class Trunk(nn.Module):
         layers = [m for m in self.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
         for m in layers:
             nn.init.kaiming_normal_(m.weight, a=self.config.leaky_slope, nonlinearity="leaky_relu")
-            nn.init.zeros_(m.bias)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
         layers[-1].weight.mul_(self.config.out_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

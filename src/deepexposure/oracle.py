@@ -107,7 +107,7 @@ class OracleGlobalMethod:
     needs_reference = True
 
     def __init__(self, ev_range: tuple[float, float] = (-3.5, 3.5)):
-        self.ev_range = tuple(ev_range)
+        self.ev_range = (float(ev_range[0]), float(ev_range[1]))
 
     def plan(self, img_srgb: torch.Tensor, reference: torch.Tensor | None = None) -> Recipe:
         if reference is None:
@@ -127,7 +127,7 @@ class OracleExposuresMethod:
     def __init__(self, n_segments: int = 5, fusion: FusionConfig | None = None, ev_range: tuple[float, float] = (-3.0, 3.0)):
         self.t_steps = int(n_segments)
         self.fusion_cfg = fusion or FusionConfig()
-        self.ev_range = tuple(ev_range)
+        self.ev_range = (float(ev_range[0]), float(ev_range[1]))
 
     def plan(self, img_srgb: torch.Tensor, reference: torch.Tensor | None = None) -> Recipe:
         if reference is None:

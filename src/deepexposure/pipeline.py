@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 
-from .methods import Method
+from .methods import Method, ReferenceMethod
 from .recipe import Recipe, render
 
 __all__ = ["retouch_tensor", "retouch_file", "RetouchResult", "output_path_for", "output_paths"]
@@ -38,7 +39,7 @@ def retouch_tensor(method: Method, img_srgb: torch.Tensor, reference: torch.Tens
         if getattr(method, "needs_reference", False):
             if reference is None:
                 raise ValueError(f"method {method.name!r} needs the reference photo (it is an eval-only ceiling)")
-            recipe = method.plan(img_srgb, reference=reference)
+            recipe = cast(ReferenceMethod, method).plan(img_srgb, reference=reference)
         else:
             recipe = method.plan(img_srgb)
         recipe.image.setdefault("width", int(img_srgb.shape[-1]))

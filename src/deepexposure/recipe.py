@@ -111,7 +111,7 @@ class Recipe:
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
-    def from_dict(cls, d: dict, source: str = "recipe") -> "Recipe":
+    def from_dict(cls, d: dict, source: str = "recipe") -> Recipe:
         if not isinstance(d, dict):
             raise RecipeError(f"{source}: not a JSON object")
         if d.get("format") != RECIPE_FORMAT:
@@ -131,7 +131,7 @@ class Recipe:
         return r
 
     @classmethod
-    def from_json(cls, text: str, source: str = "recipe") -> "Recipe":
+    def from_json(cls, text: str, source: str = "recipe") -> Recipe:
         if len(text) > LIMITS["max_bytes"]:
             raise RecipeError(f"{source}: recipe is {len(text)} characters; the limit is {LIMITS['max_bytes']}")
         _check_nesting(text, source)
@@ -144,7 +144,7 @@ class Recipe:
         return cls.from_dict(d, source)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Recipe":
+    def load(cls, path: str | Path) -> Recipe:
         path = Path(path)
         try:
             with open(path, "rb") as f:

@@ -189,7 +189,7 @@ def segment_thumbnail(thumb_srgb: torch.Tensor, cfg: SegmentConfig | None = None
     mean_l = np.bincount(labels.ravel(), weights=luma.ravel(), minlength=n) / counts
     first = np.full(n, h * w)
     np.minimum.at(first, labels.ravel(), np.arange(h * w))
-    order = sorted(range(n), key=lambda k: (round(mean_l[k], 9), -counts[k], first[k]))
+    order = sorted(range(n), key=lambda k: (round(float(mean_l[k]), 9), -counts[k], first[k]))
     remap = np.empty(n, dtype=np.int64)
     remap[order] = np.arange(n)
     labels = remap[labels]

@@ -44,7 +44,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -168,7 +168,7 @@ class TrainConfig:
     CPU tensors."""
 
     def __post_init__(self):
-        self.disc_betas = tuple(self.disc_betas)
+        self.disc_betas = (float(self.disc_betas[0]), float(self.disc_betas[1]))
         check_config(self)
         if self.steps + self.p_steps + self.pretrain_steps < 1:
             raise ConfigError("steps", ">= 1 when p_steps and pretrain_steps are 0", self.steps)
@@ -274,7 +274,7 @@ class Trainer:
         self.disc = Discriminator(Trunk(dcfg)).to(self.device)
         if isinstance(agent, nn.Module):
             agent.to(self.device)  # in place: the agent's optimisers keep their parameters
-        self.opt_disc = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr_disc, betas=tuple(cfg.disc_betas))
+        self.opt_disc = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr_disc, betas=(cfg.disc_betas[0], cfg.disc_betas[1]))
         if cfg.pretrain_steps and self.references is None:
             raise ValueError("supervised pre-training (--pretrain-steps) needs paired data: --references or --pairs-from")
         if cfg.pretrain_steps and not hasattr(agent, "pretrain_step"):
@@ -306,6 +306,7 @@ class Trainer:
 
     def _pool_rows(self, rows: torch.Tensor, inputs: torch.Tensor) -> None:
         """:class:`~deepexposure.pretrain.PairPool` replaced ``rows``: copy them in and re-segment them."""
+        assert self.references is not None and self.pairs is not None  # a pair pool implies references
         self.inputs[rows.to(self.device)] = inputs.to(self.device)
         self.references[rows.to(self.device)] = self.pairs.references[rows].to(self.device)
         if getattr(self.agent, "masks", None) is not None and hasattr(self.agent, "prepare_rows") and len(rows) < self.inputs.shape[0]:

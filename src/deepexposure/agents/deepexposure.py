@@ -161,7 +161,7 @@ class DeepExposureConfig:
         return out
 
     @classmethod
-    def from_dict(cls, saved: dict) -> "DeepExposureConfig":
+    def from_dict(cls, saved: dict) -> DeepExposureConfig:
         """Rebuild a config from :meth:`to_dict` output (old runs' dicts via :meth:`upgrade_saved`)."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in cls.upgrade_saved(saved).items() if k in names})
@@ -179,7 +179,7 @@ class ExposurePolicy(nn.Module):
         self.ev_max = float(trunk.config.extra.get("ev_max", 3.0))
 
     @classmethod
-    def create(cls, base_channels: int = 32, ev_max: float = 3.0, image_size: int = 64) -> "ExposurePolicy":
+    def create(cls, base_channels: int = 32, ev_max: float = 3.0, image_size: int = 64) -> ExposurePolicy:
         cfg = TrunkConfig(9, 1, base_channels, image_size, kind="deepexposure-policy", extra={"ev_max": ev_max})
         return cls(Trunk(cfg))
 
@@ -283,18 +283,18 @@ class DeepExposureAgent(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.policy = ExposurePolicy.create(cfg.base_channels, cfg.ev_max, cfg.image_size)
-        self.value = None
+        self.value: Trunk | None = None
         if cfg.algo == "de1":
             vcfg = TrunkConfig(6, 1, cfg.base_channels, cfg.image_size, kind="deepexposure-value")
             self.value = Trunk(vcfg)
         self.opt_policy = torch.optim.Adam(self.policy.parameters(), lr=cfg.lr_policy, betas=cfg.adam_betas)
-        self.opt_value = (
+        self.opt_value: torch.optim.Optimizer | None = (
             torch.optim.Adam(self.value.parameters(), lr=cfg.lr_value, betas=cfg.adam_betas) if self.value else None
         )
         self.ou = OUNoise(batch_size, cfg.ou_theta, cfg.ou_mu, cfg.ou_sigma)
         if not 0.0 <= cfg.policy_ema < 1.0:
             raise ValueError(f"policy_ema must be in [0, 1), got {cfg.policy_ema}")
-        self.policy_avg = copy.deepcopy(self.policy).requires_grad_(False) if cfg.policy_ema > 0 else None
+        self.policy_avg: ExposurePolicy | None = copy.deepcopy(self.policy).requires_grad_(False) if cfg.policy_ema > 0 else None
         self.masks: torch.Tensor | None = None  # (N_inputs, T, 1, h, w), set by prepare()
 
     # -- trainer interface -------------------------------------------------------------------
@@ -310,12 +310,18 @@ class DeepExposureAgent(nn.Module):
         """One supervised step on ``inputs[idx]`` against ``references[idx]`` (:mod:`deepexposure.pretrain`; not in the paper)."""
         from ..pretrain import pretrain_step
 
-        return pretrain_step(self, self.opt_policy, inputs[idx], references[idx], self.masks[idx])
+        return pretrain_step(self, self.opt_policy, inputs[idx], references[idx], self._masks()[idx])
+
+    def _masks(self) -> torch.Tensor:
+        if self.masks is None:
+            raise RuntimeError("DeepExposureAgent: call prepare(inputs) first")
+        return self.masks
 
     def prepare_rows(self, rows: torch.Tensor, inputs: torch.Tensor) -> None:
         """Re-segment the training thumbnails ``rows`` after they were replaced by ``inputs`` ``(len(rows), 3, S, S)``."""
         for r, x in zip(rows.tolist(), inputs):
-            self.masks[r] = segment_thumbnail(x.unsqueeze(0).cpu(), self.cfg.segment).masks.to(self.masks)
+            masks = self._masks()
+            masks[r] = segment_thumbnail(x.unsqueeze(0).cpu(), self.cfg.segment).masks.to(masks)
 
     def networks(self) -> dict[str, Trunk]:
         nets = {"policy": self.policy.trunk}
@@ -326,7 +332,7 @@ class DeepExposureAgent(nn.Module):
         return nets
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        opts = {"policy": self.opt_policy}
+        opts: dict[str, torch.optim.Optimizer] = {"policy": self.opt_policy}
         if self.opt_value is not None:
             opts["value"] = self.opt_value
         return opts
@@ -351,13 +357,13 @@ class DeepExposureAgent(nn.Module):
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, inputs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Machine-retouched thumbnails for discriminator pre-training: ``(B, 3, h, w)``."""
-        r = rollout(self.policy, inputs[idx], self.masks[idx], self.cfg.fusion, self._noise(len(idx), generator))
+        r = rollout(self.policy, inputs[idx], self._masks()[idx], self.cfg.fusion, self._noise(len(idx), generator))
         return r.fused
 
     @torch.no_grad()
     def generate_eval(self, idx: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         """Deterministic outputs (no exploration noise, OU state untouched), for sample grids: ``(B, 3, h, w)``."""
-        return rollout(self.exported_policy, inputs[idx], self.masks[idx], self.cfg.fusion).fused
+        return rollout(self.exported_policy, inputs[idx], self._masks()[idx], self.cfg.fusion).fused
 
     @property
     def exported_policy(self) -> ExposurePolicy:
@@ -367,6 +373,7 @@ class DeepExposureAgent(nn.Module):
     @torch.no_grad()
     def _update_average(self) -> None:
         """``avg <- beta avg + (1 - beta) theta`` for every policy weight."""
+        assert self.policy_avg is not None
         for a, p in zip(self.policy_avg.parameters(), self.policy.parameters()):
             a.lerp_(p, 1.0 - self.cfg.policy_ema)
 
@@ -398,7 +405,7 @@ class DeepExposureAgent(nn.Module):
         score = _Scorer(disc, refs, fidelity_weight)
         for p in disc.parameters():
             p.requires_grad_(False)
-        s0, masks = inputs[idx], self.masks[idx].to(inputs)
+        s0, masks = inputs[idx], self._masks()[idx].to(inputs)
         noise = self._noise(len(idx), generator)
         if self.value is not None:
             for p in self.value.parameters():
@@ -455,13 +462,14 @@ class DeepExposureAgent(nn.Module):
             reward = d_fused + cfg.local_reward_weight * d[1]
             objective = reward
             if t_steps > 1:  # Q(s_t, a_t) = r_t + gamma V(S^l_{t+1}); r_t = 0 before the last step
+                assert self.value is not None  # de1
                 v = self.value(_vfeat(torch.cat(r.local[1:t_steps]))).view(t_steps - 1, b)
                 objective = objective + cfg.gamma * v.sum(0)
         if cfg.ev_penalty:
             objective = objective - cfg.ev_penalty * r.evs.pow(2).mean(1)
         return objective, r, reward, d_fused
 
-    def paper_terms(self, s0: torch.Tensor, masks: torch.Tensor, noise: torch.Tensor, score) -> "PaperTerms":
+    def paper_terms(self, s0: torch.Tensor, masks: torch.Tensor, noise: torch.Tensor, score) -> PaperTerms:
         """``policy_gradient='paper'``: one deterministic policy gradient term per step (eq. 7-10, 14-15).
 
         The behaviour roll-out takes the noisy actions ``e_t = a_t + OU_t`` with ``a_t = pi(s_t)``; its
@@ -513,6 +521,7 @@ class DeepExposureAgent(nn.Module):
             d = score(torch.cat([fused_last, one_step[-1]])).view(2, b)
             last_q = d[0] + cfg.local_reward_weight * d[1]
             if t_steps > 1:
+                assert self.value is not None  # de1
                 v = self.value(_vfeat(torch.cat(one_step[:-1]))).view(t_steps - 1, b).t()
                 terms = torch.cat([cfg.gamma * v, last_q.unsqueeze(1)], dim=1)
             else:
@@ -525,6 +534,7 @@ class DeepExposureAgent(nn.Module):
         """TD(0), eq. (6)/(11): ``delta_t = r_t + gamma V(s_{t+1}) - V(s_t)``, terminal ``V = 0``."""
         t_steps = len(local) - 1
         b = local[0].shape[0]
+        assert self.value is not None and self.opt_value is not None  # de1
         v = self.value(_vfeat(torch.cat(local[:t_steps]))).view(t_steps, b).t()  # (B,T), one call
         targets = td_targets(v.detach(), reward, self.cfg.gamma)
         loss = 0.5 * ((targets - v) ** 2).mean()

@@ -181,7 +181,7 @@ class WhiteBoxPolicy(nn.Module):
         self.offsets = offsets
 
     @classmethod
-    def create(cls, base_channels: int = 32, n_edits: int = 5, image_size: int = 64) -> "WhiteBoxPolicy":
+    def create(cls, base_channels: int = 32, n_edits: int = 5, image_size: int = 64) -> WhiteBoxPolicy:
         cfg = TrunkConfig(
             _IN_CHANNELS, N_FILTERS + N_PARAMS, base_channels, image_size, kind="whitebox-policy",
             extra={"filters": list(FILTER_NAMES), "n_edits": n_edits},
@@ -198,7 +198,9 @@ class WhiteBoxPolicy(nn.Module):
         black & white give ``p = 0.5`` there: an untrained agent would half-desaturate every photo
         it picks black & white for. Their biases start at ``logit(p)`` (strength ``p``) instead.
         """
-        bias = self.trunk.fc[-1].bias
+        last = self.trunk.fc[-1]
+        assert isinstance(last, nn.Linear)
+        bias = last.bias
         probe = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
         for name, off in zip(FILTER_NAMES, self.offsets):
             spec = FILTERS[name]
@@ -376,15 +378,15 @@ class TrajectoryBuffer:
         self.src = src.long() if src is not None else torch.full_like(self.steps, -1)
 
     @classmethod
-    def fill(cls, inputs: torch.Tensor, size: int, n_edits: int, generator: torch.Generator) -> "TrajectoryBuffer":
+    def fill(cls, inputs: torch.Tensor, size: int, n_edits: int, generator: torch.Generator) -> TrajectoryBuffer:
         """``size`` fresh trajectories from random ``inputs`` (drawn with replacement)."""
         pick = torch.randint(0, inputs.shape[0], (size,), generator=generator).to(inputs.device)
         return cls.fresh(inputs[pick], n_edits, src=pick)
 
     @classmethod
     def warm(
-        cls, policy: "WhiteBoxPolicy", inputs: torch.Tensor, size: int, generator: torch.Generator, exploration: float = 0.0
-    ) -> "TrajectoryBuffer":
+        cls, policy: WhiteBoxPolicy, inputs: torch.Tensor, size: int, generator: torch.Generator, exploration: float = 0.0
+    ) -> TrajectoryBuffer:
         """``size`` trajectories in the buffer's steady state: entry ``i`` has taken ``k_i ~ U{1..n_edits}``
         steps of ``policy`` (sampled, no learning) from a random input.
 
@@ -407,7 +409,7 @@ class TrajectoryBuffer:
         return buf
 
     @classmethod
-    def fresh(cls, images: torch.Tensor, n_edits: int, src: torch.Tensor | None = None) -> "TrajectoryBuffer":
+    def fresh(cls, images: torch.Tensor, n_edits: int, src: torch.Tensor | None = None) -> TrajectoryBuffer:
         n = images.shape[0]
         steps = torch.zeros(n, dtype=torch.long, device=images.device)
         return cls(images.clone(), steps, torch.zeros(n, N_FILTERS, device=images.device), n_edits, src)
@@ -457,7 +459,7 @@ class TrajectoryBuffer:
                 "buffer_src": self.src.clone()}
 
     @classmethod
-    def from_state_dict(cls, d: dict[str, torch.Tensor], n_edits: int) -> "TrajectoryBuffer":
+    def from_state_dict(cls, d: dict[str, torch.Tensor], n_edits: int) -> TrajectoryBuffer:
         src = d["buffer_src"].clone() if "buffer_src" in d else None  # checkpoints before paired training had none
         return cls(d["buffer_images"].float().clone(), d["buffer_steps"].clone(), d["buffer_used"].float().clone(), n_edits, src)
 

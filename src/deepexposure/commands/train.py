@@ -262,7 +262,7 @@ def _run(args) -> int:
         inputs, targets, references = args.inputs or pairs_from, args.targets, args.references
         allow_gray = bool(args.allow_grayscale)
     train_cfg = dataclass_from_args(TrainConfig, args, saved["train"] if saved else None)
-    if algo != (saved or {}).get("algo", algo):  # the saved agent settings belong to another agent
+    if saved is not None and algo != saved.get("algo", algo):  # the saved agent settings belong to another agent
         error(f"--resume cannot change --algo {saved['algo']} -> {algo}: start a new run (another --out)")
         return 2
     agent_cfg = _agent_config(algo, args, saved["agent"] if saved else None, train_cfg.image_size)
