@@ -6,7 +6,7 @@ JSON and the safetensors *header* (``safe_open``: names, shapes, dtypes) and che
 and consistency; the weights are read only once their shapes match a network of bounded size, and
 then checked to be finite. Every problem raises :class:`ModelFileError`, one line naming the file.
 
-Used by :func:`deepexposure.nets.load_pretrained` and the inference methods' loaders.
+Used by :func:`deepexposure.pretrained.load_trunk` and the inference methods' loaders.
 """
 
 from __future__ import annotations
@@ -230,7 +230,7 @@ def validate_model_meta(d: dict, method: str, where: str, trunk_cfg=None) -> dic
 def check_model_dir(directory: Path, method: str) -> dict:
     """Validate an inference model folder for ``method`` ('deepexposure' or 'exposure') before
     anything is allocated: ``model.json`` and ``policy.config.json`` and their agreement. The loader,
-    :func:`~deepexposure.nets.load_pretrained`, then checks the ``policy.safetensors`` header and values
+    :func:`~deepexposure.pretrained.load_trunk`, then checks the ``policy.safetensors`` header and values
     (:func:`read_weights`) before it builds the network. Returns the parsed ``model.json``;
     :class:`ModelFileError` (one line) otherwise."""
     directory = Path(directory)

@@ -24,7 +24,6 @@ import torch
 
 from .filters import global_exposure
 from .fusion import FusionConfig, exposure_fusion
-from .methods import register_method
 from .recipe import Recipe, fusion_op
 from .resize import resize_long_edge
 
@@ -135,7 +134,3 @@ class OracleExposuresMethod:
         evs = best_fusion_evs(img_srgb, reference, self.t_steps, self.fusion_cfg, self.ev_range)
         return Recipe(ops=[fusion_op(evs, self.fusion_cfg)], method={"name": self.name},
                       notes=["oracle: the exposures were chosen by looking at the reference"])
-
-
-register_method("oracle-global", OracleGlobalMethod)
-register_method("oracle-exposures", OracleExposuresMethod)

@@ -105,9 +105,7 @@ def fidelity_loss(agent, inputs: torch.Tensor, references: torch.Tensor, masks: 
     Returns:
         ``(loss (), evs (B, T))``.
     """
-    from .agents.deepexposure import rollout
-
-    r = rollout(agent.policy, inputs, masks, agent.cfg.fusion)
+    r = agent.unroll(inputs, masks)
     return (r.fused - references).pow(2).mean(), r.evs.detach()
 
 

@@ -36,11 +36,17 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from .color import srgb_to_linear
+from .filters import FILTERS, apply_filter, exposed_from_linear
+from .fusion import FusionConfig, exposure_fusion_streaming
+from .ops import clahe
 
 __all__ = ["Recipe", "RecipeError", "render", "RECIPE_FORMAT", "RECIPE_VERSION", "fusion_op", "validate_evs",
            "validate_fusion", "validate_recipe_dict", "recipe_schema", "LIMITS"]
@@ -259,8 +265,6 @@ def validate_fusion(d: Any, where: str = "fusion") -> None:
 
 
 def _validate_op(op: Any, where: str) -> None:
-    from .filters import FILTERS
-
     kind = op.get("op") if isinstance(op, dict) else None
     if not isinstance(kind, str) or kind not in _OPS:
         shown = kind if isinstance(op, dict) else op
@@ -344,8 +348,6 @@ def recipe_schema() -> dict:
     """The recipe format as a JSON Schema (draft 2020-12), built from :data:`LIMITS` and the filter
     registry, so it states the rules :func:`validate_recipe_dict` applies (except the byte size and
     nesting depth, which JSON Schema cannot express). ``docs/recipe.schema.json`` is this, dumped."""
-    from .filters import FILTERS
-
     tol = LIMITS["param_tolerance"]
     ev_lo, ev_hi = LIMITS["ev"]
     w_lo, w_hi = LIMITS["fusion_weight"]
@@ -432,9 +434,7 @@ def _opt_int(v: Any) -> int | None:
     return None if v is None else int(v)
 
 
-def _fusion_config(d: dict, where: str):
-    from .fusion import FusionConfig
-
+def _fusion_config(d: dict, where: str) -> FusionConfig:
     validate_fusion(d, where)
     try:
         return FusionConfig(**d)
@@ -446,8 +446,6 @@ def fusion_op(evs: list[float], fusion_cfg=None, include_original: bool = True) 
     """Build an ``exposure_fusion`` op from exposure values and a :class:`~deepexposure.fusion.FusionConfig`."""
     from dataclasses import asdict
 
-    from .fusion import FusionConfig
-
     cfg = fusion_cfg or FusionConfig()
     return {
         "op": "exposure_fusion",
@@ -458,10 +456,6 @@ def fusion_op(evs: list[float], fusion_cfg=None, include_original: bool = True) 
 
 
 def _render_fusion(op: dict, img_srgb: torch.Tensor) -> torch.Tensor:
-    from .color import srgb_to_linear
-    from .filters import exposed_from_linear
-    from .fusion import exposure_fusion_streaming
-
     cfg = _fusion_config(op.get("fusion", {}), "recipe")
     evs = [float(e) for e in op["evs"]]
     include = bool(op.get("include_original", True))
@@ -481,6 +475,23 @@ def _render_fusion(op: dict, img_srgb: torch.Tensor) -> torch.Tensor:
     return exposure_fusion_streaming(make, len(sources), cfg).clamp_(0.0, 1.0)
 
 
+def _render_filter(op: dict, img_srgb: torch.Tensor) -> torch.Tensor:
+    params = torch.tensor([op["params"]], dtype=img_srgb.dtype, device=img_srgb.device)
+    return apply_filter(op["name"], img_srgb, params).clamp(0.0, 1.0)
+
+
+def _render_clahe(op: dict, img_srgb: torch.Tensor) -> torch.Tensor:
+    return clahe(img_srgb, clip_limit=float(op.get("clip_limit", 0.01)), kernel_size=_opt_int(op.get("kernel_size")))
+
+
+#: op name -> ``renderer(op, img_srgb (1, 3, H, W)) -> (1, 3, H, W)``, both sRGB in [0, 1]; one entry per op of the format.
+OP_RENDERERS: dict[str, Callable[[dict, torch.Tensor], torch.Tensor]] = {
+    "exposure_fusion": _render_fusion,
+    "filter": _render_filter,
+    "clahe": _render_clahe,
+}
+
+
 @torch.no_grad()
 def render(recipe: Recipe, img_srgb: torch.Tensor) -> torch.Tensor:
     """Apply a recipe's ops in order.
@@ -491,21 +502,11 @@ def render(recipe: Recipe, img_srgb: torch.Tensor) -> torch.Tensor:
     Returns:
         ``(1, 3, H, W)`` sRGB in [0, 1].
     """
-    from .filters import apply_filter
-
     recipe.validate()  # cheap; programmatic recipes get the same checks as files
     out = img_srgb
     for op in recipe.ops:
-        kind = op["op"]
-        if kind == "exposure_fusion":
-            out = _render_fusion(op, out)
-        elif kind == "filter":
-            params = torch.tensor([op["params"]], dtype=out.dtype, device=out.device)
-            out = apply_filter(op["name"], out, params).clamp(0.0, 1.0)
-        elif kind == "clahe":
-            from .baselines import clahe
-
-            out = clahe(out, clip_limit=float(op.get("clip_limit", 0.01)), kernel_size=_opt_int(op.get("kernel_size")))
-        else:  # validate() rejects these; kept for programmatic recipes
-            raise RecipeError(f"recipe: unknown op {kind!r}")
+        renderer = OP_RENDERERS.get(op["op"])
+        if renderer is None:  # validate() rejects these; kept for programmatic recipes
+            raise RecipeError(f"recipe: unknown op {op['op']!r}")
+        out = renderer(op, out)
     return out

@@ -53,7 +53,8 @@ from torch import nn
 
 from .config import ConfigError, check_config
 from .gan import DISC_CHANNELS, GAN_LOSSES, Discriminator, discriminator_loss
-from .nets import Trunk, TrunkConfig, load_pretrained, save_pretrained
+from .nets import Trunk, TrunkConfig
+from .pretrained import load_trunk, save_trunk
 
 __all__ = [
     "TrainConfig", "Trainer", "CheckpointError", "resolve_device", "seed_everything", "verify_checkpoint", "export_checkpoint",
@@ -400,9 +401,9 @@ class Trainer:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
-        save_pretrained(self.disc.trunk, tmp, "discriminator")
+        save_trunk(self.disc.trunk, tmp, "discriminator")
         for name, net in self.agent.networks().items():
-            save_pretrained(net, tmp, name)
+            save_trunk(net, tmp, name)
         tensors: dict[str, torch.Tensor] = {"rng": self.gen.get_state()}
         if self.pool.shape[0]:
             tensors["fake_pool"] = self.pool[: self.pool_filled].cpu().contiguous()
@@ -480,7 +481,7 @@ class Trainer:
     def load_checkpoint(self, path: Path) -> None:
         from safetensors.torch import load_file
 
-        self.disc.trunk.load_state_dict(load_pretrained(path, "discriminator").state_dict())
+        self.disc.trunk.load_state_dict(load_trunk(path, "discriminator").state_dict())
         load_agent_networks(self.agent, path)
         tensors = load_file(str(path / "state.safetensors"))
         state = json.loads((path / "state.json").read_text())
@@ -659,7 +660,7 @@ def _first_line(e: BaseException) -> str:
 def load_agent_networks(agent, checkpoint: str | Path) -> None:
     """Load every network of ``agent`` (policy, its running average, value) from a checkpoint folder."""
     for name, net in agent.networks().items():
-        net.load_state_dict(load_pretrained(Path(checkpoint), name).state_dict())
+        net.load_state_dict(load_trunk(Path(checkpoint), name).state_dict())
 
 
 def export_checkpoint(agent, checkpoint: str | Path, out_dir: str | Path, info: dict | None = None) -> Path:

@@ -50,8 +50,8 @@ from torch import nn
 
 from ..filters import global_exposure, local_exposure
 from ..fusion import FusionConfig, exposure_fusion
-from ..methods import register_method
-from ..nets import Trunk, TrunkConfig, load_pretrained, save_pretrained
+from ..nets import Trunk, TrunkConfig
+from ..pretrained import load_trunk, save_trunk
 from ..recipe import Recipe, fusion_op
 from ..resize import make_thumbnail as thumbnail
 from ..segment import SegmentConfig, segment_thumbnail
@@ -312,6 +312,10 @@ class DeepExposureAgent(nn.Module):
 
         return pretrain_step(self, self.opt_policy, inputs[idx], references[idx], self._masks()[idx])
 
+    def unroll(self, s0: torch.Tensor, masks: torch.Tensor, noise: torch.Tensor | None = None) -> Rollout:
+        """:func:`rollout` of the training policy with the agent's fusion settings (differentiable)."""
+        return rollout(self.policy, s0, masks, self.cfg.fusion, noise)
+
     def _masks(self) -> torch.Tensor:
         if self.masks is None:
             raise RuntimeError("DeepExposureAgent: call prepare(inputs) first")
@@ -549,7 +553,7 @@ class DeepExposureAgent(nn.Module):
         from ..io import atomic_write_bytes
 
         directory = Path(directory)
-        save_pretrained(self.exported_policy.trunk, directory, "policy")
+        save_trunk(self.exported_policy.trunk, directory, "policy")
         meta = {
             "method": "deepexposure",
             "algo": self.cfg.algo,
@@ -642,7 +646,7 @@ class DeepExposureMethod:
         from ..modelfiles import check_model_dir
 
         self.meta = check_model_dir(self.model_dir, "deepexposure")  # every file checked before allocating
-        self.policy = ExposurePolicy(load_pretrained(self.model_dir, "policy")).eval()
+        self.policy = ExposurePolicy(load_trunk(self.model_dir, "policy")).eval()
         self.segment_cfg = SegmentConfig(**self.meta["segment"])
         if n_segments:
             self.segment_cfg.n_segments = int(n_segments)
@@ -690,7 +694,3 @@ class ExplicitExposuresMethod:
             segments=seg.summary(),
             segment_map=seg.label_rows(),
         )
-
-
-register_method("deepexposure", DeepExposureMethod)
-register_method("exposures", ExplicitExposuresMethod)

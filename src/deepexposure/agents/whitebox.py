@@ -46,8 +46,8 @@ import torch
 from torch import nn
 
 from ..filters import FILTER_NAMES, FILTERS
-from ..methods import register_method
-from ..nets import Trunk, TrunkConfig, load_pretrained, save_pretrained
+from ..nets import Trunk, TrunkConfig
+from ..pretrained import load_trunk, save_trunk
 from ..recipe import Recipe
 from ..resize import make_thumbnail
 
@@ -625,7 +625,7 @@ class WhiteBoxAgent(nn.Module):
         from ..io import atomic_write_bytes
 
         directory = Path(directory)
-        save_pretrained(self.policy.trunk, directory, "policy")
+        save_trunk(self.policy.trunk, directory, "policy")
         meta = {
             "method": "exposure",
             "n_edits": self.cfg.n_edits,
@@ -669,7 +669,7 @@ class WhiteBoxMethod:
         from ..modelfiles import check_model_dir
 
         self.meta = check_model_dir(self.model_dir, "exposure")  # every file checked before allocating
-        self.policy = WhiteBoxPolicy(load_pretrained(self.model_dir, "policy")).eval()
+        self.policy = WhiteBoxPolicy(load_trunk(self.model_dir, "policy")).eval()
         self.size = int(self.meta.get("image_size", 64))
 
     @torch.no_grad()
@@ -691,6 +691,3 @@ class WhiteBoxMethod:
             method={"name": self.name, "model": self.meta.get("name", self.model_dir.name), "model_path": str(self.model_dir)},
             notes=notes,
         )
-
-
-register_method("exposure", WhiteBoxMethod)
