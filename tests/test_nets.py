@@ -53,13 +53,23 @@ def test_unknown_init_refused():
 
 def test_save_load_roundtrip(tmp_path):
     torch.manual_seed(1)
-    net = Trunk(TrunkConfig(6, 1, 8, 32, kind="discriminator", extra={"a": 1}))
+    net = Trunk(TrunkConfig(6, 1, 8, 32, kind="discriminator"))
     save_trunk(net, tmp_path, "disc")
     assert (tmp_path / "disc.safetensors").exists() and (tmp_path / "disc.config.json").exists()
     back = load_trunk(tmp_path, "disc")
     x = torch.rand(3, 6, 32, 32)
     assert torch.equal(net(x), back(x))
-    assert back.config.extra == {"a": 1} and not back.training
+    assert back.config == net.config and not back.training
+
+
+def test_loads_checkpoint_config_with_role_settings(tmp_path):
+    # checkpoints written before the role settings left the network config hold them under "extra"
+    net = Trunk(TrunkConfig(9, 1, 8, 32, kind="deepexposure-policy"))
+    save_trunk(net, tmp_path, "policy")
+    cfg = json.loads((tmp_path / "policy.config.json").read_text())
+    (tmp_path / "policy.config.json").write_text(json.dumps({**cfg, "extra": {"ev_max": 3.0}}))
+    x = torch.rand(2, 9, 32, 32)
+    assert torch.equal(load_trunk(tmp_path, "policy")(x), net(x))
 
 
 def test_loads_config_written_before_init_field(tmp_path):

@@ -31,8 +31,8 @@ def test_shipped_default_improves_the_underexposed_sample(method, folder, gain):
     shipped model and re-validate. The gains asked for are below what the shipped models give
     (DeepExposure 14.7 -> 19.2 dB, the more timid white-box model 14.7 -> 15.3 dB at 300 px)."""
     # no skip: a package without its default models is broken, and this test must say so
-    assert (WEIGHTS / folder / "policy.safetensors").exists(), f"the {folder} default model is missing from the package"
-    meta = json.loads((WEIGHTS / folder / "model.json").read_text())
+    assert (WEIGHTS / folder / "model.safetensors").exists(), f"the {folder} default model is missing from the package"
+    meta = json.loads((WEIGHTS / folder / "config.json").read_text())
     assert (WEIGHTS / folder / "MODEL_CARD.md").exists()
     dark, ref = _coffee()
     out, recipe = retouch_tensor(get_method(method), dark)

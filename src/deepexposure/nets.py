@@ -13,7 +13,7 @@ not, so inference is deterministic).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -45,9 +45,8 @@ class TrunkConfig:
     out_scale: float = 0.1
     """with init='kaiming': factor on the output layer's initial weights (small first outputs)."""
     kind: str = "generic"
-    """role: 'policy', 'value', 'discriminator', 'whitebox-policy', ..."""
-    extra: dict = field(default_factory=dict)
-    """role-specific settings (e.g. ``ev_max`` of the policy), stored with the weights."""
+    """role: 'policy', 'value', 'discriminator', 'whitebox-policy', ... (the role's own settings,
+    such as the policy's ``ev_max``, are fields of the model's ``config.json``, not of the network)."""
 
 
 class Trunk(nn.Module):

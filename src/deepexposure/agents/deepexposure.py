@@ -41,7 +41,6 @@ finally local direct fusion image S^l").
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -51,7 +50,7 @@ from torch import nn
 from ..filters import global_exposure, local_exposure
 from ..fusion import FusionConfig, exposure_fusion
 from ..nets import Trunk, TrunkConfig
-from ..pretrained import load_trunk, save_trunk
+from ..pretrained import from_pretrained, save_pretrained
 from ..recipe import Recipe, fusion_op
 from ..resize import make_thumbnail as thumbnail
 from ..segment import SegmentConfig, segment_thumbnail
@@ -173,15 +172,15 @@ class DeepExposureConfig:
 class ExposurePolicy(nn.Module):
     """``pi(S0, seg_t, S^l_t) -> e_t``: the 9-channel trunk, output squashed to ``[-ev_max, ev_max]``."""
 
-    def __init__(self, trunk: Trunk):
+    def __init__(self, trunk: Trunk, ev_max: float = 3.0):
         super().__init__()
         self.trunk = trunk
-        self.ev_max = float(trunk.config.extra.get("ev_max", 3.0))
+        self.ev_max = float(ev_max)
 
     @classmethod
     def create(cls, base_channels: int = 32, ev_max: float = 3.0, image_size: int = 64) -> ExposurePolicy:
-        cfg = TrunkConfig(9, 1, base_channels, image_size, kind="deepexposure-policy", extra={"ev_max": ev_max})
-        return cls(Trunk(cfg))
+        cfg = TrunkConfig(9, 1, base_channels, image_size, kind="deepexposure-policy")
+        return cls(Trunk(cfg), ev_max)
 
     def forward(self, s0: torch.Tensor, seg: torch.Tensor, s_local: torch.Tensor) -> torch.Tensor:
         """``(B,3,h,w) x 3 -> (B,)`` exposure values in EV."""
@@ -549,21 +548,18 @@ class DeepExposureAgent(nn.Module):
 
     # -- export ------------------------------------------------------------------------------
     def save_model(self, directory: str | Path, info: dict | None = None) -> None:
-        """Write an inference model: ``policy.safetensors``, ``policy.config.json``, ``model.json``."""
-        from ..io import atomic_write_bytes
-
-        directory = Path(directory)
-        save_trunk(self.exported_policy.trunk, directory, "policy")
-        meta = {
+        """Write the inference model folder (:func:`~deepexposure.pretrained.save_pretrained`): ``config.json`` + ``model.safetensors``."""
+        config = {
             "method": "deepexposure",
             "algo": self.cfg.algo,
+            "ev_max": self.exported_policy.ev_max,
             "n_segments": self.cfg.n_segments,
             "image_size": self.cfg.image_size,
             "segment": self.cfg.segment.to_dict(),
             "fusion": asdict(self.cfg.fusion),
             **(info or {}),
         }
-        atomic_write_bytes(directory / "model.json", json.dumps(meta, indent=2).encode(), overwrite=True)
+        save_pretrained(directory, self.exported_policy.trunk, config)
 
 
 @dataclass
@@ -625,28 +621,15 @@ def td_targets(values: torch.Tensor, reward: torch.Tensor, gamma: float) -> torc
 # -- inference (Algorithm 3) -----------------------------------------------------------------
 
 
-def _resolve_model_dir(model: str | Path | None) -> Path:
-    if model is None or str(model) == "default":
-        return DEFAULT_MODEL_DIR
-    p = Path(model)
-    if (p / "model" / "policy.safetensors").exists():  # a training run directory
-        return p / "model"
-    return p
-
-
 class DeepExposureMethod:
     """Algorithm 3: thumbnail -> segments -> sequential exposures from the policy -> full-res fusion."""
 
     name = "deepexposure"
 
     def __init__(self, model: str | Path | None = None, n_segments: int | None = None):
-        self.model_dir = _resolve_model_dir(model)
-        if not (self.model_dir / "policy.safetensors").exists():
-            raise FileNotFoundError(f"{self.model_dir}: no DeepExposure model here (policy.safetensors missing)")
-        from ..modelfiles import check_model_dir
-
-        self.meta = check_model_dir(self.model_dir, "deepexposure")  # every file checked before allocating
-        self.policy = ExposurePolicy(load_trunk(self.model_dir, "policy")).eval()
+        loaded = from_pretrained(model, "deepexposure", DEFAULT_MODEL_DIR)  # every file checked before allocating
+        self.model_dir, self.meta = loaded.path, loaded.config
+        self.policy = ExposurePolicy(loaded.trunk, self.meta.get("ev_max", 3.0)).eval()
         self.segment_cfg = SegmentConfig(**self.meta["segment"])
         if n_segments:
             self.segment_cfg.n_segments = int(n_segments)

@@ -37,7 +37,6 @@ what the discriminator sees) until they are drawn again. The buffer starts in it
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,7 +46,7 @@ from torch import nn
 
 from ..filters import FILTER_NAMES, FILTERS
 from ..nets import Trunk, TrunkConfig
-from ..pretrained import load_trunk, save_trunk
+from ..pretrained import from_pretrained, resolve_model_dir, save_pretrained
 from ..recipe import Recipe
 from ..resize import make_thumbnail
 
@@ -165,15 +164,15 @@ class WhiteBoxPolicy(nn.Module):
     planes of :func:`state_planes`.
     """
 
-    def __init__(self, trunk: Trunk):
+    def __init__(self, trunk: Trunk, n_edits: int = 5, filters: tuple[str, ...] | list[str] = FILTER_NAMES):
         super().__init__()
-        names = tuple(trunk.config.extra.get("filters", FILTER_NAMES))
+        names = tuple(filters)
         if names != FILTER_NAMES:
             raise ValueError(f"policy was trained for filters {names}, this build has {FILTER_NAMES}")
         if trunk.config.out_features != N_FILTERS + N_PARAMS or trunk.config.in_channels != _IN_CHANNELS:
             raise ValueError("not a white-box policy network (wrong input or output size)")
         self.trunk = trunk
-        self.n_edits = int(trunk.config.extra.get("n_edits", 5))
+        self.n_edits = int(n_edits)
         offsets, o = [], 0
         for name in FILTER_NAMES:
             offsets.append(o)
@@ -184,9 +183,8 @@ class WhiteBoxPolicy(nn.Module):
     def create(cls, base_channels: int = 32, n_edits: int = 5, image_size: int = 64) -> WhiteBoxPolicy:
         cfg = TrunkConfig(
             _IN_CHANNELS, N_FILTERS + N_PARAMS, base_channels, image_size, kind="whitebox-policy",
-            extra={"filters": list(FILTER_NAMES), "n_edits": n_edits},
         )
-        policy = cls(Trunk(cfg))
+        policy = cls(Trunk(cfg), n_edits)
         policy.start_near_neutral()
         return policy
 
@@ -621,31 +619,18 @@ class WhiteBoxAgent(nn.Module):
 
     # -- export ------------------------------------------------------------------------------
     def save_model(self, directory: str | Path, info: dict | None = None) -> None:
-        """Write an inference model: ``policy.safetensors``, ``policy.config.json``, ``model.json``."""
-        from ..io import atomic_write_bytes
-
-        directory = Path(directory)
-        save_trunk(self.policy.trunk, directory, "policy")
-        meta = {
+        """Write the inference model folder (:func:`~deepexposure.pretrained.save_pretrained`): ``config.json`` + ``model.safetensors``."""
+        config = {
             "method": "exposure",
-            "n_edits": self.cfg.n_edits,
+            "n_edits": self.policy.n_edits,
             "image_size": self.cfg.image_size,
             "filters": list(FILTER_NAMES),
             **(info or {}),
         }
-        atomic_write_bytes(directory / "model.json", json.dumps(meta, indent=2).encode(), overwrite=True)
+        save_pretrained(directory, self.policy.trunk, config)
 
 
 # -- inference ---------------------------------------------------------------------------------
-
-
-def _resolve_model_dir(model: str | Path | None) -> Path:
-    if model is None or str(model) == "default":
-        return DEFAULT_MODEL_DIR
-    p = Path(model)
-    if (p / "model" / "policy.safetensors").exists():  # a training run directory
-        return p / "model"
-    return p
 
 
 def _recipe_params(name: str, values: torch.Tensor) -> list[float]:
@@ -660,16 +645,14 @@ class WhiteBoxMethod:
     name = "exposure"
 
     def __init__(self, model: str | Path | None = None):
-        self.model_dir = _resolve_model_dir(model)
-        if not (self.model_dir / "policy.safetensors").exists():
-            raise FileNotFoundError(
-                f"{self.model_dir}: no white-box model here (policy.safetensors missing); "
-                "train one with `deepexposure train --algo exposure`"
-            )
-        from ..modelfiles import check_model_dir
-
-        self.meta = check_model_dir(self.model_dir, "exposure")  # every file checked before allocating
-        self.policy = WhiteBoxPolicy(load_trunk(self.model_dir, "policy")).eval()
+        try:
+            loaded = from_pretrained(model, "exposure", DEFAULT_MODEL_DIR)  # every file checked before allocating
+        except FileNotFoundError:
+            where = resolve_model_dir(model, DEFAULT_MODEL_DIR)
+            raise FileNotFoundError(f"{where}: no white-box model here (model.safetensors missing); "
+                                    "train one with `deepexposure train --algo exposure`") from None
+        self.model_dir, self.meta = loaded.path, loaded.config
+        self.policy = WhiteBoxPolicy(loaded.trunk, self.meta.get("n_edits", 5), self.meta.get("filters", FILTER_NAMES)).eval()
         self.size = int(self.meta.get("image_size", 64))
 
     @torch.no_grad()
