@@ -314,20 +314,20 @@ def test_fake_pool_keeps_the_newest_outputs_and_feeds_the_discriminator(tmp_path
     batches = []
     tr._disc_update = lambda fakes: batches.append(fakes.clone()) or {}
     added = []
-    orig_add = tr._pool_add
-    tr._pool_add = lambda f: added.append(f.clone()) or orig_add(f)
+    orig_add = tr.fake_pool.add
+    tr.fake_pool.add = lambda f: added.append(f.clone()) or orig_add(f)  # type: ignore[method-assign]
     tr.train_one()  # pre-training: 4 outputs in, one discriminator batch of 6 drawn from the 4
-    assert tr.pool_filled == 4 and torch.equal(tr.pool[:4], added[0])
+    assert tr.fake_pool.filled == 4 and torch.equal(tr.fake_pool.images[:4], added[0])
     assert batches[0].shape[0] == 6
     assert all(any(torch.equal(b, a) for a in added[0]) for b in batches[0])
     for _ in range(3):
         tr.train_one()
     newest = torch.cat(added)[-10:]  # 16 added in all: the pool holds the last 10, oldest overwritten
-    assert tr.pool_filled == 10 and tr.pool_next == 16 % 10
+    assert tr.fake_pool.filled == 10 and tr.fake_pool.next == 16 % 10
     for f in newest:
-        assert any(torch.equal(f, p) for p in tr.pool)
+        assert any(torch.equal(f, p) for p in tr.fake_pool.images)
     for f in torch.cat(added)[:6]:
-        assert not any(torch.equal(f, p) for p in tr.pool)
+        assert not any(torch.equal(f, p) for p in tr.fake_pool.images)
     # a training step's discriminator batches can hold outputs of earlier steps
     last_fresh = added[-1]
     drawn = torch.cat(batches[-2:])
@@ -615,9 +615,9 @@ def test_trainer_device_option(tmp_path):
     tr = Trainer(DeepExposureAgent(DeepExposureConfig(n_segments=2, base_channels=8), 2), tcfg, inputs, targets, tmp_path / "r")
     dev = resolve_device("auto")
     assert tr.inputs.device.type == dev.type and next(tr.agent.policy.parameters()).device.type == dev.type
-    tr.pool_next = 2
-    tr._pool_add(torch.arange(4.0).view(4, 1, 1, 1).expand(4, 3, 64, 64).to(dev))  # slots 2, 0, 1 get 1, 2, 3
-    assert tr.pool[:, 0, 0, 0].tolist() == [2.0, 3.0, 1.0] and tr.pool_next == 2 and tr.pool_filled == 3
+    tr.fake_pool.next = 2
+    tr.fake_pool.add(torch.arange(4.0).view(4, 1, 1, 1).expand(4, 3, 64, 64).to(dev))  # slots 2, 0, 1 get 1, 2, 3
+    assert tr.fake_pool.images[:, 0, 0, 0].tolist() == [2.0, 3.0, 1.0] and tr.fake_pool.next == 2 and tr.fake_pool.filled == 3
     tr.fit()
     from safetensors.torch import load_file
 

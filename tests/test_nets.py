@@ -90,3 +90,17 @@ def test_load_refuses_mismatched_weights(tmp_path):
     (tmp_path / "m.config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="m.safetensors"):
         load_trunk(tmp_path, "m")
+
+
+def test_frozen_restores_requires_grad_even_when_the_block_raises():
+    from deepexposure.nets import frozen
+
+    a, b = Trunk(TrunkConfig(6, 1, 8, 32)), Trunk(TrunkConfig(6, 1, 8, 32))
+    b.fc[-1].bias.requires_grad_(False)  # a setting of its own, kept
+    with pytest.raises(RuntimeError):
+        with frozen(a, None, b):
+            assert not any(p.requires_grad for p in [*a.parameters(), *b.parameters()])
+            raise RuntimeError("inside")
+    assert all(p.requires_grad for p in a.parameters())
+    flags = [p.requires_grad for p in b.parameters()]
+    assert flags[-1] is False and all(flags[:-1])

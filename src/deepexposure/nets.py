@@ -13,12 +13,30 @@ not, so inference is deterministic).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-__all__ = ["TrunkConfig", "Trunk"]
+__all__ = ["TrunkConfig", "Trunk", "frozen"]
+
+
+@contextlib.contextmanager
+def frozen(*modules: nn.Module | None) -> Iterator[None]:
+    """Turn off ``requires_grad`` of every parameter of ``modules`` (``None`` entries are skipped) for
+    the ``with`` block; each parameter's previous setting is restored on exit, also when the block
+    raises. Gradients still flow *through* a frozen network to its inputs."""
+    params = [p for m in modules if m is not None for p in m.parameters()]
+    before = [p.requires_grad for p in params]
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in zip(params, before):
+            p.requires_grad_(flag)
 
 
 @dataclass

@@ -49,7 +49,7 @@ from torch import nn
 
 from ..filters import global_exposure, local_exposure
 from ..fusion import FusionConfig, exposure_fusion
-from ..nets import Trunk, TrunkConfig
+from ..nets import Trunk, TrunkConfig, frozen
 from ..pretrained import from_pretrained, save_pretrained
 from ..recipe import Recipe, fusion_op
 from ..resize import make_thumbnail as thumbnail
@@ -277,6 +277,8 @@ class DeepExposureAgent(nn.Module):
 
     #: :meth:`train_step` takes ``references`` (paired training, ``Trainer(references=...)``)
     supports_references = True
+    #: metrics of :meth:`train_step` beyond the trainer's own log columns (none)
+    log_fields: tuple[str, ...] = ()
 
     def __init__(self, cfg: DeepExposureConfig, batch_size: int):
         super().__init__()
@@ -321,7 +323,10 @@ class DeepExposureAgent(nn.Module):
         return self.masks
 
     def prepare_rows(self, rows: torch.Tensor, inputs: torch.Tensor) -> None:
-        """Re-segment the training thumbnails ``rows`` after they were replaced by ``inputs`` ``(len(rows), 3, S, S)``."""
+        """Re-segment the training thumbnails ``rows`` after they were replaced by ``inputs`` ``(len(rows), 3, S, S)``
+        (nothing to do before :meth:`prepare`, which segments every row)."""
+        if self.masks is None:
+            return
         for r, x in zip(rows.tolist(), inputs):
             masks = self._masks()
             masks[r] = segment_thumbnail(x.unsqueeze(0).cpu(), self.cfg.segment).masks.to(masks)
@@ -406,34 +411,24 @@ class DeepExposureAgent(nn.Module):
         cfg = self.cfg
         refs = references[idx].to(inputs) if references is not None else None
         score = _Scorer(disc, refs, fidelity_weight)
-        for p in disc.parameters():
-            p.requires_grad_(False)
-        s0, masks = inputs[idx], self._masks()[idx].to(inputs)
-        noise = self._noise(len(idx), generator)
-        if self.value is not None:
-            for p in self.value.parameters():
-                p.requires_grad_(False)
-        try:
-            if cfg.policy_gradient == "direct":
-                objective, r, reward, d_fused = self.direct_objective(s0, masks, noise, score)
-            else:
-                terms = self.paper_terms(s0, masks, noise, score)
-                objective, r, reward, d_fused = terms.objective, terms.rollout, terms.reward, terms.d_fused
-        finally:
-            if self.value is not None:
-                for p in self.value.parameters():
-                    p.requires_grad_(True)
-        loss_pi = -objective.mean()
-        self.opt_policy.zero_grad(set_to_none=True)
-        loss_pi.backward()
-        self.opt_policy.step()
-        if self.policy_avg is not None:
-            self._update_average()
-        metrics: dict[str, float] = {"policy_objective": objective.mean().item(), "d_fused": d_fused.mean().item()}
-        if cfg.algo == "de1":
-            metrics.update(self._value_step([x.detach() for x in r.local], reward.detach()))
-        for p in disc.parameters():
-            p.requires_grad_(True)
+        with frozen(disc):  # the scores' gradients reach the actions, not the critic
+            s0, masks = inputs[idx], self._masks()[idx].to(inputs)
+            noise = self._noise(len(idx), generator)
+            with frozen(self.value):
+                if cfg.policy_gradient == "direct":
+                    objective, r, reward, d_fused = self.direct_objective(s0, masks, noise, score)
+                else:
+                    terms = self.paper_terms(s0, masks, noise, score)
+                    objective, r, reward, d_fused = terms.objective, terms.rollout, terms.reward, terms.d_fused
+            loss_pi = -objective.mean()
+            self.opt_policy.zero_grad(set_to_none=True)
+            loss_pi.backward()
+            self.opt_policy.step()
+            if self.policy_avg is not None:
+                self._update_average()
+            metrics: dict[str, float] = {"policy_objective": objective.mean().item(), "d_fused": d_fused.mean().item()}
+            if cfg.algo == "de1":
+                metrics.update(self._value_step([x.detach() for x in r.local], reward.detach()))
         evs = r.evs.detach()
         metrics["ev_mean"] = float(evs.mean())
         metrics["ev_std"] = float(evs.std()) if evs.numel() > 1 else 0.0

@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from ..filters import FILTER_NAMES, FILTERS
-from ..nets import Trunk, TrunkConfig
+from ..nets import Trunk, TrunkConfig, frozen
 from ..pretrained import from_pretrained, resolve_model_dir, save_pretrained
 from ..recipe import Recipe
 from ..resize import make_thumbnail
@@ -555,25 +555,20 @@ class WhiteBoxAgent(nn.Module):
             refs = references[src.to(references.device)].to(img)
             disc = FidelityScore(disc, refs, fidelity_weight)
 
-        for p in disc.parameters():
-            p.requires_grad_(False)
-        try:
-            for p in self.value.parameters():
-                p.requires_grad_(False)
-            r = policy_step(self.policy, img, used, steps, generator=generator, exploration=cfg.exploration)
-            with torch.no_grad():
-                d_now = disc(img).squeeze(1)
-            d_next = disc(r.next_img).squeeze(1)
-            pen_range = range_penalty(r.raw_out)
-            pen_ent = entropy_penalty(r.probs, cfg.entropy_penalty)
-            pen_reuse = reuse_penalty(used, r.action, cfg.reuse_penalty).to(img)
-            reward = cfg.disc_reward_scale * (d_next - d_now) - cfg.range_penalty * pen_range - pen_ent - pen_reuse
-            if cfg.edit_penalty:
-                reward = reward - cfg.edit_penalty * edit_cost(img, r.next_img)
-            v_next = self.value(_net_input(r.next_img, r.next_used, r.next_steps, cfg.n_edits)).squeeze(1)
-            q = reward + cfg.gamma * v_next * (~r.done).to(v_next)
-            for p in self.value.parameters():
-                p.requires_grad_(True)
+        with frozen(disc):  # the reward's gradients reach the policy, not the critic
+            with frozen(self.value):  # Q's bootstrap V(s') is a target here
+                r = policy_step(self.policy, img, used, steps, generator=generator, exploration=cfg.exploration)
+                with torch.no_grad():
+                    d_now = disc(img).squeeze(1)
+                d_next = disc(r.next_img).squeeze(1)
+                pen_range = range_penalty(r.raw_out)
+                pen_ent = entropy_penalty(r.probs, cfg.entropy_penalty)
+                pen_reuse = reuse_penalty(used, r.action, cfg.reuse_penalty).to(img)
+                reward = cfg.disc_reward_scale * (d_next - d_now) - cfg.range_penalty * pen_range - pen_ent - pen_reuse
+                if cfg.edit_penalty:
+                    reward = reward - cfg.edit_penalty * edit_cost(img, r.next_img)
+                v_next = self.value(_net_input(r.next_img, r.next_used, r.next_steps, cfg.n_edits)).squeeze(1)
+                q = reward + cfg.gamma * v_next * (~r.done).to(v_next)
             v_now = self.value(_net_input(img, used, steps, cfg.n_edits)).squeeze(1)
             delta = q.detach() - v_now
             log_pi = torch.log(r.probs.gather(1, r.action[:, None]).squeeze(1))
@@ -585,11 +580,6 @@ class WhiteBoxAgent(nn.Module):
             self.opt_value.zero_grad(set_to_none=True)
             loss_v.backward(inputs=list(self.value.parameters()))
             self.opt_value.step()
-        finally:
-            for p in disc.parameters():
-                p.requires_grad_(True)
-            for p in self.value.parameters():
-                p.requires_grad_(True)
 
         buf.put(slots, r.next_img, r.next_steps, r.next_used)
         b = idx.shape[0]

@@ -17,8 +17,10 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import torch
+
 from ..config import ConfigError, add_dataclass_options, dataclass_from_args
-from ..train import FIXED_SETTINGS, OPERATIONAL_SETTINGS, TrainConfig
+from ..train import FIXED_SETTINGS, OPERATIONAL_SETTINGS, Agent, TrainConfig
 from ._common import UsageError, error, warn
 
 ALGOS = ("de1", "de2", "exposure")
@@ -48,7 +50,8 @@ def _agent_config(algo: str, args: argparse.Namespace, saved_agent: dict | None,
         raise UsageError(str(e)) from None
 
 
-def _make_agent(algo: str, agent_cfg, batch_size: int):
+def _make_agent(algo: str, agent_cfg, batch_size: int) -> Agent:
+    """The agent for ``--algo`` (the return type makes the type checker verify both against :class:`~deepexposure.train.Agent`)."""
     if algo in ("de1", "de2"):
         from ..agents.deepexposure import DeepExposureAgent
 
@@ -327,6 +330,8 @@ def _run(args) -> int:
     seed_everything(train_cfg.seed)  # seed first, then build: the initial weights depend on --seed alone
     agent = _make_agent(algo, agent_cfg, train_cfg.batch_size)
     extra.update(n_inputs=int(data.inputs.shape[0]) if pool is None else pool.size, n_targets=int(data.targets.shape[0]))
+    if train_cfg.threads:  # process-wide, so set by the command, not the library
+        torch.set_num_threads(train_cfg.threads)
     try:
         trainer = Trainer(agent, train_cfg, data.inputs, data.targets, run_dir, extra, progress=not args.quiet, references=refs,
                           warn=warn, pairs=pool)
