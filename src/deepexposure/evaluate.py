@@ -268,7 +268,7 @@ def write_report(report: EvalReport, tiles: dict[str, list[np.ndarray]] | None, 
     """Write ``<stem>.md``, ``<stem>.json`` and (with tiles) ``<stem>_sheet.png`` into ``out_dir``.
 
     Raises:
-        deepexposure.io.ImageWriteError / FileExistsError: an output exists and not ``overwrite``.
+        deepexposure.io.WriteError / FileExistsError: an output exists and not ``overwrite``.
     """
     from .io import atomic_write_bytes, uint8_to_tensor, write_image
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from .io import atomic_write_bytes
+from .atomic import atomic_write_bytes
 from .modelfiles import (
     CONFIG_NAME,
     LEGACY_FILES,

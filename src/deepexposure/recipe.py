@@ -166,7 +166,7 @@ class Recipe:
 
     def save(self, path: str | Path, overwrite: bool = False) -> None:
         """Write atomically (temp file + rename); refuse to replace an existing file unless ``overwrite``."""
-        from .io import atomic_write_bytes
+        from .atomic import atomic_write_bytes
 
         atomic_write_bytes(Path(path), (self.to_json() + "\n").encode("utf-8"), overwrite=overwrite)
 

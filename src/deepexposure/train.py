@@ -357,7 +357,7 @@ class Checkpoints:
 
     def publish(self, tmp: Path, final: Path) -> Path:
         """Rename the written folder into place, point ``latest`` at it, drop the oldest beyond ``keep``."""
-        from .io import atomic_write_bytes
+        from .atomic import atomic_write_bytes
 
         if final.exists():
             shutil.rmtree(final)
@@ -389,7 +389,7 @@ class Checkpoints:
             p.rename(kept)
             warn(f"{p}: unusable checkpoint ({reason}); resuming from {used.name} instead (moved to {kept.name})")
         if bad:
-            from .io import atomic_write_bytes
+            from .atomic import atomic_write_bytes
 
             atomic_write_bytes(self.root / "latest", used.name.encode(), overwrite=True)
 
@@ -606,7 +606,7 @@ class Trainer:
         """Write ``checkpoints/step_N/`` then point ``latest`` at it (each file written atomically)."""
         from safetensors.torch import save as st_save
 
-        from .io import atomic_write_bytes
+        from .atomic import atomic_write_bytes
 
         tmp, final = self.ckpts.staging(self.step)
         save_trunk(self.disc.trunk, tmp, "discriminator")
@@ -691,7 +691,7 @@ class Trainer:
         """
         from tqdm import tqdm
 
-        from .io import atomic_write_bytes
+        from .atomic import atomic_write_bytes
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
         cfg_path = self.run_dir / "config.json"
