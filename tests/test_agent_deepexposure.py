@@ -147,6 +147,7 @@ class _BrightnessCritic(nn.Module):
         return -((img.mean(dim=(1, 2, 3)) - 0.5) ** 2).unsqueeze(1) * 10
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy_gradient", ["paper", "direct"])
 @pytest.mark.parametrize("algo", ["de1", "de2"])
 def test_policy_update_raises_discriminator_score(algo, policy_gradient):
@@ -237,6 +238,7 @@ def _toy_trainer(algo: str, tmp_path, steps: int, seed: int = 0, policy_gradient
     return Trainer(agent, tcfg, inputs, targets, tmp_path / algo), inputs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy_gradient", ["paper", "direct"])
 @pytest.mark.parametrize("algo", ["de1", "de2"])
 def test_learns_toy_exposure(algo, policy_gradient, tmp_path):
@@ -258,6 +260,7 @@ def test_learns_toy_exposure(algo, policy_gradient, tmp_path):
     assert d1 > d0, (float(d0), float(d1))
 
 
+@pytest.mark.slow
 def test_resume_matches_uninterrupted_run(tmp_path):
     """Stop after 7 of 12 steps, resume in a fresh process state: same weights (the policy's running
     average included) and the same memory of past outputs as a straight run."""
@@ -358,6 +361,7 @@ class _ConstDisc(torch.nn.Module):
         return 3.0 * img.mean(dim=(1, 2, 3))[:, None]
 
 
+@pytest.mark.slow
 def test_references_teach_photo_dependent_exposures(tmp_path):
     """Half the inputs are 1.5 EV too dark, half 1.5 EV too bright; the unpaired targets cannot say which
     is which, the references can. After a short paired run the dark half must get clearly more EV
@@ -565,6 +569,7 @@ class _StepPolicy(nn.Module):
         return self.ev_max * torch.tanh(torch.stack(occ, 1) @ self.theta)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("value", ["learned", "zero"])
 def test_de1_paper_path_needs_the_value_network(value):
     """DE I, paper path, a fixed critic that wants brighter dark images (answer: positive EV everywhere).

@@ -31,6 +31,7 @@ def test_default_limit_is_pillows():
     assert dio.DEFAULT_MAX_PIXELS <= 2 * Image.MAX_IMAGE_PIXELS
 
 
+@pytest.mark.slow
 def test_jpeg_bomb_refused_with_bounded_memory(tmp_path):
     """In a fresh process: refused from the header, and the peak RSS grows by far less than the image."""
     p = jpeg_bomb(tmp_path / "bomb.jpg")
