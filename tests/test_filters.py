@@ -226,12 +226,6 @@ class TestGlobalExposure:
         diff = tnf.avg_pool2d(F.global_exposure(x256, ev), 4) - F.global_exposure(tnf.avg_pool2d(x256, 4), ev)
         assert diff.abs().max().item() < 3e-3  # measured 1e-3: the clip at white is a kink
 
-    def test_squash_ev(self):
-        raw = torch.tensor([-100.0, -1.0, 0.0, 1.0, 100.0])
-        ev = F.squash_ev(raw)
-        assert ev[2] == 0.0 and (ev >= F.EV_RANGE[0]).all() and (ev <= F.EV_RANGE[1]).all()
-        assert ev[0] == pytest.approx(F.EV_RANGE[0]) and ev[-1] == pytest.approx(F.EV_RANGE[1])
-
     def test_rejects_bad_shapes(self):
         with pytest.raises(ValueError):
             F.global_exposure(_rand_img(b=2), torch.zeros(2, 2))

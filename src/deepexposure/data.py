@@ -226,14 +226,6 @@ class ThumbnailDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> torch.Tensor:
         return self.images[i]
 
-    def sampler(self, generator: torch.Generator, num_samples: int | None = None) -> torch.utils.data.Sampler:
-        """A with-replacement random sampler driven by ``generator`` (for a ``DataLoader``)."""
-        return torch.utils.data.RandomSampler(self, replacement=True, num_samples=num_samples or len(self), generator=generator)
-
-    def sample(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
-        """A random batch ``(batch_size, 3, size, size)`` drawn with replacement from ``generator``."""
-        idx = torch.randint(len(self), (batch_size,), generator=generator)
-        return self.images[idx]
 
 
 def _folder_photos(folder: Path, what: str) -> list[Path]:
@@ -267,7 +259,6 @@ class UnpairedFolders:
     ) -> None:
         ins = ThumbnailDataset(_folder_photos(inputs_dir, "inputs"), size, cache_dir, min_images=min_images, name=f"inputs {inputs_dir}", progress=progress)
         tgs = ThumbnailDataset(_folder_photos(targets_dir, "targets"), size, cache_dir, min_images=min_images, name=f"targets {targets_dir}", progress=progress)
-        self.input_set, self.target_set = ins, tgs
         self.inputs, self.targets = ins.images, tgs.images
         self.input_paths, self.target_paths = ins.paths, tgs.paths
         self.skipped = ins.skipped + tgs.skipped

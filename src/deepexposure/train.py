@@ -144,13 +144,10 @@ def seed_everything(seed: int) -> None:
     Draws made during training use an explicit ``torch.Generator`` instead (see :class:`Trainer`).
     Thread counts and deterministic-algorithm flags are left alone.
     """
+    import numpy as np
+
     random.seed(seed)
-    try:
-        import numpy as np
-    except ImportError:  # pragma: no cover - numpy comes with scikit-image
-        pass
-    else:
-        np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 

@@ -97,12 +97,9 @@ def register(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_dataclass_options(p, TrainConfig, "training loop")
     add_dataclass_options(p, DeepExposureConfig, "DeepExposure agent (--algo de1/de2)", skip=("algo", "image_size"))
-    try:
-        from ..agents.whitebox import WhiteBoxConfig
-    except ImportError:
-        pass
-    else:
-        add_dataclass_options(p, WhiteBoxConfig, "white-box agent (--algo exposure)", skip=("image_size",))
+    from ..agents.whitebox import WhiteBoxConfig
+
+    add_dataclass_options(p, WhiteBoxConfig, "white-box agent (--algo exposure)", skip=("image_size",))
     p.set_defaults(func=run)
 
 
