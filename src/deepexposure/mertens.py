@@ -73,7 +73,7 @@ __all__ = [
 MERTENS_EPS = 1e-12
 
 
-@dataclass
+@dataclass(frozen=True)
 class FusionConfig:
     """Hyper-parameters of Mertens exposure fusion (Eq. (30) of the supplement)."""
 

@@ -32,7 +32,7 @@ __all__ = ["SegmentConfig", "Segmentation", "segment_thumbnail"]
 _LUM = np.array([0.27, 0.67, 0.06])
 
 
-@dataclass
+@dataclass(frozen=True)
 class SegmentConfig:
     """Settings of the thumbnail segmentation."""
 

@@ -41,6 +41,7 @@ finally local direct fusion image S^l").
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -141,7 +142,7 @@ class DeepExposureConfig:
         if isinstance(self.fusion, dict):
             self.fusion = FusionConfig(**self.fusion)
         self.adam_betas = tuple(self.adam_betas)
-        self.segment.n_segments = self.n_segments
+        self.segment = dataclasses.replace(self.segment, n_segments=self.n_segments)  # a copy: the caller's config is left alone
         if self.algo not in ("de1", "de2"):
             raise ValueError(f"algo must be 'de1' or 'de2', got {self.algo!r}")
         if self.policy_gradient not in POLICY_GRADIENTS:
@@ -627,7 +628,7 @@ class DeepExposureMethod:
         self.policy = ExposurePolicy(loaded.trunk, self.meta.get("ev_max", 3.0)).eval()
         self.segment_cfg = SegmentConfig(**self.meta["segment"])
         if n_segments:
-            self.segment_cfg.n_segments = int(n_segments)
+            self.segment_cfg = dataclasses.replace(self.segment_cfg, n_segments=int(n_segments))
         self.fusion_cfg = FusionConfig(**self.meta["fusion"])
         self.size = int(self.meta.get("image_size", 64))
 
