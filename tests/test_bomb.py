@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deepexposure import decode
-from deepexposure import io as dio
+from deepexposure import decode, io as dio
 
 
 def jpeg_bomb(path, width: int = 14000, height: int = 14000):

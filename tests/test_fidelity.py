@@ -9,8 +9,7 @@ import tifffile
 import torch
 from PIL import Image
 
-from deepexposure import io as dio
-from deepexposure import metadata
+from deepexposure import io as dio, metadata
 from deepexposure.cli import main
 
 CORRUPT_EXIF = {

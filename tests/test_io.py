@@ -16,8 +16,7 @@ import tifffile
 import torch
 from PIL import Image, ImageCms, ImageOps
 
-from deepexposure import encode, metadata
-from deepexposure import io as dio
+from deepexposure import encode, io as dio, metadata
 from deepexposure.color import linear_to_srgb
 
 ORIENTATION = 0x0112

@@ -7,8 +7,7 @@ import math
 import pytest
 import torch
 
-from deepexposure import hdr as H
-from deepexposure import pairs as P
+from deepexposure import hdr as H, pairs as P
 from deepexposure.color import linear_to_srgb, luminance, srgb_to_linear
 from deepexposure.data import PairedFolder
 from deepexposure.io import read_image, write_image

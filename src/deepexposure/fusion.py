@@ -14,34 +14,23 @@ from collections.abc import Callable
 
 import torch
 
-from .mertens import (
-    MERTENS_EPS,
-    FusionConfig,
+from . import mertens
+from .mertens import (  # re-exported: this module is the one import for fusion
+    MERTENS_EPS as MERTENS_EPS,
+    FusionConfig as FusionConfig,
     _reflect101,
     _resolve_levels,
-    collapse_laplacian,
-    default_levels,
-    exposure_fusion,
-    gaussian_pyramid,
-    laplacian_pyramid,
-    mertens_weights,
-    pyr_down,
-    pyr_up,
+    collapse_laplacian as collapse_laplacian,
+    default_levels as default_levels,
+    exposure_fusion as exposure_fusion,
+    gaussian_pyramid as gaussian_pyramid,
+    laplacian_pyramid as laplacian_pyramid,
+    mertens_weights as mertens_weights,
+    pyr_down as pyr_down,
+    pyr_up as pyr_up,
 )
 
-__all__ = [
-    "FusionConfig",
-    "MERTENS_EPS",
-    "mertens_weights",
-    "exposure_fusion",
-    "exposure_fusion_streaming",
-    "gaussian_pyramid",
-    "laplacian_pyramid",
-    "collapse_laplacian",
-    "pyr_down",
-    "pyr_up",
-    "default_levels",
-]
+__all__ = [*mertens.__all__, "exposure_fusion_streaming"]
 
 # --------------------------------------------------------------------------------------------
 # Streaming full-resolution path (no autograd).
