@@ -10,6 +10,7 @@ import ast
 import dataclasses
 import inspect
 import textwrap
+import weakref
 from functools import cache
 from typing import Any
 
@@ -70,21 +71,36 @@ def _scalar_type(default: Any):
     return None
 
 
+@dataclasses.dataclass
+class _Option:
+    """An option :func:`add_dataclass_options` added: its action, the title of the config that added
+    it first, and whether a second config shares it (then every config's help is listed)."""
+
+    action: argparse.Action
+    title: str
+    shared: bool = False
+
+
+# parser -> field name -> its option; kept here so nothing is stored in argparse's internals
+_OPTIONS: weakref.WeakKeyDictionary[argparse.ArgumentParser, dict[str, _Option]] = weakref.WeakKeyDictionary()
+
+
 def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, title: str, skip: tuple[str, ...] = ()) -> None:
-    """Add ``--field-name`` for every scalar field of ``cls`` (bools as ``--flag/--no-flag``); defaults stay None so only given options override."""
+    """Add ``--field-name`` (dest ``cfg_<field>``) for every scalar field of ``cls`` (bools as
+    ``--flag/--no-flag``); defaults stay None so only given options override. A field that an
+    earlier config already added keeps its one option, whose help then names both configs."""
     group = parser.add_argument_group(title)
     docs = field_docs(cls)
-    taken = {a.dest for a in parser._actions}
+    options = _OPTIONS.setdefault(parser, {})
     for f in dataclasses.fields(cls):
         if f.name in skip or f.default is dataclasses.MISSING:
             continue
-        if f"cfg_{f.name}" in taken:  # one option serves every config that has the field
-            action = next(a for a in parser._actions if a.dest == f"cfg_{f.name}")
-            first: str = getattr(action, "_cfg_title", "")
-            if first:
-                action.help = f"{first}: {action.help}"
-                action._cfg_title = ""  # type: ignore[attr-defined]  # our tag on argparse's action
-            action.help = f"{action.help}; {title}: {docs.get(f.name, '')} (default: {f.default})"
+        known = options.get(f.name)
+        if known is not None:  # one option serves every config that has the field
+            if not known.shared:
+                known.action.help = f"{known.title}: {known.action.help}"
+                known.shared = True
+            known.action.help = f"{known.action.help}; {title}: {docs.get(f.name, '')} (default: {f.default})"
             continue
         opt = "--" + f.name.replace("_", "-")
         help_ = f"{docs.get(f.name, '')} (default: {f.default})"
@@ -94,7 +110,7 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, title: str
             action = group.add_argument(opt, dest=f"cfg_{f.name}", type=_scalar_type(f.default), default=None, help=help_)
         else:
             continue
-        action._cfg_title = title  # type: ignore[attr-defined]  # our tag on argparse's action
+        options[f.name] = _Option(action, title)
 
 
 def dataclass_from_args(cls: type, args: argparse.Namespace, base: dict | None = None):

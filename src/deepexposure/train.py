@@ -506,7 +506,7 @@ class Trainer:
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def config_dict(self) -> dict:
-        return {"train": asdict(self.cfg), "agent": self.agent.cfg.to_dict() if hasattr(self.agent.cfg, "to_dict") else asdict(self.agent.cfg), **self.extra_config}
+        return {"train": asdict(self.cfg), "agent": self.agent.cfg.to_dict(), **self.extra_config}
 
     def _set_lrs(self) -> None:
         pre, c = self.cfg.pretrain_steps, self.cfg
