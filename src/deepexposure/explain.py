@@ -31,7 +31,7 @@ _PALETTE = np.array(
 def _segments_panel(preview: torch.Tensor, rows: list[str]) -> torch.Tensor:
     from .segment import Segmentation
 
-    labels = Segmentation.labels_from_rows(rows).float()[None, None]
+    labels = Segmentation.labels_from_rows(rows).float()[None, None]  # a CPU label map, coloured by numpy below
     h, w = preview.shape[-2:]
     lab = torch.nn.functional.interpolate(labels, size=(h, w), mode="nearest")[0, 0].long()
     colours = torch.from_numpy(_PALETTE[lab.numpy() % len(_PALETTE)]).permute(2, 0, 1)
@@ -83,7 +83,7 @@ def explain_image(img_srgb: torch.Tensor, recipe: Recipe, out_srgb: torch.Tensor
         if op["op"] == "exposure_fusion":
             for t, ev in enumerate(op["evs"]):
                 tag = f" (chosen for seg {t})" if recipe.segments else ""
-                shown = global_exposure(current, torch.tensor([[float(ev)]]))
+                shown = global_exposure(current, torch.tensor([[float(ev)]], dtype=current.dtype, device=current.device))
                 panels.append((shown, f"bracket {float(ev):+.2f} EV{tag}"))
             current = render(Recipe(ops=[op]), current)
         else:
@@ -95,4 +95,4 @@ def explain_image(img_srgb: torch.Tensor, recipe: Recipe, out_srgb: torch.Tensor
                 panels.append((current, op["op"]))
     final = resize_long_edge(out_srgb, PREVIEW_SIZE, upscale=False).clamp(0, 1) if out_srgb is not None else current
     panels.append((final, f"result ({recipe.method.get('name', '?')})"))
-    return _label(panels)
+    return _label(panels).to(img_srgb.device)  # drawn on the CPU (Pillow), returned where the photo is

@@ -249,8 +249,7 @@ def render_local_op(recipe, op: dict, img_srgb: torch.Tensor) -> torch.Tensor:
 def validate_local_op(op: dict, recipe, where: str) -> None:
     """Check a local op against its recipe; raise :class:`~deepexposure.recipe.RecipeError` naming the problem."""
     from .filters import FILTERS
-    from .recipe import RecipeError, _as_list, _fusion_config
-    from .recipe import _is_num as _finite
+    from .recipe import RecipeError, _as_list, _fusion_config, _is_num as _finite
 
     rows = recipe.segment_map
     digits = set("0123456789abcdefghijklmnopqrstuvwxyz")
@@ -304,20 +303,22 @@ def validate_local_op(op: dict, recipe, where: str) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def _deepexposure_with(render: str):
-    def factory(**options):
-        from .agents.deepexposure import DeepExposureMethod
+def _deepexposure_local(render: str, name: str):
+    from .agents.deepexposure import DeepExposureMethod
 
-        return DeepExposureMethod(render=render, **options)
+    class _Local(DeepExposureMethod):
+        def __init__(self, **options):
+            options.setdefault("render", render)
+            super().__init__(**options)
 
-    return factory
-
-
-def _register() -> None:
-    from .methods import register_method
-
-    register_method("deepexposure-local", _deepexposure_with("local"))
-    register_method("deepexposure-local-fusion", _deepexposure_with("local+fusion"))
+    _Local.__name__ = _Local.__qualname__ = name
+    return _Local
 
 
-_register()
+def __getattr__(name: str):
+    # the built-in method table names these lazily (deepexposure.methods.BUILTIN_METHODS)
+    if name == "DeepExposureLocalMethod":
+        return _deepexposure_local("local", name)
+    if name == "DeepExposureLocalFusionMethod":
+        return _deepexposure_local("local+fusion", name)
+    raise AttributeError(name)
