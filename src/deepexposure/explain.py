@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .explain_local import SEGMENT_PALETTE
 from .recipe import Recipe, render
 from .resize import resize_long_edge
 
@@ -21,11 +22,7 @@ __all__ = ["explain_image", "PREVIEW_SIZE"]
 #: long edge of each panel in pixels
 PREVIEW_SIZE = 320
 
-_PALETTE = np.array(
-    [[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
-     [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [220, 190, 255]],
-    dtype=np.float32,
-) / 255.0
+_PALETTE = SEGMENT_PALETTE
 
 
 def _segments_panel(preview: torch.Tensor, rows: list[str]) -> torch.Tensor:

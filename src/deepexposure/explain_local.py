@@ -29,10 +29,16 @@ PANEL_SIZE = 320
 _CAPTION = 36
 
 
-def _palette() -> np.ndarray:
-    from .explain import _PALETTE
+#: colours of segments 0, 1, ... (cycled) in every explain sheet, RGB in [0, 1]
+SEGMENT_PALETTE = np.array(
+    [[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
+     [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [220, 190, 255]],
+    dtype=np.float32,
+) / 255.0
 
-    return _PALETTE
+
+def _palette() -> np.ndarray:
+    return SEGMENT_PALETTE
 
 
 def _describe(op: dict, t: int) -> str:

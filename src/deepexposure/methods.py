@@ -77,8 +77,8 @@ BUILTIN_METHODS: dict[str, str] = {
     "fusion": "deepexposure.baselines:FixedFusionMethod",
     "oracle-global": "deepexposure.oracle:OracleGlobalMethod",
     "oracle-exposures": "deepexposure.oracle:OracleExposuresMethod",
-    "deepexposure-local": "deepexposure.local:DeepExposureLocalMethod",
-    "deepexposure-local-fusion": "deepexposure.local:DeepExposureLocalFusionMethod",
+    "deepexposure-local": "deepexposure.agents.deepexposure:DeepExposureLocalMethod",
+    "deepexposure-local-fusion": "deepexposure.agents.deepexposure:DeepExposureLocalFusionMethod",
     "oracle-local": "deepexposure.oracle:OracleLocalMethod",
     "oracle-local-fusion": "deepexposure.oracle:OracleLocalFusionMethod",
 }

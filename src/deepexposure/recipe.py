@@ -350,8 +350,6 @@ def validate_recipe_dict(d: Any, source: str = "recipe") -> None:
         if op["op"] in ("local_exposure", "local_filters"):  # per-region ops need the segment map: deepexposure.local
             from types import SimpleNamespace
 
-            from .local import validate_local_op
-
             validate_local_op(op, SimpleNamespace(segment_map=d.get("segment_map")), f"{source}: ops[{i}]")
 
 
@@ -536,3 +534,58 @@ def render(recipe: Recipe, img_srgb: torch.Tensor) -> torch.Tensor:
             raise RecipeError(f"recipe: unknown op {op['op']!r}")
         out = renderer(op, out, recipe)
     return out
+
+
+def validate_local_op(op: dict, recipe, where: str) -> None:
+    """Check a per-region op (:mod:`deepexposure.local`) against its recipe's segment map; raise :class:`RecipeError` naming the problem."""
+    from .filters import FILTERS
+    from .local import _labels
+    from .masks import MaskConfig
+
+    _finite = _is_num
+
+    rows = recipe.segment_map
+    digits = set("0123456789abcdefghijklmnopqrstuvwxyz")
+    if (not isinstance(rows, list) or not rows or not all(isinstance(r, str) and r for r in rows)
+            or len({len(r) for r in rows}) != 1 or not all(set(r.lower()) <= digits for r in rows)):
+        raise RecipeError(f"{where}: {op['op']} needs the recipe's 'segment_map' (equal-length rows of base-36 labels)")
+    labels = _labels(rows)
+    t = int(labels.max()) + 1
+    missing = sorted(set(range(t)) - set(labels.unique().tolist()))
+    if missing:
+        raise RecipeError(f"{where}: segment_map has no pixels of region(s) {missing}")
+    try:
+        MaskConfig.from_dict(op.get("masks"))
+    except (TypeError, ValueError) as e:
+        raise RecipeError(f"{where}: bad mask settings ({e})") from None
+    if (op.get("masks") or {}).get("method", "guided") != "guided":
+        raise RecipeError(f"{where}: masks.method must be 'guided'")
+    if op["op"] == "local_exposure":
+        evs = op.get("evs")
+        if not isinstance(evs, list) or not all(_finite(e) for e in evs):
+            raise RecipeError(f"{where}: 'evs' must be a list of numbers")
+        if len(evs) != t:
+            raise RecipeError(f"{where}: {len(evs)} exposures for {t} regions in segment_map")
+        if any(abs(e) > 10 for e in evs):
+            raise RecipeError(f"{where}: exposure values must lie in [-10, 10] EV")
+        if op.get("fuse_original"):
+            _fusion_config(op.get("fusion", {}), where)
+        return
+    regions = op.get("regions")
+    if not isinstance(regions, list) or len(regions) != t:
+        raise RecipeError(f"{where}: 'regions' must be a list of {t} filter lists (one per region)")
+    for k, chain in enumerate(regions):
+        if not isinstance(chain, list):
+            raise RecipeError(f"{where}: regions[{k}] must be a list of filters")
+        for j, f in enumerate(chain):
+            w = f"{where}: regions[{k}][{j}]"
+            if not isinstance(f, dict) or f.get("name") not in FILTERS:
+                raise RecipeError(f"{w}: unknown filter (known: {', '.join(FILTERS)})")
+            spec = FILTERS[f["name"]]
+            params = f.get("params")
+            if not isinstance(params, list) or len(params) != spec.n_params or not all(_finite(p) for p in params):
+                raise RecipeError(f"{w}: {f['name']} takes {spec.n_params} numbers")
+            lo, hi = _as_list(spec.low, spec.n_params), _as_list(spec.high, spec.n_params)
+            for i, p in enumerate(params):
+                if not lo[i] - 1e-6 <= p <= hi[i] + 1e-6:
+                    raise RecipeError(f"{w}: {f['name']} param {i} = {p} outside [{lo[i]}, {hi[i]}]")

@@ -60,6 +60,8 @@ from ..segment import SegmentConfig, segment_thumbnail
 
 __all__ = [
     "DeepExposureConfig",
+    "DeepExposureLocalMethod",
+    "DeepExposureLocalFusionMethod",
     "ExposurePolicy",
     "OUNoise",
     "Rollout",
@@ -666,6 +668,20 @@ class DeepExposureMethod:
             segment_map=seg.label_rows(),
             notes=[f"exposure t of the fused bracket was chosen by the policy while looking at segment t (darkest first), on a {self.size}x{self.size} thumbnail"],
         ), self.render or "fused")
+
+
+class DeepExposureLocalMethod(DeepExposureMethod):
+    """``deepexposure-local``: the policy's exposures rendered per region through edge-aware masks (``render='local'``)."""
+
+    def __init__(self, model: str | Path | None = None, n_segments: int | None = None, render: str | None = "local"):
+        super().__init__(model, n_segments, render)
+
+
+class DeepExposureLocalFusionMethod(DeepExposureMethod):
+    """``deepexposure-local-fusion``: the same, then fused with the original (``render='local+fusion'``)."""
+
+    def __init__(self, model: str | Path | None = None, n_segments: int | None = None, render: str | None = "local+fusion"):
+        super().__init__(model, n_segments, render)
 
 
 class ExplicitExposuresMethod:
