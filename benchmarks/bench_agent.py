@@ -40,7 +40,7 @@ def _photo(long_edge: int) -> torch.Tensor:
 
 def bench_training(algo: str, steps: int) -> dict:
     from deepexposure.agents.deepexposure import DeepExposureAgent, DeepExposureConfig, rollout
-    from deepexposure.train import Trainer, TrainConfig
+    from deepexposure.train import TrainConfig, Trainer
 
     g = torch.Generator().manual_seed(0)
     inputs = torch.rand(32, 3, 64, 64, generator=g) * 0.6

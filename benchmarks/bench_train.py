@@ -44,7 +44,7 @@ def worker(args) -> dict:
 
     torch.set_num_threads(args.threads)
     from deepexposure.agents.deepexposure import DeepExposureAgent, DeepExposureConfig
-    from deepexposure.train import Trainer, TrainConfig
+    from deepexposure.train import TrainConfig, Trainer
 
     g = torch.Generator().manual_seed(0)
     n_img = max(32, args.batch)

@@ -28,9 +28,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def run(algo: str, pg: str, steps: int, seed: int, tmp: Path) -> dict:
-    from deepexposure.agents.deepexposure import DeepExposureAgent, DeepExposureConfig, rollout
-    from deepexposure.train import Trainer, TrainConfig
     from tests.toy import random_crops, toy_exposure_set
+
+    from deepexposure.agents.deepexposure import DeepExposureAgent, DeepExposureConfig, rollout
+    from deepexposure.train import TrainConfig, Trainer
 
     inputs, targets = toy_exposure_set(ev_offset=-1.5)
     truth = random_crops(1, 8)  # the inputs before they were darkened

@@ -376,8 +376,9 @@ def make_samples(dest: Path, cache: Path) -> None:
     import torch
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from deepexposure.color import linear_to_srgb, srgb_to_linear
+    from deepexposure.io import tensor_to_uint8, uint8_to_tensor
     from deepexposure.samples import ORIGINAL_SAMPLES, PROBLEM_SAMPLES
+    from deepexposure.synth import apply_ev_field
 
     assert set(SAMPLE_ORIGINS) == set(ORIGINAL_SAMPLES), "update SAMPLE_ORIGINS"
 
@@ -401,14 +402,11 @@ def make_samples(dest: Path, cache: Path) -> None:
         made[name] = im
         log(f"  + {name} {im.size[0]}x{im.size[1]}")
     for name, (orig, axis, ev0, ev1) in PROBLEM_SAMPLES.items():
-        # lin_out = clip(srgb_to_linear(img) * 2 ** ev(x, y), 0, 1), back to sRGB
+        # lin_out = clip(srgb_to_linear(img) * 2 ** ev(x, y), 0, 1), back to sRGB (synth.apply_ev_field)
         im = made[orig]
         w, h = im.size
-        img_srgb = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1)
         ev = torch.from_numpy(_ramp_ev(h, w, axis, ev0, ev1))
-        img_lin = (srgb_to_linear(img_srgb) * torch.exp2(ev)).clamp(0.0, 1.0)
-        out = linear_to_srgb(img_lin).permute(1, 2, 0).numpy()
-        out8 = np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)
+        out8 = tensor_to_uint8(apply_ev_field(uint8_to_tensor(np.asarray(im)), ev))
         Image.fromarray(out8, "RGB").save(dest / name, quality=SAMPLE_QUALITY, optimize=True)
         log(f"  + {name} {w}x{h} (EV {ev0:+.1f} -> {ev1:+.1f} along {axis})")
 

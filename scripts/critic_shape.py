@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from deepexposure.agents.deepexposure import DeepExposureAgent, DeepExposureConfig
 from deepexposure.data import ThumbnailDataset
 from deepexposure.filters import global_exposure
-from deepexposure.train import Trainer, TrainConfig
+from deepexposure.train import TrainConfig, Trainer
 
 
 def main() -> None:

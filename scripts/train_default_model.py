@@ -95,7 +95,7 @@ def select_on_val(de: list[str], run: Path, targets_src: list[Path], w: Path, me
     scores = {}
     for n in steps:
         m = run / f"model-step_{n}"
-        if not (m / "model.json").exists():
+        if not (m / "config.json").exists():
             sh(de + ["train", "--out", str(run), "--export-step", str(n), "--export-to", str(m)])
         name = f"val-{run.name}-step_{n}"
         if not (w / "eval" / f"{name}.json").exists():

@@ -22,10 +22,9 @@ from deepexposure.agents.deepexposure import (
 from deepexposure.filters import global_exposure
 from deepexposure.fusion import FusionConfig
 from deepexposure.gan import FidelityScore, discriminator_loss, gradient_penalty
-from deepexposure.train import Trainer, TrainConfig
+from deepexposure.train import TrainConfig, Trainer
 
 from .toy import assert_same_training_state, random_crops, straight_and_resumed, toy_exposure_set
-
 
 # -- maths against plain loops ---------------------------------------------------------------
 
@@ -148,6 +147,7 @@ class _BrightnessCritic(nn.Module):
         return -((img.mean(dim=(1, 2, 3)) - 0.5) ** 2).unsqueeze(1) * 10
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy_gradient", ["paper", "direct"])
 @pytest.mark.parametrize("algo", ["de1", "de2"])
 def test_policy_update_raises_discriminator_score(algo, policy_gradient):
@@ -238,6 +238,7 @@ def _toy_trainer(algo: str, tmp_path, steps: int, seed: int = 0, policy_gradient
     return Trainer(agent, tcfg, inputs, targets, tmp_path / algo), inputs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy_gradient", ["paper", "direct"])
 @pytest.mark.parametrize("algo", ["de1", "de2"])
 def test_learns_toy_exposure(algo, policy_gradient, tmp_path):
@@ -259,6 +260,7 @@ def test_learns_toy_exposure(algo, policy_gradient, tmp_path):
     assert d1 > d0, (float(d0), float(d1))
 
 
+@pytest.mark.slow
 def test_resume_matches_uninterrupted_run(tmp_path):
     """Stop after 7 of 12 steps, resume in a fresh process state: same weights (the policy's running
     average included) and the same memory of past outputs as a straight run."""
@@ -315,20 +317,20 @@ def test_fake_pool_keeps_the_newest_outputs_and_feeds_the_discriminator(tmp_path
     batches = []
     tr._disc_update = lambda fakes: batches.append(fakes.clone()) or {}
     added = []
-    orig_add = tr._pool_add
-    tr._pool_add = lambda f: added.append(f.clone()) or orig_add(f)
+    orig_add = tr.fake_pool.add
+    tr.fake_pool.add = lambda f: added.append(f.clone()) or orig_add(f)  # type: ignore[method-assign]
     tr.train_one()  # pre-training: 4 outputs in, one discriminator batch of 6 drawn from the 4
-    assert tr.pool_filled == 4 and torch.equal(tr.pool[:4], added[0])
+    assert tr.fake_pool.filled == 4 and torch.equal(tr.fake_pool.images[:4], added[0])
     assert batches[0].shape[0] == 6
     assert all(any(torch.equal(b, a) for a in added[0]) for b in batches[0])
     for _ in range(3):
         tr.train_one()
     newest = torch.cat(added)[-10:]  # 16 added in all: the pool holds the last 10, oldest overwritten
-    assert tr.pool_filled == 10 and tr.pool_next == 16 % 10
+    assert tr.fake_pool.filled == 10 and tr.fake_pool.next == 16 % 10
     for f in newest:
-        assert any(torch.equal(f, p) for p in tr.pool)
+        assert any(torch.equal(f, p) for p in tr.fake_pool.images)
     for f in torch.cat(added)[:6]:
-        assert not any(torch.equal(f, p) for p in tr.pool)
+        assert not any(torch.equal(f, p) for p in tr.fake_pool.images)
     # a training step's discriminator batches can hold outputs of earlier steps
     last_fresh = added[-1]
     drawn = torch.cat(batches[-2:])
@@ -359,6 +361,7 @@ class _ConstDisc(torch.nn.Module):
         return 3.0 * img.mean(dim=(1, 2, 3))[:, None]
 
 
+@pytest.mark.slow
 def test_references_teach_photo_dependent_exposures(tmp_path):
     """Half the inputs are 1.5 EV too dark, half 1.5 EV too bright; the unpaired targets cannot say which
     is which, the references can. After a short paired run the dark half must get clearly more EV
@@ -566,6 +569,7 @@ class _StepPolicy(nn.Module):
         return self.ev_max * torch.tanh(torch.stack(occ, 1) @ self.theta)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("value", ["learned", "zero"])
 def test_de1_paper_path_needs_the_value_network(value):
     """DE I, paper path, a fixed critic that wants brighter dark images (answer: positive EV everywhere).
@@ -616,9 +620,9 @@ def test_trainer_device_option(tmp_path):
     tr = Trainer(DeepExposureAgent(DeepExposureConfig(n_segments=2, base_channels=8), 2), tcfg, inputs, targets, tmp_path / "r")
     dev = resolve_device("auto")
     assert tr.inputs.device.type == dev.type and next(tr.agent.policy.parameters()).device.type == dev.type
-    tr.pool_next = 2
-    tr._pool_add(torch.arange(4.0).view(4, 1, 1, 1).expand(4, 3, 64, 64).to(dev))  # slots 2, 0, 1 get 1, 2, 3
-    assert tr.pool[:, 0, 0, 0].tolist() == [2.0, 3.0, 1.0] and tr.pool_next == 2 and tr.pool_filled == 3
+    tr.fake_pool.next = 2
+    tr.fake_pool.add(torch.arange(4.0).view(4, 1, 1, 1).expand(4, 3, 64, 64).to(dev))  # slots 2, 0, 1 get 1, 2, 3
+    assert tr.fake_pool.images[:, 0, 0, 0].tolist() == [2.0, 3.0, 1.0] and tr.fake_pool.next == 2 and tr.fake_pool.filled == 3
     tr.fit()
     from safetensors.torch import load_file
 

@@ -28,11 +28,10 @@ from deepexposure.agents.whitebox import (
     rollout,
     state_planes,
 )
-from deepexposure.color import rgb_to_hsv
 from deepexposure.filters import FILTER_NAMES, FILTERS, apply_filter, white_balance
 from deepexposure.methods import get_method
 from deepexposure.recipe import Recipe, render
-from deepexposure.train import Trainer, TrainConfig
+from deepexposure.train import TrainConfig, Trainer
 
 from .toy import assert_same_training_state, random_crops, straight_and_resumed
 
@@ -275,6 +274,7 @@ def _probe(policy: WhiteBoxPolicy, inputs: torch.Tensor) -> tuple[float, float, 
     return float(pref), float(uses), float(torch.log(wb[:, 0] / wb[:, 2]).mean())
 
 
+@pytest.mark.slow
 def test_learns_toy_white_balance():
     """Targets are real photo crops made warmer (red x1.25, blue x0.8); the inputs are other, unedited crops.
     A short run must make the agent prefer white balance and turn its red/blue ratio up."""
@@ -312,6 +312,7 @@ class _FlatCritic(nn.Module):
         return (self.b * 0).expand(x.shape[0], 1) + 0 * x.mean((1, 2, 3))[:, None]
 
 
+@pytest.mark.slow
 def test_references_teach_the_missing_edit():
     """Paired training: the inputs are photos made cooler (red x0.8, blue x1.25), the references the
     photos themselves, the critic flat. The fidelity term alone must make the agent prefer white

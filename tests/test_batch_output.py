@@ -133,7 +133,7 @@ def test_methods_lists_only_the_table(capsys):
     assert _run("methods") == 0
     out = capsys.readouterr().out
     assert "command," not in out and "goes through" not in out
-    assert "fusion                fixed-bracket" in out
+    assert "fusion                     fixed-bracket" in out
 
 
 def test_package_is_typed():

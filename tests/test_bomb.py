@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deepexposure import io as dio
+from deepexposure import decode, io as dio
 
 
 def jpeg_bomb(path, width: int = 14000, height: int = 14000):
@@ -30,6 +30,7 @@ def test_default_limit_is_pillows():
     assert dio.DEFAULT_MAX_PIXELS <= 2 * Image.MAX_IMAGE_PIXELS
 
 
+@pytest.mark.slow
 def test_jpeg_bomb_refused_with_bounded_memory(tmp_path):
     """In a fresh process: refused from the header, and the peak RSS grows by far less than the image."""
     p = jpeg_bomb(tmp_path / "bomb.jpg")
@@ -54,7 +55,7 @@ def test_jpeg_bomb_refused_with_bounded_memory(tmp_path):
 
 def test_memory_estimate_refuses_what_would_not_fit(tmp_path, monkeypatch):
     p = jpeg_bomb(tmp_path / "bomb.jpg", 4000, 3000)
-    monkeypatch.setattr(dio, "_available_memory", lambda: 256 << 20)
+    monkeypatch.setattr(decode, "_available_memory", lambda: 256 << 20)
     with pytest.raises(dio.ImageReadError) as e:
         dio.read_image(p, max_pixels=None)
     msg = str(e.value)

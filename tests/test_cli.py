@@ -111,6 +111,7 @@ def test_unknown_method_is_one_line(photos, tmp_path, capsys):
     assert err.count("\n") == 1 and "unknown method" in err
 
 
+@pytest.mark.slow
 def test_console_script_runs():
     r = subprocess.run([sys.executable, "-m", "deepexposure", "--help"], capture_output=True, text=True, env={**os.environ})
     assert r.returncode == 0 and "retouch" in r.stdout and "train" in r.stdout

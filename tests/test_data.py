@@ -72,15 +72,6 @@ class TestUnpaired:
         with pytest.raises(D.DatasetError, match="does not exist"):
             D.UnpairedFolders(tmp_path / "missing", tmp_path / "in")
 
-    def test_sampler_is_reproducible(self, tmp_path):
-        paths = [_write(tmp_path / f"a{i}.png", seed=i) for i in range(4)]
-        ds = D.ThumbnailDataset(paths)
-        b1 = ds.sample(6, torch.Generator().manual_seed(1))
-        b2 = ds.sample(6, torch.Generator().manual_seed(1))
-        assert b1.shape == (6, 3, 64, 64) and torch.equal(b1, b2)
-        loader = torch.utils.data.DataLoader(ds, batch_size=2, sampler=ds.sampler(torch.Generator().manual_seed(0), 4))
-        assert sum(b.shape[0] for b in loader) == 4
-
 
 class TestCache:
     def test_cache_hits_and_matches_direct(self, tmp_path):

@@ -9,7 +9,7 @@ import tifffile
 import torch
 from PIL import Image
 
-from deepexposure import io as dio
+from deepexposure import io as dio, metadata
 from deepexposure.cli import main
 
 CORRUPT_EXIF = {
@@ -48,7 +48,7 @@ def test_every_output_embeds_srgb_and_carries_exif(tmp_path, ext, bits):
         im = Image.open(p)
         icc = im.info.get("icc_profile")
         assert Image.Image.getexif(im).get(271) == "TestCam" or im.getexif().get(271) == "TestCam"
-    assert icc == dio._srgb_icc()
+    assert icc == metadata._srgb_icc()
 
 
 def test_16_bit_png_stays_16_bit_through_retouch(tmp_path):

@@ -81,6 +81,7 @@ def _digest(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
 
+@pytest.mark.slow
 def test_fuzz_retouch(tmp_path):
     rng = np.random.default_rng(SEED)
     src = tmp_path / "fuzz"

@@ -16,7 +16,7 @@ import tifffile
 import torch
 from PIL import Image, ImageCms, ImageOps
 
-from deepexposure import io as dio
+from deepexposure import encode, io as dio, metadata
 from deepexposure.color import linear_to_srgb
 
 ORIENTATION = 0x0112
@@ -260,10 +260,10 @@ class TestOrientation:
         exif[ORIENTATION] = 3
         exif[0x0110] = "Model X"
         raw = exif.tobytes()
-        fixed = dio._normalise_exif(raw)
+        fixed = metadata._normalise_exif(raw)
         assert len(fixed) == len(raw) and sum(a != b for a, b in zip(fixed, raw)) == 1
-        assert dio._normalise_exif(raw[6:]) == fixed  # without the "Exif\0\0" prefix
-        assert dio._normalise_exif(b"Exif\x00\x00garbage") is None
+        assert metadata._normalise_exif(raw[6:]) == fixed  # without the "Exif\0\0" prefix
+        assert metadata._normalise_exif(b"Exif\x00\x00garbage") is None
 
 
 # ------------------------------------------------------------------------------------------------ colour, channels
@@ -298,7 +298,7 @@ class TestColourAndChannels:
             tifffile.imwrite(tmp_path / "p.tif", arr, photometric="rgb", iccprofile=icc_linear_rgb())
         else:
             data = imagecodecs.png_encode(arr)
-            chunk = dio._png_chunk(b"iCCP", b"lin\0\0" + zlib.compress(icc_linear_rgb()))
+            chunk = encode._png_chunk(b"iCCP", b"lin\0\0" + zlib.compress(icc_linear_rgb()))
             (tmp_path / "p.png").write_bytes(data[:33] + chunk + data[33:])
         r = dio.read_image(tmp_path / f"p.{ext}")
         assert r.icc_note is None and r.bit_depth == 16
@@ -361,7 +361,7 @@ class TestColourAndChannels:
     def test_grey_alpha_16_bit_png(self, tmp_path):
         la = levels(9, 11, bits=16, channels=2)
         with open(tmp_path / "la16.png", "wb") as f:
-            dio._encode_png16(f, la, None)
+            encode._encode_png16(f, la, None)
         r = dio.read_image(tmp_path / "la16.png")
         assert r.bit_depth == 16
         assert torch.equal(r.alpha, as_tensor(la[..., 1:]))
@@ -513,7 +513,7 @@ class TestWriting:
             f.write(b"partial data")
             raise OSError("disk full")
 
-        monkeypatch.setattr(dio, "_encode", broken)
+        monkeypatch.setattr(encode, "_encode", broken)
         with pytest.raises(dio.ImageWriteError) as e:
             dio.write_image(p, as_tensor(levels(10, 10, seed=5)), overwrite=True)
         assert_one_line(e, p, "disk full")

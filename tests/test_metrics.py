@@ -1,6 +1,5 @@
 """Tests for deepexposure.metrics: scikit-image agreement, published CIEDE2000 vectors, histogram intersection."""
 
-import math
 
 import numpy as np
 import pytest

@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from deepexposure.nets import Trunk, TrunkConfig, load_pretrained, save_pretrained
+from deepexposure.nets import Trunk, TrunkConfig
+from deepexposure.pretrained import load_trunk, save_trunk
 
 
 def _brightness_ramp(n: int = 16, channels: int = 9) -> torch.Tensor:
@@ -52,30 +53,54 @@ def test_unknown_init_refused():
 
 def test_save_load_roundtrip(tmp_path):
     torch.manual_seed(1)
-    net = Trunk(TrunkConfig(6, 1, 8, 32, kind="discriminator", extra={"a": 1}))
-    save_pretrained(net, tmp_path, "disc")
+    net = Trunk(TrunkConfig(6, 1, 8, 32, kind="discriminator"))
+    save_trunk(net, tmp_path, "disc")
     assert (tmp_path / "disc.safetensors").exists() and (tmp_path / "disc.config.json").exists()
-    back = load_pretrained(tmp_path, "disc")
+    back = load_trunk(tmp_path, "disc")
     x = torch.rand(3, 6, 32, 32)
     assert torch.equal(net(x), back(x))
-    assert back.config.extra == {"a": 1} and not back.training
+    assert back.config == net.config and not back.training
+
+
+def test_loads_checkpoint_config_with_role_settings(tmp_path):
+    # checkpoints written before the role settings left the network config hold them under "extra"
+    net = Trunk(TrunkConfig(9, 1, 8, 32, kind="deepexposure-policy"))
+    save_trunk(net, tmp_path, "policy")
+    cfg = json.loads((tmp_path / "policy.config.json").read_text())
+    (tmp_path / "policy.config.json").write_text(json.dumps({**cfg, "extra": {"ev_max": 3.0}}))
+    x = torch.rand(2, 9, 32, 32)
+    assert torch.equal(load_trunk(tmp_path, "policy")(x), net(x))
 
 
 def test_loads_config_written_before_init_field(tmp_path):
     # models shipped before `init`/`out_scale` existed have no such keys in their config.json
     net = Trunk(TrunkConfig(6, 1, 8, 32))
-    save_pretrained(net, tmp_path, "old")
+    save_trunk(net, tmp_path, "old")
     cfg = json.loads((tmp_path / "old.config.json").read_text())
     del cfg["init"], cfg["out_scale"]
     (tmp_path / "old.config.json").write_text(json.dumps(cfg))
     x = torch.rand(2, 6, 32, 32)
-    assert torch.equal(load_pretrained(tmp_path, "old")(x), net(x))
+    assert torch.equal(load_trunk(tmp_path, "old")(x), net(x))
 
 
 def test_load_refuses_mismatched_weights(tmp_path):
-    save_pretrained(Trunk(TrunkConfig(6, 1, 8, 32)), tmp_path, "m")
+    save_trunk(Trunk(TrunkConfig(6, 1, 8, 32)), tmp_path, "m")
     cfg = json.loads((tmp_path / "m.config.json").read_text())
     cfg["base_channels"] = 16
     (tmp_path / "m.config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="m.safetensors"):
-        load_pretrained(tmp_path, "m")
+        load_trunk(tmp_path, "m")
+
+
+def test_frozen_restores_requires_grad_even_when_the_block_raises():
+    from deepexposure.nets import frozen
+
+    a, b = Trunk(TrunkConfig(6, 1, 8, 32)), Trunk(TrunkConfig(6, 1, 8, 32))
+    b.fc[-1].bias.requires_grad_(False)  # a setting of its own, kept
+    with pytest.raises(RuntimeError):
+        with frozen(a, None, b):
+            assert not any(p.requires_grad for p in [*a.parameters(), *b.parameters()])
+            raise RuntimeError("inside")
+    assert all(p.requires_grad for p in a.parameters())
+    flags = [p.requires_grad for p in b.parameters()]
+    assert flags[-1] is False and all(flags[:-1])

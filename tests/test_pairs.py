@@ -7,9 +7,8 @@ import math
 import pytest
 import torch
 
-from deepexposure import hdr as H
+from deepexposure import hdr as H, pairs as P
 from deepexposure.color import linear_to_srgb, luminance, srgb_to_linear
-from deepexposure import pairs as P
 from deepexposure.data import PairedFolder
 from deepexposure.io import read_image, write_image
 from deepexposure.synth import parse_kinds

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from deepexposure.resize import make_thumbnail
-from deepexposure.segment import SegmentConfig, Segmentation, segment_batch, segment_thumbnail
+from deepexposure.segment import Segmentation, SegmentConfig, segment_thumbnail
 
 from .toy import photo
 
@@ -61,8 +61,7 @@ def test_label_rows_round_trip_and_summary(thumb):
         assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1
 
 
-def test_batch_and_bad_shapes(thumb):
-    assert segment_batch(thumb.repeat(3, 1, 1, 1)).shape == (3, 5, 1, 64, 64)
+def test_bad_shapes(thumb):
     with pytest.raises(ValueError):
         segment_thumbnail(torch.rand(2, 3, 8, 8))
     with pytest.raises(ValueError):

@@ -41,7 +41,7 @@ def test_train_resume_and_retouch(tmp_path, capsys):
     assert cfg["algo"] == "de2" and cfg["train"]["steps"] == 3 and cfg["agent"]["n_segments"] == 2
     assert cfg["n_inputs"] == 4 and cfg["n_targets"] == 4
     assert (run / "log.csv").read_text().count("\n") == 1 + 4  # header + p_steps + steps
-    assert (run / "model" / "policy.safetensors").exists() and list((run / "samples").glob("*.png"))
+    assert (run / "model" / "model.safetensors").exists() and list((run / "samples").glob("*.png"))
     # a second run into the same folder is refused; --resume of a finished run is a no-op
     assert main(["train", "--inputs", str(ins), "--targets", str(tgs), "--out", str(run), "--quiet"]) == 2
     assert main(["train", "--out", str(run), "--resume", "--quiet"]) == 0
@@ -94,7 +94,7 @@ def test_train_with_references_and_resume(tmp_path, capsys):
     cfg["train"]["steps"] = 3
     (run / "config.json").write_text(json.dumps(cfg))
     assert main(["train", "--out", str(run), "--resume", "--quiet"]) == 0
-    assert json.loads((run / "model" / "model.json").read_text())["trained_steps"] == 4
+    assert json.loads((run / "model" / "config.json").read_text())["trained_steps"] == 4
     header, *rows = (run / "log.csv").read_text().splitlines()
     col = header.split(",").index("fidelity_mse")
     assert [r.split(",")[0] for r in rows] == ["0", "1", "2", "3"]
@@ -114,11 +114,11 @@ def test_export_step_writes_that_checkpoints_model(tmp_path, capsys):
     last, first = tmp_path / "m4", tmp_path / "m2"
     assert main(["train", "--out", str(run), "--export-step", "4", "--export-to", str(last)]) == 0
     assert main(["train", "--out", str(run), "--export-step", "2", "--export-to", str(first)]) == 0
-    ref = load_file(str(run / "model" / "policy.safetensors"))
-    a, b = load_file(str(last / "policy.safetensors")), load_file(str(first / "policy.safetensors"))
+    ref = load_file(str(run / "model" / "model.safetensors"))
+    a, b = load_file(str(last / "model.safetensors")), load_file(str(first / "model.safetensors"))
     assert ref.keys() == a.keys() and all(bool((ref[k] == a[k]).all()) for k in ref)
     assert any(not bool((ref[k] == b[k]).all()) for k in ref)
-    meta = json.loads((first / "model.json").read_text())
+    meta = json.loads((first / "config.json").read_text())
     assert meta["trained_steps"] == 2 and meta["n_segments"] == 2
     capsys.readouterr()
     assert main(["train", "--out", str(run), "--export-step", "3"]) == 2

@@ -207,7 +207,7 @@ def test_resume_with_changed_options(reference, capsys):
 @pytest.mark.parametrize("opts, message", [
     (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
     (["--steps", "-1"], "--steps must be >= 0, got -1"),
-    (["--steps", "0", "--p-steps", "0"], "--steps must be >= 1 when p_steps is 0, got 0"),
+    (["--steps", "0", "--p-steps", "0"], "--steps must be >= 1 when p_steps and pretrain_steps are 0, got 0"),
     (["--d-steps", "0"], "--d-steps must be >= 1, got 0"),
     (["--image-size", "8"], "--image-size must be >= 16, got 8"),
     (["--n-segments", "0"], "--n-segments must be >= 1, got 0"),

@@ -69,5 +69,5 @@ def assert_same_training_state(a, b, atol: float = 1e-6) -> None:
         assert torch.allclose(v, b.disc.state_dict()[k], atol=atol), ("discriminator", k)
     for k, v in a.agent.extra_state().items():
         assert torch.allclose(v, b.agent.extra_state()[k], atol=atol), k
-    assert (a.pool_filled, a.pool_next) == (b.pool_filled, b.pool_next)
-    assert torch.allclose(a.pool, b.pool, atol=atol), "fake pool"
+    assert (a.fake_pool.filled, a.fake_pool.next) == (b.fake_pool.filled, b.fake_pool.next)
+    assert torch.allclose(a.fake_pool.images, b.fake_pool.images, atol=atol), "fake pool"

@@ -1,6 +1,6 @@
 """Non-learned baselines, each a :class:`~deepexposure.methods.Method` that writes a white-box recipe.
 
-Registered names (``deepexposure.methods.get_method(name, **options)``):
+Names in the method table (``deepexposure.methods.get_method(name, **options)``):
 
 - ``identity``: leave the photo alone (an ``exposure_fusion`` op with no extra exposures).
 - ``auto``: global auto-exposure. One EV for the whole photo, chosen so that a statistic of the
@@ -12,7 +12,7 @@ Registered names (``deepexposure.methods.get_method(name, **options)``):
   the white-box ``exposure`` filter's range [-3.5, 3.5] and written as a ``filter`` op.
 - ``clahe``: contrast-limited adaptive histogram equalisation (Zuiderveld 1994) of CIELAB L*
   (scikit-image ``equalize_adapthist``), a* and b* kept, so hue and chroma are preserved; written as
-  a ``clahe`` op whose pixels are computed by :func:`clahe`.
+  a ``clahe`` op whose pixels are computed by :func:`deepexposure.ops.clahe` (re-exported here).
 - ``fusion``: fixed-bracket single-image exposure fusion: the photo re-exposed by ``ev``
   (default -1, 0, +1, +2 stops, linear light, clipped) and fused with Mertens' method -- the
   empirically crafted counterpart of DeepExposure's learned per-segment exposures (FI in Table 1
@@ -23,14 +23,12 @@ Every method plans on the image it is given and never touches files.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 from .color import LUM_WEIGHTS_REC709, luminance, srgb_to_linear
-from .methods import register_method
+from .ops import check_image, clahe
 from .recipe import Recipe, fusion_op
 from .resize import resize_long_edge
 
@@ -48,46 +46,6 @@ __all__ = [
 AUTO_EV_RANGE = (-3.5, 3.5)
 # Planning statistics are computed on a copy at most this many pixels on the long edge.
 _PLAN_LONG_EDGE = 512
-
-
-def _check_single(img_srgb: torch.Tensor) -> None:
-    if not isinstance(img_srgb, torch.Tensor) or img_srgb.dim() != 4 or img_srgb.shape[1] != 3:
-        raise ValueError(f"expected a (B, 3, H, W) image, got {getattr(img_srgb, 'shape', type(img_srgb))}")
-
-
-def clahe(img_srgb: torch.Tensor, clip_limit: float = 0.01, kernel_size: int | None = None, nbins: int = 256) -> torch.Tensor:
-    """CLAHE on CIELAB lightness, colour (a*, b*) preserved.
-
-    ``L*' = 100 equalize_adapthist(L* / 100, kernel_size, clip_limit, nbins)``; a*, b* unchanged;
-    back to sRGB and clipped to [0, 1]. Not differentiable (numpy, via scikit-image); runs on the CPU
-    and returns on the input's device and dtype. Used by :func:`deepexposure.recipe.render` for the
-    ``clahe`` op.
-
-    Args:
-        img_srgb: ``(B, 3, H, W)`` sRGB in [0, 1].
-        clip_limit: normalised clip limit in (0, 1] (scikit-image's convention; higher = more contrast).
-        kernel_size: tile size in pixels; ``None`` = 1/8 of each image dimension (scikit-image default).
-        nbins: histogram bins.
-    Returns:
-        ``(B, 3, H, W)`` sRGB in [0, 1].
-    """
-    from skimage.color import lab2rgb, rgb2lab
-    from skimage.exposure import equalize_adapthist
-
-    _check_single(img_srgb)
-    if not 0 < clip_limit <= 1:
-        raise ValueError(f"clip_limit must be in (0, 1], got {clip_limit}")
-    outs = []
-    for img in img_srgb.detach().to("cpu", torch.float64).clamp(0.0, 1.0):
-        rgb = img.permute(1, 2, 0).numpy()
-        lab = rgb2lab(rgb)
-        lightness = np.clip(lab[..., 0] / 100.0, 0.0, 1.0)
-        lab[..., 0] = 100.0 * equalize_adapthist(lightness, kernel_size=kernel_size, clip_limit=clip_limit, nbins=nbins)
-        with warnings.catch_warnings():  # out-of-gamut colours are clipped below, as intended
-            warnings.simplefilter("ignore", UserWarning)
-            out = np.clip(lab2rgb(lab), 0.0, 1.0)
-        outs.append(torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1))
-    return torch.stack(outs).to(device=img_srgb.device, dtype=img_srgb.dtype)
 
 
 def auto_exposure_ev(
@@ -109,7 +67,7 @@ def auto_exposure_ev(
     Returns:
         ``(B,)`` exposure values in stops.
     """
-    _check_single(img_srgb)
+    check_image(img_srgb)
     if not 0 < target < 1:
         raise ValueError(f"target must be in (0, 1), got {target}")
     y = luminance(srgb_to_linear(img_srgb.clamp(0.0, 1.0)), LUM_WEIGHTS_REC709).flatten(1).double()
@@ -139,7 +97,7 @@ class IdentityMethod:
     name: str = "identity"
 
     def plan(self, img_srgb: torch.Tensor) -> Recipe:
-        _check_single(img_srgb)
+        check_image(img_srgb)
         return Recipe(ops=[fusion_op([], include_original=True)], method={"name": self.name}, notes=["identity: no change"])
 
 
@@ -170,7 +128,7 @@ class ClaheMethod:
     name: str = "clahe"
 
     def plan(self, img_srgb: torch.Tensor) -> Recipe:
-        _check_single(img_srgb)
+        check_image(img_srgb)
         return Recipe(
             ops=[{"op": "clahe", "clip_limit": self.clip_limit, "kernel_size": self.kernel_size}],
             method={"name": self.name, "clip_limit": self.clip_limit, "kernel_size": self.kernel_size},
@@ -185,24 +143,8 @@ class FixedFusionMethod:
     name: str = "fusion"
 
     def plan(self, img_srgb: torch.Tensor) -> Recipe:
-        _check_single(img_srgb)
+        check_image(img_srgb)
         evs = [float(e) for e in self.ev]
         if not evs:
             raise ValueError("fusion needs at least one exposure value")
         return Recipe(ops=[fusion_op(evs, include_original=False)], method={"name": self.name, "ev": evs})
-
-
-def _factory(cls):
-    def make(**options):
-        try:
-            return cls(**options)
-        except TypeError as e:
-            raise ValueError(f"bad options for method {cls.name!r}: {e}") from None
-
-    return make
-
-
-register_method("identity", _factory(IdentityMethod))
-register_method("auto", _factory(AutoExposureMethod))
-register_method("clahe", _factory(ClaheMethod))
-register_method("fusion", _factory(FixedFusionMethod))

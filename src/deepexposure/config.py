@@ -11,7 +11,8 @@ import dataclasses
 import inspect
 import re
 import textwrap
-from functools import lru_cache
+import weakref
+from functools import cache
 from typing import Any
 
 __all__ = ["field_docs", "add_dataclass_options", "dataclass_from_args", "ConfigError", "check_values", "check_config", "MIN_VALUES"]
@@ -47,7 +48,7 @@ MIN_VALUES: dict[str, int | float] = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def field_docs(cls: type) -> dict[str, str]:
     """Map field name -> the string literal that follows it in the class body."""
     try:
@@ -82,22 +83,37 @@ def _scalar_type(default: Any):
     return None
 
 
+@dataclasses.dataclass
+class _Option:
+    """An option :func:`add_dataclass_options` added: its action, the title of the config that added
+    it first, and whether a second config shares it (then every config's help is listed)."""
+
+    action: argparse.Action
+    title: str
+    shared: bool = False
+
+
+# parser -> field name -> its option; kept here so nothing is stored in argparse's internals
+_OPTIONS: weakref.WeakKeyDictionary[argparse.ArgumentParser, dict[str, _Option]] = weakref.WeakKeyDictionary()
+
+
 def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, title: str, skip: tuple[str, ...] = ()) -> None:
-    """Add ``--field-name`` for every scalar field of ``cls`` (bools as ``--flag/--no-flag``); defaults stay None so only given options override."""
+    """Add ``--field-name`` (dest ``cfg_<field>``) for every scalar field of ``cls`` (bools as
+    ``--flag/--no-flag``); defaults stay None so only given options override. A field that an
+    earlier config already added keeps its one option, whose help then names both configs."""
     group = parser.add_argument_group(title)
     docs = {k: plain_text(v) for k, v in field_docs(cls).items()}
     choices = getattr(cls, "CHOICES", {})
-    taken = {a.dest for a in parser._actions}
+    options = _OPTIONS.setdefault(parser, {})
     for f in dataclasses.fields(cls):
         if f.name in skip or f.default is dataclasses.MISSING:
             continue
-        if f"cfg_{f.name}" in taken:  # one option serves every config that has the field
-            action = next(a for a in parser._actions if a.dest == f"cfg_{f.name}")
-            first = getattr(action, "_cfg_title", "")
-            if first:
-                action.help = f"{first}: {action.help}"
-                action._cfg_title = ""
-            action.help = f"{action.help}; {title}: {docs.get(f.name, '')} (default: {f.default})"
+        known = options.get(f.name)
+        if known is not None:  # one option serves every config that has the field
+            if not known.shared:
+                known.action.help = f"{known.title}: {known.action.help}"
+                known.shared = True
+            known.action.help = f"{known.action.help}; {title}: {docs.get(f.name, '')} (default: {f.default})"
             continue
         opt = "--" + f.name.replace("_", "-")
         help_ = f"{docs.get(f.name, '')} (default: {f.default})"
@@ -109,7 +125,7 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, title: str
                                         metavar=None if f.name in choices else _METAVARS[typ])
         else:
             continue
-        action._cfg_title = title
+        options[f.name] = _Option(action, title)
 
 
 def dataclass_from_args(cls: type, args: argparse.Namespace, base: dict | None = None):

@@ -178,8 +178,7 @@ def prepare_cache(
         it = tqdm(paths, desc="cache", unit="img")
     for p in it:
         try:
-            todo = [(s, s in square_sizes) for s in sizes]
-            todo = [(s, sq, cache_path(p, s, cache_dir, square=sq)) for s, sq in todo]
+            todo = [(s, sq, cache_path(p, s, cache_dir, square=sq)) for s in sizes for sq in [s in square_sizes]]
             todo = [t for t in todo if not t[2].is_file()]
             if not todo:
                 continue
@@ -227,14 +226,6 @@ class ThumbnailDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> torch.Tensor:
         return self.images[i]
 
-    def sampler(self, generator: torch.Generator, num_samples: int | None = None) -> torch.utils.data.Sampler:
-        """A with-replacement random sampler driven by ``generator`` (for a ``DataLoader``)."""
-        return torch.utils.data.RandomSampler(self, replacement=True, num_samples=num_samples or len(self), generator=generator)
-
-    def sample(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
-        """A random batch ``(batch_size, 3, size, size)`` drawn with replacement from ``generator``."""
-        idx = torch.randint(len(self), (batch_size,), generator=generator)
-        return self.images[idx]
 
 
 def _folder_photos(folder: Path, what: str) -> list[Path]:
@@ -268,7 +259,6 @@ class UnpairedFolders:
     ) -> None:
         ins = ThumbnailDataset(_folder_photos(inputs_dir, "inputs"), size, cache_dir, min_images=min_images, name=f"inputs {inputs_dir}", progress=progress)
         tgs = ThumbnailDataset(_folder_photos(targets_dir, "targets"), size, cache_dir, min_images=min_images, name=f"targets {targets_dir}", progress=progress)
-        self.input_set, self.target_set = ins, tgs
         self.inputs, self.targets = ins.images, tgs.images
         self.input_paths, self.target_paths = ins.paths, tgs.paths
         self.skipped = ins.skipped + tgs.skipped
@@ -381,7 +371,7 @@ class PairedFolder:
         if long_edge:
             inp = resize_long_edge(inp, long_edge, upscale=False)
         if ref.shape[-2:] != inp.shape[-2:]:
-            ref = resize_exact(ref, tuple(inp.shape[-2:]))
+            ref = resize_exact(ref, (inp.shape[-2], inp.shape[-1]))
         return inp.clamp(0.0, 1.0), ref.clamp(0.0, 1.0)
 
 
@@ -469,7 +459,7 @@ def fivek_split(
         have = set(avail)
         missing = sorted((a | b | c) - have)
         kept = [[i for i in part if i in have] for part in parts]
-        return FiveKSplit(*kept, source=str(partition_dir), missing=missing)
+        return FiveKSplit(kept[0], kept[1], kept[2], source=str(partition_dir), missing=missing)
     need = sum(counts)
     if len(avail) < need:
         raise DatasetError(f"FiveK: {len(avail)} photos available, the split needs {need} ({'+'.join(map(str, counts))})")

@@ -197,7 +197,11 @@ def format_markdown(report: EvalReport) -> str:
     def value(m: str, key: str) -> float:
         return report.histogram[m][key[3:]] if key.startswith("hi_") else report.summary[m][key]
 
-    best = {}
+    best: dict[str, float | None] = {}
+
+    def _is_best(v: float, b: float | None) -> bool:
+        return b is not None and math.isclose(v, b, rel_tol=0, abs_tol=1e-12)
+
     for key, _, higher in cols:
         vals = [value(m, key) for m in ms]
         best[key] = (max if higher else min)(vals) if vals else None
@@ -209,7 +213,7 @@ def format_markdown(report: EvalReport) -> str:
         for key, _, _ in cols:
             v = value(m, key)
             s = fmt.get(key, "{:.1%}").format(v)
-            cells.append(f"**{s}**" if len(ms) > 1 and math.isclose(v, best[key], rel_tol=0, abs_tol=1e-12) else s)
+            cells.append(f"**{s}**" if len(ms) > 1 and _is_best(v, best[key]) else s)
         lines.append(f"| {m} | " + " | ".join(cells) + f" | {report.summary[m]['seconds']:.3f} | {report.summary[m]['n']} |")
     c = report.config
     res = f"{c['long_edge']} px long edge" if c["long_edge"] else "full size"
@@ -264,7 +268,7 @@ def write_report(report: EvalReport, tiles: dict[str, list[np.ndarray]] | None, 
     """Write ``<stem>.md``, ``<stem>.json`` and (with tiles) ``<stem>_sheet.png`` into ``out_dir``.
 
     Raises:
-        deepexposure.io.ImageWriteError / FileExistsError: an output exists and not ``overwrite``.
+        deepexposure.io.WriteError / FileExistsError: an output exists and not ``overwrite``.
     """
     from .io import atomic_write_bytes, uint8_to_tensor, write_image
 

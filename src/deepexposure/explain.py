@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .explain_local import SEGMENT_PALETTE
 from .recipe import Recipe, render
 from .resize import resize_long_edge
 
@@ -21,17 +22,13 @@ __all__ = ["explain_image", "PREVIEW_SIZE"]
 #: long edge of each panel in pixels
 PREVIEW_SIZE = 320
 
-_PALETTE = np.array(
-    [[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
-     [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [220, 190, 255]],
-    dtype=np.float32,
-) / 255.0
+_PALETTE = SEGMENT_PALETTE
 
 
 def _segments_panel(preview: torch.Tensor, rows: list[str]) -> torch.Tensor:
     from .segment import Segmentation
 
-    labels = Segmentation.labels_from_rows(rows).float()[None, None]
+    labels = Segmentation.labels_from_rows(rows).float()[None, None]  # a CPU label map, coloured by numpy below
     h, w = preview.shape[-2:]
     lab = torch.nn.functional.interpolate(labels, size=(h, w), mode="nearest")[0, 0].long()
     colours = torch.from_numpy(_PALETTE[lab.numpy() % len(_PALETTE)]).permute(2, 0, 1)
@@ -83,7 +80,7 @@ def explain_image(img_srgb: torch.Tensor, recipe: Recipe, out_srgb: torch.Tensor
         if op["op"] == "exposure_fusion":
             for t, ev in enumerate(op["evs"]):
                 tag = f" (chosen for seg {t})" if recipe.segments else ""
-                shown = global_exposure(current, torch.tensor([[float(ev)]]))
+                shown = global_exposure(current, torch.tensor([[float(ev)]], dtype=current.dtype, device=current.device))
                 panels.append((shown, f"bracket {float(ev):+.2f} EV{tag}"))
             current = render(Recipe(ops=[op]), current)
         else:
@@ -95,4 +92,4 @@ def explain_image(img_srgb: torch.Tensor, recipe: Recipe, out_srgb: torch.Tensor
                 panels.append((current, op["op"]))
     final = resize_long_edge(out_srgb, PREVIEW_SIZE, upscale=False).clamp(0, 1) if out_srgb is not None else current
     panels.append((final, f"result ({recipe.method.get('name', '?')})"))
-    return _label(panels)
+    return _label(panels).to(img_srgb.device)  # drawn on the CPU (Pillow), returned where the photo is

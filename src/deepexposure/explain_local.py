@@ -29,10 +29,16 @@ PANEL_SIZE = 320
 _CAPTION = 36
 
 
-def _palette() -> np.ndarray:
-    from .explain import _PALETTE
+#: colours of segments 0, 1, ... (cycled) in every explain sheet, RGB in [0, 1]
+SEGMENT_PALETTE = np.array(
+    [[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
+     [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [220, 190, 255]],
+    dtype=np.float32,
+) / 255.0
 
-    return _PALETTE
+
+def _palette() -> np.ndarray:
+    return SEGMENT_PALETTE
 
 
 def _describe(op: dict, t: int) -> str:
@@ -164,7 +170,7 @@ def explain_local(img_srgb: torch.Tensor, recipe: Recipe, out_srgb: torch.Tensor
 
     prev = resize_long_edge(img_srgb, PANEL_SIZE, upscale=False).clamp(0, 1)
     pal = (_palette() * 255).astype(int)
-    items: list[tuple[torch.Tensor, str, tuple[int, int, int] | None]] = [(prev, "original", None)]
+    items: list[tuple[torch.Tensor, str, tuple[int, int, int] | None] | None] = [(prev, "original", None)]
     breaks: set[int] = set()
     current = prev
     for op in recipe.ops:
@@ -175,15 +181,15 @@ def explain_local(img_srgb: torch.Tensor, recipe: Recipe, out_srgb: torch.Tensor
         masks = region_masks_for(recipe, op, current).full(current)
         t_count = masks.shape[1]
         items.append((_number_regions(_overlay(current, masks), masks), f"{t_count} regions (soft masks)", None))
-        items.append((_legend(op, masks, tuple(current.shape[-2:])), f"{op['op']}: values per region", None))
+        items.append((_legend(op, masks, (int(current.shape[-2]), int(current.shape[-1]))), f"{op['op']}: values per region", None))
         if op["op"] == "local_exposure" and op.get("fuse_original"):
             local = local_exposure_render(current, masks, torch.tensor([[float(e) for e in op["evs"]]]))
             items.append((local, "local, before fusion with the original", None))
-        region_panels = []
+        region_panels: list[tuple[torch.Tensor, str, tuple[int, int, int] | None] | None] = []
         for t in range(t_count):
             m = masks[:, t : t + 1]
             shown = m * _region_render(op, t, current) + (1 - m) * (0.25 * current + 0.1)
-            region_panels.append((shown, f"region {t}: {_describe(op, t)}", tuple(int(v) for v in pal[t % len(pal)])))
+            region_panels.append((shown, f"region {t}: {_describe(op, t)}", (int(pal[t % len(pal)][0]), int(pal[t % len(pal)][1]), int(pal[t % len(pal)][2]))))
         current = render(Recipe(ops=[op], segment_map=recipe.segment_map), current)
         breaks.add(len(items) + 1)  # region panels start on a new row, after the result
         items.append(None)  # placeholder for the result, filled below
@@ -195,4 +201,4 @@ def explain_local(img_srgb: torch.Tensor, recipe: Recipe, out_srgb: torch.Tensor
         items = [res if it is None else it for it in items]
     else:
         items.append(res)
-    return _grid(items, breaks)
+    return _grid([it for it in items if it is not None], breaks)

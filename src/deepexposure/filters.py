@@ -45,15 +45,14 @@ Range convention:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
 from .color import LUM_WEIGHTS_EXPOSURE, hsv_to_rgb, linear_to_srgb, luminance, rgb_to_hsv, srgb_to_linear
 
 __all__ = [
-    "EV_RANGE",
     "EXPOSURE_RANGE",
     "GAMMA_RANGE",
     "WB_LOG_RANGE",
@@ -62,7 +61,6 @@ __all__ = [
     "COLOR_CURVE_RANGE",
     "global_exposure",
     "local_exposure",
-    "squash_ev",
     "exposure",
     "gamma",
     "white_balance",
@@ -85,9 +83,6 @@ __all__ = [
     "apply_filter",
 ]
 
-#: Exposure range of the DeepExposure agent, in EV (stops). The paper gives no range; +-3 EV covers
-#: the pseudo-bracketing it describes while keeping 2^e within 1/8 .. 8.
-EV_RANGE: tuple[float, float] = (-3.0, 3.0)
 #: White-box exposure range, ``E in [-3.5, 3.5]`` (original ``cfg.exposure_range``).
 EXPOSURE_RANGE: float = 3.5
 #: White-box gamma range, ``gamma in [1/3, 3]`` (original ``cfg.gamma_range``).
@@ -181,7 +176,7 @@ def global_exposure(img_srgb: torch.Tensor, ev: torch.Tensor) -> torch.Tensor:
 
     Args:
         img_srgb: ``(B, 3, H, W)`` sRGB in [0, 1].
-        ev: ``(B, 1)`` or ``(B,)`` exposure values in stops; agent range :data:`EV_RANGE`
+        ev: ``(B, 1)`` or ``(B,)`` exposure values in stops (the DeepExposure policy's range is ``+-ev_max``, 3 by default)
             ([-3, 3]); any real value works. Neutral: 0.
     Returns:
         ``(B, 3, H, W)`` sRGB in [0, 1].
@@ -200,7 +195,7 @@ def local_exposure(img_srgb: torch.Tensor, mask: torch.Tensor, ev: torch.Tensor)
     Args:
         img_srgb: ``(B, 3, H, W)`` sRGB in [0, 1].
         mask: ``(B, 1, H, W)`` (or ``(1, 1, H, W)``) in [0, 1]; 1 = exposed segment. Neutral: 0.
-        ev: ``(B, 1)`` or ``(B,)`` exposure values in stops, range :data:`EV_RANGE`. Neutral: 0.
+        ev: ``(B, 1)`` or ``(B,)`` exposure values in stops (the policy's ``+-ev_max``). Neutral: 0.
     Returns:
         ``(B, 3, H, W)`` sRGB in [0, 1].
     """
@@ -216,11 +211,6 @@ def local_exposure(img_srgb: torch.Tensor, mask: torch.Tensor, ev: torch.Tensor)
         raise ValueError(f"mask must have shape ({img_srgb.shape[0]}, 1, {img_srgb.shape[2]}, {img_srgb.shape[3]}), got {shape}")
     mask = mask.to(dtype=img_srgb.dtype)
     return img_srgb * (1.0 - mask) + global_exposure(img_srgb, ev) * mask
-
-
-def squash_ev(raw: torch.Tensor) -> torch.Tensor:
-    """Map an unbounded network output to :data:`EV_RANGE`: ``ev = 3 tanh(raw)``; ``0 -> 0`` (neutral)."""
-    return _tanh_range(raw, *EV_RANGE)
 
 
 # ----------------------------------------------------------------------------------------------

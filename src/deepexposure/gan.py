@@ -26,10 +26,15 @@ the default.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
 from .color import luminance, rgb_to_hsv
+
+if TYPE_CHECKING:
+    from .nets import Trunk
 
 __all__ = ["disc_features", "gradient_penalty", "discriminator_loss", "DISC_CHANNELS", "GAN_LOSSES"]
 
@@ -111,7 +116,7 @@ def discriminator_loss(
 class Discriminator(nn.Module):
     """``D(img_srgb) = Trunk(disc_features(img_srgb))``: ``(B, 3, 64, 64) -> (B, 1)``."""
 
-    def __init__(self, trunk: nn.Module):
+    def __init__(self, trunk: Trunk):
         super().__init__()
         self.trunk = trunk
 
@@ -142,6 +147,7 @@ class FidelityScore(nn.Module):
     def __init__(self, disc: nn.Module, references: torch.Tensor, weight: float):
         super().__init__()
         self.disc = disc
+        self.references: torch.Tensor
         self.register_buffer("references", references, persistent=False)
         self.weight = float(weight)
 

@@ -55,7 +55,6 @@ __all__ = [
     "local_filters_render",
     "region_masks_for",
     "render_local_op",
-    "validate_local_op",
 ]
 
 #: recipe ops this module renders
@@ -244,80 +243,3 @@ def render_local_op(recipe, op: dict, img_srgb: torch.Tensor) -> torch.Tensor:
         local = out
         out = exposure_fusion_streaming(lambda i: img_srgb if i == 0 else local, 2, cfg).clamp_(0.0, 1.0)
     return out
-
-
-def validate_local_op(op: dict, recipe, where: str) -> None:
-    """Check a local op against its recipe; raise :class:`~deepexposure.recipe.RecipeError` naming the problem."""
-    from .filters import FILTERS
-    from .recipe import RecipeError, _as_list, _fusion_config
-    from .recipe import _is_num as _finite
-
-    rows = recipe.segment_map
-    digits = set("0123456789abcdefghijklmnopqrstuvwxyz")
-    if (not isinstance(rows, list) or not rows or not all(isinstance(r, str) and r for r in rows)
-            or len({len(r) for r in rows}) != 1 or not all(set(r.lower()) <= digits for r in rows)):
-        raise RecipeError(f"{where}: {op['op']} needs the recipe's 'segment_map' (equal-length rows of base-36 labels)")
-    labels = _labels(rows)
-    t = int(labels.max()) + 1
-    missing = sorted(set(range(t)) - set(labels.unique().tolist()))
-    if missing:
-        raise RecipeError(f"{where}: segment_map has no pixels of region(s) {missing}")
-    try:
-        MaskConfig.from_dict(op.get("masks"))
-    except (TypeError, ValueError) as e:
-        raise RecipeError(f"{where}: bad mask settings ({e})") from None
-    if (op.get("masks") or {}).get("method", "guided") != "guided":
-        raise RecipeError(f"{where}: masks.method must be 'guided'")
-    if op["op"] == "local_exposure":
-        evs = op.get("evs")
-        if not isinstance(evs, list) or not all(_finite(e) for e in evs):
-            raise RecipeError(f"{where}: 'evs' must be a list of numbers")
-        if len(evs) != t:
-            raise RecipeError(f"{where}: {len(evs)} exposures for {t} regions in segment_map")
-        if any(abs(e) > 10 for e in evs):
-            raise RecipeError(f"{where}: exposure values must lie in [-10, 10] EV")
-        if op.get("fuse_original"):
-            _fusion_config(op.get("fusion", {}), where)
-        return
-    regions = op.get("regions")
-    if not isinstance(regions, list) or len(regions) != t:
-        raise RecipeError(f"{where}: 'regions' must be a list of {t} filter lists (one per region)")
-    for k, chain in enumerate(regions):
-        if not isinstance(chain, list):
-            raise RecipeError(f"{where}: regions[{k}] must be a list of filters")
-        for j, f in enumerate(chain):
-            w = f"{where}: regions[{k}][{j}]"
-            if not isinstance(f, dict) or f.get("name") not in FILTERS:
-                raise RecipeError(f"{w}: unknown filter (known: {', '.join(FILTERS)})")
-            spec = FILTERS[f["name"]]
-            params = f.get("params")
-            if not isinstance(params, list) or len(params) != spec.n_params or not all(_finite(p) for p in params):
-                raise RecipeError(f"{w}: {f['name']} takes {spec.n_params} numbers")
-            lo, hi = _as_list(spec.low, spec.n_params), _as_list(spec.high, spec.n_params)
-            for i, p in enumerate(params):
-                if not lo[i] - 1e-6 <= p <= hi[i] + 1e-6:
-                    raise RecipeError(f"{w}: {f['name']} param {i} = {p} outside [{lo[i]}, {hi[i]}]")
-
-
-# ----------------------------------------------------------------------------------------------
-# methods: the shipped DeepExposure policy with a local renderer, by name (for `eval --methods`)
-# ----------------------------------------------------------------------------------------------
-
-
-def _deepexposure_with(render: str):
-    def factory(**options):
-        from .agents.deepexposure import DeepExposureMethod
-
-        return DeepExposureMethod(render=render, **options)
-
-    return factory
-
-
-def _register() -> None:
-    from .methods import register_method
-
-    register_method("deepexposure-local", _deepexposure_with("local"))
-    register_method("deepexposure-local-fusion", _deepexposure_with("local+fusion"))
-
-
-_register()

@@ -1,12 +1,16 @@
 """Validation of model folders before anything is allocated.
 
-A model folder (``--model DIR``) holds ``model.json`` (what inference needs), ``policy.config.json``
-(the :class:`~deepexposure.nets.TrunkConfig`) and ``policy.safetensors``. Everything here reads only
+A model folder (``--model DIR``) holds ``config.json`` (everything inference needs: the method, the
+network's :class:`~deepexposure.nets.TrunkConfig` under ``"network"``, the policy's role settings,
+thumbnail size, segmentation, fusion, training information) and ``model.safetensors`` (the policy's
+weights), with ``MODEL_CARD.md`` beside them. Folders of the first format (``model.json``,
+``policy.config.json`` with role settings under ``"extra"``, ``policy.safetensors``) are read into
+the same config by :func:`read_model_config`. Everything here reads only
 JSON and the safetensors *header* (``safe_open``: names, shapes, dtypes) and checks types, ranges
 and consistency; the weights are read only once their shapes match a network of bounded size, and
 then checked to be finite. Every problem raises :class:`ModelFileError`, one line naming the file.
 
-Used by :func:`deepexposure.nets.load_pretrained` and the inference methods' loaders.
+Used by :func:`deepexposure.pretrained.from_pretrained` and :func:`deepexposure.pretrained.load_trunk`.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["ModelFileError", "check_model_dir", "MODEL_LIMITS", "read_json_object", "validate_trunk_config", "trunk_shapes",
+__all__ = ["ModelFileError", "check_model_dir", "read_model_config", "MODEL_FORMAT", "CONFIG_NAME", "WEIGHTS_NAME", "LEGACY_FILES", "MODEL_LIMITS", "read_json_object", "validate_trunk_config", "trunk_shapes",
            "read_weights", "validate_model_meta"]
 
 #: Bounds on model metadata (generous for training, small enough to allocate on a laptop).
@@ -36,7 +40,11 @@ MODEL_LIMITS: dict[str, Any] = {
     "ev_max": (0.0, 10.0),
 }
 _TRUNK_KEYS = ("in_channels", "out_features", "base_channels", "input_size", "fc_features", "leaky_slope",
-               "init", "out_scale", "kind", "extra")
+               "init", "out_scale", "kind", "extra")  # "extra": role settings of first-format files (read, then dropped)
+MODEL_FORMAT = "deepexposure-model"
+CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+#: the first format's files: model.json, the network config (role settings in "extra"), the weights
+LEGACY_FILES = ("model.json", "policy.config.json", "policy.safetensors")
 _SEGMENT_KEYS = ("n_segments", "scale", "sigma", "min_size", "min_area")
 
 
@@ -119,11 +127,12 @@ def validate_trunk_config(d: dict, where: str):
     extra = d.get("extra", {})
     if not isinstance(extra, dict):
         raise ModelFileError(f"{where}: extra must be an object, got {_short(extra)}")
-    _num(extra, "ev_max", *MODEL_LIMITS["ev_max"], where, lo_open=True)
+    ev_lo, ev_hi = MODEL_LIMITS["ev_max"]
+    _num(extra, "ev_max", ev_lo, ev_hi, where, lo_open=True)
     _int(extra, "n_edits", MODEL_LIMITS["n_edits"], where)
     if "filters" in extra and not (isinstance(extra["filters"], list) and all(isinstance(x, str) for x in extra["filters"])):
         raise ModelFileError(f"{where}: extra.filters must be a list of filter names")
-    cfg = TrunkConfig(**d)
+    cfg = TrunkConfig(**{k: v for k, v in d.items() if k != "extra"})
     n = sum(math.prod(s) for s in trunk_shapes(cfg).values())
     if n > MODEL_LIMITS["max_params"]:
         raise ModelFileError(f"{where}: this network would have {n} parameters; the limit is {MODEL_LIMITS['max_params']}")
@@ -200,6 +209,8 @@ def validate_model_meta(d: dict, method: str, where: str, trunk_cfg=None) -> dic
         if key in d and d[key] is not None and not isinstance(d[key], str):
             raise ModelFileError(f"{where}: {key} must be a string, got {_short(d[key])}")
     if method == "deepexposure":
+        ev_lo, ev_hi = MODEL_LIMITS["ev_max"]
+        _num(d, "ev_max", ev_lo, ev_hi, where, lo_open=True)
         _int(d, "n_segments", MODEL_LIMITS["n_segments"], where)
         seg = d.get("segment")
         if not isinstance(seg, dict):
@@ -212,6 +223,8 @@ def validate_model_meta(d: dict, method: str, where: str, trunk_cfg=None) -> dic
         _num(seg, "sigma", 0.0, 100.0, f"{where}: segment")
         _int(seg, "min_size", (1, 1 << 20), f"{where}: segment")
         _num(seg, "min_area", 0.0, 1.0, f"{where}: segment")
+        if "render" in d and d["render"] not in ("fused", "local"):
+            raise ModelFileError(f"{where}: render must be 'fused' or 'local', got {_short(d['render'])}")
         if "fusion" not in d:
             raise ModelFileError(f"{where}: missing key 'fusion'")
         try:
@@ -226,15 +239,42 @@ def validate_model_meta(d: dict, method: str, where: str, trunk_cfg=None) -> dic
     return d
 
 
-def check_model_dir(directory: Path, method: str) -> dict:
-    """Validate an inference model folder for ``method`` ('deepexposure' or 'exposure') before
-    anything is allocated: ``model.json`` and ``policy.config.json`` and their agreement. The loader,
-    :func:`~deepexposure.nets.load_pretrained`, then checks the ``policy.safetensors`` header and values
-    (:func:`read_weights`) before it builds the network. Returns the parsed ``model.json``;
-    :class:`ModelFileError` (one line) otherwise."""
+def read_model_config(directory: Path, method: str) -> tuple[dict, Any, Path]:
+    """Read and check the model folder ``directory`` for ``method`` ('deepexposure' or 'exposure')
+    before anything is allocated.
+
+    Returns ``(config, trunk_config, weights_path)``: ``config`` is the ``config.json`` object (for a
+    first-format folder, ``model.json`` with the role settings of ``policy.config.json``'s ``extra``
+    and its network moved in, so both formats give the same dict); the weights are checked later by
+    :func:`read_weights`. :class:`ModelFileError` (one line) for a bad file, ``FileNotFoundError``
+    for a folder with neither format."""
     directory = Path(directory)
-    meta_path, cfg_path = directory / "model.json", directory / "policy.config.json"
+    cfg_path, weights = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+    if weights.exists():
+        d = read_json_object(cfg_path)
+        where = str(cfg_path)
+        if d.get("format") != MODEL_FORMAT:
+            raise ModelFileError(f"{where}: not a deepexposure model config (format={_short(d.get('format'))}, expected {MODEL_FORMAT!r})")
+        network = d.get("network")
+        if not isinstance(network, dict):
+            raise ModelFileError(f"{where}: 'network' must be an object (the network's shape)")
+        if "extra" in network:
+            raise ModelFileError(f"{where}: unknown key 'extra' in 'network' (role settings are top-level keys)")
+        trunk_cfg = validate_trunk_config(network, f"{where}: network")
+        return validate_model_meta(d, method, where, trunk_cfg), trunk_cfg, weights
+    meta_path, net_path, legacy_weights = (directory / n for n in LEGACY_FILES)
+    if not legacy_weights.exists():
+        raise FileNotFoundError(f"{directory}: no {method} model here ({WEIGHTS_NAME} missing)")
     meta = read_json_object(meta_path)
-    cfg = validate_trunk_config(read_json_object(cfg_path), str(cfg_path))
-    validate_model_meta(meta, method, str(meta_path), cfg)
-    return meta
+    net = read_json_object(net_path)
+    trunk_cfg = validate_trunk_config(net, str(net_path))
+    validate_model_meta(meta, method, str(meta_path), trunk_cfg)
+    from dataclasses import asdict
+
+    d = {"format": MODEL_FORMAT, **meta, **net.get("extra", {}), "network": asdict(trunk_cfg)}
+    return d, trunk_cfg, legacy_weights
+
+
+def check_model_dir(directory: Path, method: str) -> dict:
+    """:func:`read_model_config`, returning only the config (the weights are checked by the loader)."""
+    return read_model_config(directory, method)[0]

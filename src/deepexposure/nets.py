@@ -1,4 +1,4 @@
-"""Policy, value and discriminator networks, and their safetensors + ``config.json`` storage.
+"""Policy, value and discriminator networks (their files: :mod:`deepexposure.pretrained`).
 
 All three share one trunk shape (DeepExposure supplement figure 2; Exposure section 5.1, fig. 7):
 four 4x4 stride-2 convolutions with LeakyReLU, a 128-unit fully connected layer, an output layer.
@@ -13,14 +13,30 @@ not, so inference is deterministic).
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-__all__ = ["TrunkConfig", "Trunk", "save_pretrained", "load_pretrained"]
+__all__ = ["TrunkConfig", "Trunk", "frozen"]
+
+
+@contextlib.contextmanager
+def frozen(*modules: nn.Module | None) -> Iterator[None]:
+    """Turn off ``requires_grad`` of every parameter of ``modules`` (``None`` entries are skipped) for
+    the ``with`` block; each parameter's previous setting is restored on exit, also when the block
+    raises. Gradients still flow *through* a frozen network to its inputs."""
+    params = [p for m in modules if m is not None for p in m.parameters()]
+    before = [p.requires_grad for p in params]
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in zip(params, before):
+            p.requires_grad_(flag)
 
 
 @dataclass
@@ -47,9 +63,8 @@ class TrunkConfig:
     out_scale: float = 0.1
     """with init='kaiming': factor on the output layer's initial weights (small first outputs)."""
     kind: str = "generic"
-    """role: 'policy', 'value', 'discriminator', 'whitebox-policy', ..."""
-    extra: dict = field(default_factory=dict)
-    """role-specific settings (e.g. ``ev_max`` of the policy), stored with the weights."""
+    """role: 'policy', 'value', 'discriminator', 'whitebox-policy', ... (the role's own settings,
+    such as the policy's ``ev_max``, are fields of the model's ``config.json``, not of the network)."""
 
 
 class Trunk(nn.Module):
@@ -85,7 +100,8 @@ class Trunk(nn.Module):
         layers = [m for m in self.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
         for m in layers:
             nn.init.kaiming_normal_(m.weight, a=self.config.leaky_slope, nonlinearity="leaky_relu")
-            nn.init.zeros_(m.bias)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
         layers[-1].weight.mul_(self.config.out_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -93,36 +109,3 @@ class Trunk(nn.Module):
         if x.shape[-2:] != (s, s) or x.shape[-3] != self.config.in_channels:
             raise ValueError(f"expected (B, {self.config.in_channels}, {s}, {s}), got {tuple(x.shape)}")
         return self.fc(self.features(x))
-
-
-def save_pretrained(model: Trunk, directory: str | Path, name: str = "model") -> None:
-    """Write ``<name>.safetensors`` and ``<name>.config.json`` into ``directory`` atomically."""
-    from safetensors.torch import save as st_save
-
-    from .io import atomic_write_bytes
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write_bytes(directory / f"{name}.safetensors", st_save(tensors), overwrite=True)
-    cfg = json.dumps(asdict(model.config), indent=2).encode()
-    atomic_write_bytes(directory / f"{name}.config.json", cfg, overwrite=True)
-
-
-def load_pretrained(directory: str | Path, name: str = "model", map_location: str | torch.device = "cpu") -> Trunk:
-    """Load a :class:`Trunk` written by :func:`save_pretrained` (safetensors, never pickle).
-
-    The config and the safetensors header are validated (:mod:`deepexposure.modelfiles`: keys, types,
-    ranges, names, shapes, float32, finite values) before the network is allocated; any problem is a
-    one-line ``ValueError`` naming the file.
-    """
-    from .modelfiles import read_json_object, read_weights, validate_trunk_config
-
-    directory = Path(directory)
-    cfg_path = directory / f"{name}.config.json"
-    cfg = validate_trunk_config(read_json_object(cfg_path), str(cfg_path))
-    state = read_weights(directory / f"{name}.safetensors", cfg, map_location)
-    model = Trunk(cfg)
-    model.load_state_dict(state, strict=True)
-    model.eval()
-    return model

@@ -28,7 +28,6 @@ import torch
 
 from .filters import global_exposure
 from .fusion import FusionConfig, exposure_fusion
-from .methods import register_method
 from .recipe import Recipe, fusion_op
 from .resize import resize_long_edge
 
@@ -111,7 +110,7 @@ class OracleGlobalMethod:
     needs_reference = True
 
     def __init__(self, ev_range: tuple[float, float] = (-3.5, 3.5)):
-        self.ev_range = tuple(ev_range)
+        self.ev_range = (float(ev_range[0]), float(ev_range[1]))
 
     def plan(self, img_srgb: torch.Tensor, reference: torch.Tensor | None = None) -> Recipe:
         if reference is None:
@@ -131,7 +130,7 @@ class OracleExposuresMethod:
     def __init__(self, n_segments: int = 5, fusion: FusionConfig | None = None, ev_range: tuple[float, float] = (-3.0, 3.0)):
         self.t_steps = int(n_segments)
         self.fusion_cfg = fusion or FusionConfig()
-        self.ev_range = tuple(ev_range)
+        self.ev_range = (float(ev_range[0]), float(ev_range[1]))
 
     def plan(self, img_srgb: torch.Tensor, reference: torch.Tensor | None = None) -> Recipe:
         if reference is None:
@@ -139,10 +138,6 @@ class OracleExposuresMethod:
         evs = best_fusion_evs(img_srgb, reference, self.t_steps, self.fusion_cfg, self.ev_range)
         return Recipe(ops=[fusion_op(evs, self.fusion_cfg)], method={"name": self.name},
                       notes=["oracle: the exposures were chosen by looking at the reference"])
-
-
-register_method("oracle-global", OracleGlobalMethod)
-register_method("oracle-exposures", OracleExposuresMethod)
 
 
 # -- the local renderer's ceiling (deepexposure.local) ------------------------------------------
@@ -190,11 +185,11 @@ def best_local_evs(img_srgb: torch.Tensor, ref_srgb: torch.Tensor, masks_lo: tor
                 box = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
         gain_others = sum(masks[s][box] * 2.0 ** evs[s] for s in range(t_steps) if s != t)
         gain = gain_others + masks[t][box] * torch.exp2(grid)[:, None, None]  # (G,h,w)
-        xb = x[(..., *box)]
-        out = linear_to_srgb((x_lin[(..., *box)] * gain[:, None]).clamp(0, 1))
+        xb = x[..., box[0], box[1]]
+        out = linear_to_srgb((x_lin[..., box[0], box[1]] * gain[:, None]).clamp(0, 1))
         if fuse_original:
             out = exposure_fusion(torch.stack([xb.expand_as(out), out], 1), fcfg).clamp(0, 1)
-        return _mse(out, y[(..., *box)])
+        return _mse(out, y[..., box[0], box[1]])
 
     coarse = torch.arange(lo, hi + 1e-9, step, dtype=torch.float32)
     for _ in range(sweeps):
@@ -228,7 +223,7 @@ class OracleLocalMethod:
             raise ValueError(f"oracle-local: render must be 'local' or 'local+fusion', got {render!r}")
         self.t_steps = int(n_segments)
         self.render = render
-        self.ev_range = tuple(ev_range)
+        self.ev_range: tuple[float, float] = (float(ev_range[0]), float(ev_range[1]))
         self.fusion_cfg = fusion or FusionConfig()
         self.size = int(size)
 
@@ -251,5 +246,11 @@ class OracleLocalMethod:
                       notes=["oracle: the per-region exposures were chosen by looking at the reference"])
 
 
-register_method("oracle-local", OracleLocalMethod)
-register_method("oracle-local-fusion", lambda **kw: OracleLocalMethod(render="local+fusion", **kw))
+class OracleLocalFusionMethod(OracleLocalMethod):
+    """``oracle-local-fusion``: :class:`OracleLocalMethod` with ``render="local+fusion"``."""
+
+    name = "oracle-local-fusion"
+
+    def __init__(self, **options):
+        options.setdefault("render", "local+fusion")
+        super().__init__(**options)

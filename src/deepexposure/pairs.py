@@ -110,7 +110,7 @@ class SyntheticPairs:
         self.size, self.seed = int(size), int(seed)
         self.kinds = parse_kinds(kinds)
         self.work_size = int(work_size or min(1024, max(256, 4 * self.size)))
-        self.scale, self.flip_p, self.ranges, self.exposure = tuple(scale), float(flip_p), ranges, exposure
+        self.scale, self.flip_p, self.ranges, self.exposure = (float(scale[0]), float(scale[1])), float(flip_p), ranges, exposure
         self.sources: list[tuple[str, str, Path]] = []
         self.skipped: list[tuple[Path, str]] = []
         self._photos: list[torch.Tensor] = []  # (1, 3, h, w) linear float32

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 
-from .methods import Method
+from .methods import Method, ReferenceMethod
 from .recipe import Recipe, render
 
 __all__ = ["retouch_tensor", "retouch_file", "RetouchResult", "output_path_for", "output_paths"]
@@ -38,7 +39,7 @@ def retouch_tensor(method: Method, img_srgb: torch.Tensor, reference: torch.Tens
         if getattr(method, "needs_reference", False):
             if reference is None:
                 raise ValueError(f"method {method.name!r} needs the reference photo (it is an eval-only ceiling)")
-            recipe = method.plan(img_srgb, reference=reference)
+            recipe = cast(ReferenceMethod, method).plan(img_srgb, reference=reference)
         else:
             recipe = method.plan(img_srgb)
         recipe.image.setdefault("width", int(img_srgb.shape[-1]))
@@ -108,9 +109,9 @@ def retouch_file(
     rendered before the first file is written, and if a write still fails the files this call
     created are removed again. 16-bit inputs are written with 16 bits where the format holds them.
 
-    Raises :class:`deepexposure.io.ImageReadError` / ``ImageWriteError`` with a one-line message.
+    Raises :class:`deepexposure.io.ImageReadError` / ``WriteError`` (``ImageWriteError`` for images) with a one-line message.
     """
-    from .io import _WRITE_DEPTHS, _WRITE_FORMATS, ImageWriteError, check_output_path, read_image, write_image
+    from .io import _WRITE_DEPTHS, _WRITE_FORMATS, WriteError, check_output_path, read_image, write_image
 
     paths = output_paths(dst, write_recipe=write_recipe, explain=explain)
     for p in paths:
@@ -138,14 +139,14 @@ def retouch_file(
                     overwrite=overwrite, protect=protect or [src])
         written.append(dst)
         if recipe_bytes is not None:
-            from .io import atomic_write_bytes
+            from .atomic import atomic_write_bytes
 
             atomic_write_bytes(paths[1], recipe_bytes, overwrite=overwrite)
             written.append(paths[1])
         if sheet is not None:
             write_image(paths[-1], sheet, quality=90, overwrite=overwrite)
             written.append(paths[-1])
-    except (ImageWriteError, OSError):
+    except (WriteError, OSError):  # ImageWriteError is a WriteError
         for p in written:  # all or nothing: no image without its recipe and sheet
             p.unlink(missing_ok=True)
         raise

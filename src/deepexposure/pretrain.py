@@ -106,9 +106,7 @@ def fidelity_loss(agent, inputs: torch.Tensor, references: torch.Tensor, masks: 
     Returns:
         ``(loss (), evs (B, T))``.
     """
-    from .agents.deepexposure import rollout
-
-    r = rollout(agent.policy, inputs, masks, agent.cfg.fusion)
+    r = agent.unroll(inputs, masks)
     out = r.local[-1] if getattr(agent.cfg, "render", "fused") == "local" else r.fused
     return (out - references).pow(2).mean(), r.evs.detach()
 

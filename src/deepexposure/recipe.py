@@ -39,11 +39,17 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from .color import srgb_to_linear
+from .filters import FILTERS, apply_filter, exposed_from_linear
+from .fusion import FusionConfig, exposure_fusion_streaming
+from .ops import clahe
 
 __all__ = ["Recipe", "RecipeError", "render", "RECIPE_FORMAT", "RECIPE_VERSION", "fusion_op", "validate_evs",
            "validate_fusion", "validate_recipe_dict", "recipe_schema", "LIMITS"]
@@ -116,7 +122,7 @@ class Recipe:
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
-    def from_dict(cls, d: dict, source: str = "recipe") -> "Recipe":
+    def from_dict(cls, d: dict, source: str = "recipe") -> Recipe:
         if not isinstance(d, dict):
             raise RecipeError(f"{source}: not a JSON object")
         if d.get("format") != RECIPE_FORMAT:
@@ -136,7 +142,7 @@ class Recipe:
         return r
 
     @classmethod
-    def from_json(cls, text: str, source: str = "recipe") -> "Recipe":
+    def from_json(cls, text: str, source: str = "recipe") -> Recipe:
         if len(text) > LIMITS["max_bytes"]:
             raise RecipeError(f"{source}: recipe is {len(text)} characters; the limit is {LIMITS['max_bytes']}")
         _check_nesting(text, source)
@@ -149,7 +155,7 @@ class Recipe:
         return cls.from_dict(d, source)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Recipe":
+    def load(cls, path: str | Path) -> Recipe:
         path = Path(path)
         try:
             with open(path, "rb") as f:
@@ -165,7 +171,7 @@ class Recipe:
 
     def save(self, path: str | Path, overwrite: bool = False) -> None:
         """Write atomically (temp file + rename); refuse to replace an existing file unless ``overwrite``."""
-        from .io import atomic_write_bytes
+        from .atomic import atomic_write_bytes
 
         atomic_write_bytes(Path(path), (self.to_json() + "\n").encode("utf-8"), overwrite=overwrite)
 
@@ -264,8 +270,6 @@ def validate_fusion(d: Any, where: str = "fusion") -> None:
 
 
 def _validate_op(op: Any, where: str) -> None:
-    from .filters import FILTERS
-
     kind = op.get("op") if isinstance(op, dict) else None
     if not isinstance(kind, str) or kind not in _OPS:
         shown = kind if isinstance(op, dict) else op
@@ -346,8 +350,6 @@ def validate_recipe_dict(d: Any, source: str = "recipe") -> None:
         if op["op"] in ("local_exposure", "local_filters"):  # per-region ops need the segment map: deepexposure.local
             from types import SimpleNamespace
 
-            from .local import validate_local_op
-
             validate_local_op(op, SimpleNamespace(segment_map=d.get("segment_map")), f"{source}: ops[{i}]")
 
 
@@ -355,8 +357,6 @@ def recipe_schema() -> dict:
     """The recipe format as a JSON Schema (draft 2020-12), built from :data:`LIMITS` and the filter
     registry, so it states the rules :func:`validate_recipe_dict` applies (except the byte size and
     nesting depth, which JSON Schema cannot express). ``docs/recipe.schema.json`` is this, dumped."""
-    from .filters import FILTERS
-
     tol = LIMITS["param_tolerance"]
     ev_lo, ev_hi = LIMITS["ev"]
     w_lo, w_hi = LIMITS["fusion_weight"]
@@ -449,9 +449,7 @@ def _opt_int(v: Any) -> int | None:
     return None if v is None else int(v)
 
 
-def _fusion_config(d: dict, where: str):
-    from .fusion import FusionConfig
-
+def _fusion_config(d: dict, where: str) -> FusionConfig:
     validate_fusion(d, where)
     try:
         return FusionConfig(**d)
@@ -463,8 +461,6 @@ def fusion_op(evs: list[float], fusion_cfg=None, include_original: bool = True) 
     """Build an ``exposure_fusion`` op from exposure values and a :class:`~deepexposure.fusion.FusionConfig`."""
     from dataclasses import asdict
 
-    from .fusion import FusionConfig
-
     cfg = fusion_cfg or FusionConfig()
     return {
         "op": "exposure_fusion",
@@ -474,11 +470,7 @@ def fusion_op(evs: list[float], fusion_cfg=None, include_original: bool = True) 
     }
 
 
-def _render_fusion(op: dict, img_srgb: torch.Tensor) -> torch.Tensor:
-    from .color import srgb_to_linear
-    from .filters import exposed_from_linear
-    from .fusion import exposure_fusion_streaming
-
+def _render_fusion(op: dict, img_srgb: torch.Tensor, recipe: Recipe) -> torch.Tensor:
     cfg = _fusion_config(op.get("fusion", {}), "recipe")
     evs = [float(e) for e in op["evs"]]
     include = bool(op.get("include_original", True))
@@ -498,6 +490,32 @@ def _render_fusion(op: dict, img_srgb: torch.Tensor) -> torch.Tensor:
     return exposure_fusion_streaming(make, len(sources), cfg).clamp_(0.0, 1.0)
 
 
+def _render_filter(op: dict, img_srgb: torch.Tensor, recipe: Recipe) -> torch.Tensor:
+    params = torch.tensor([op["params"]], dtype=img_srgb.dtype, device=img_srgb.device)
+    return apply_filter(op["name"], img_srgb, params).clamp(0.0, 1.0)
+
+
+def _render_clahe(op: dict, img_srgb: torch.Tensor, recipe: Recipe) -> torch.Tensor:
+    return clahe(img_srgb, clip_limit=float(op.get("clip_limit", 0.01)), kernel_size=_opt_int(op.get("kernel_size")))
+
+
+def _render_local(op: dict, img_srgb: torch.Tensor, recipe: Recipe) -> torch.Tensor:
+    from .local import render_local_op  # local ops need the recipe's segment map
+
+    return render_local_op(recipe, op, img_srgb)
+
+
+#: op name -> ``renderer(op, img_srgb (1, 3, H, W), recipe) -> (1, 3, H, W)``, both sRGB in [0, 1]
+#: (``recipe`` gives an op the recipe's segment map); one entry per op of the format.
+OP_RENDERERS: dict[str, Callable[[dict, torch.Tensor, Recipe], torch.Tensor]] = {
+    "exposure_fusion": _render_fusion,
+    "filter": _render_filter,
+    "clahe": _render_clahe,
+    "local_exposure": _render_local,
+    "local_filters": _render_local,
+}
+
+
 @torch.no_grad()
 def render(recipe: Recipe, img_srgb: torch.Tensor) -> torch.Tensor:
     """Apply a recipe's ops in order.
@@ -508,25 +526,66 @@ def render(recipe: Recipe, img_srgb: torch.Tensor) -> torch.Tensor:
     Returns:
         ``(1, 3, H, W)`` sRGB in [0, 1].
     """
-    from .filters import apply_filter
-
     recipe.validate()  # cheap; programmatic recipes get the same checks as files
     out = img_srgb
     for op in recipe.ops:
-        kind = op["op"]
-        if kind == "exposure_fusion":
-            out = _render_fusion(op, out)
-        elif kind == "filter":
-            params = torch.tensor([op["params"]], dtype=out.dtype, device=out.device)
-            out = apply_filter(op["name"], out, params).clamp(0.0, 1.0)
-        elif kind == "clahe":
-            from .baselines import clahe
-
-            out = clahe(out, clip_limit=float(op.get("clip_limit", 0.01)), kernel_size=_opt_int(op.get("kernel_size")))
-        elif kind in ("local_exposure", "local_filters"):
-            from .local import render_local_op
-
-            out = render_local_op(recipe, op, out)
-        else:  # validate() rejects these; kept for programmatic recipes
-            raise RecipeError(f"recipe: unknown op {kind!r}")
+        renderer = OP_RENDERERS.get(op["op"])
+        if renderer is None:  # validate() rejects these; kept for programmatic recipes
+            raise RecipeError(f"recipe: unknown op {op['op']!r}")
+        out = renderer(op, out, recipe)
     return out
+
+
+def validate_local_op(op: dict, recipe, where: str) -> None:
+    """Check a per-region op (:mod:`deepexposure.local`) against its recipe's segment map; raise :class:`RecipeError` naming the problem."""
+    from .filters import FILTERS
+    from .local import _labels
+    from .masks import MaskConfig
+
+    _finite = _is_num
+
+    rows = recipe.segment_map
+    digits = set("0123456789abcdefghijklmnopqrstuvwxyz")
+    if (not isinstance(rows, list) or not rows or not all(isinstance(r, str) and r for r in rows)
+            or len({len(r) for r in rows}) != 1 or not all(set(r.lower()) <= digits for r in rows)):
+        raise RecipeError(f"{where}: {op['op']} needs the recipe's 'segment_map' (equal-length rows of base-36 labels)")
+    labels = _labels(rows)
+    t = int(labels.max()) + 1
+    missing = sorted(set(range(t)) - set(labels.unique().tolist()))
+    if missing:
+        raise RecipeError(f"{where}: segment_map has no pixels of region(s) {missing}")
+    try:
+        MaskConfig.from_dict(op.get("masks"))
+    except (TypeError, ValueError) as e:
+        raise RecipeError(f"{where}: bad mask settings ({e})") from None
+    if (op.get("masks") or {}).get("method", "guided") != "guided":
+        raise RecipeError(f"{where}: masks.method must be 'guided'")
+    if op["op"] == "local_exposure":
+        evs = op.get("evs")
+        if not isinstance(evs, list) or not all(_finite(e) for e in evs):
+            raise RecipeError(f"{where}: 'evs' must be a list of numbers")
+        if len(evs) != t:
+            raise RecipeError(f"{where}: {len(evs)} exposures for {t} regions in segment_map")
+        if any(abs(e) > 10 for e in evs):
+            raise RecipeError(f"{where}: exposure values must lie in [-10, 10] EV")
+        if op.get("fuse_original"):
+            _fusion_config(op.get("fusion", {}), where)
+        return
+    regions = op.get("regions")
+    if not isinstance(regions, list) or len(regions) != t:
+        raise RecipeError(f"{where}: 'regions' must be a list of {t} filter lists (one per region)")
+    for k, chain in enumerate(regions):
+        if not isinstance(chain, list):
+            raise RecipeError(f"{where}: regions[{k}] must be a list of filters")
+        for j, f in enumerate(chain):
+            w = f"{where}: regions[{k}][{j}]"
+            if not isinstance(f, dict) or f.get("name") not in FILTERS:
+                raise RecipeError(f"{w}: unknown filter (known: {', '.join(FILTERS)})")
+            spec = FILTERS[f["name"]]
+            params = f.get("params")
+            if not isinstance(params, list) or len(params) != spec.n_params or not all(_finite(p) for p in params):
+                raise RecipeError(f"{w}: {f['name']} takes {spec.n_params} numbers")
+            lo, hi = _as_list(spec.low, spec.n_params), _as_list(spec.high, spec.n_params)
+            for i, p in enumerate(params):
+                if not lo[i] - 1e-6 <= p <= hi[i] + 1e-6:
+                    raise RecipeError(f"{w}: {f['name']} param {i} = {p} outside [{lo[i]}, {hi[i]}]")

@@ -27,12 +27,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-__all__ = ["SegmentConfig", "Segmentation", "segment_thumbnail", "segment_batch"]
+__all__ = ["SegmentConfig", "Segmentation", "segment_thumbnail"]
 
 _LUM = np.array([0.27, 0.67, 0.06])
 
 
-@dataclass
+@dataclass(frozen=True)
 class SegmentConfig:
     """Settings of the thumbnail segmentation."""
 
@@ -101,8 +101,11 @@ class Segmentation:
 
 
 def _relabel(labels: np.ndarray) -> np.ndarray:
-    _, inv = np.unique(labels, return_inverse=True)
-    return inv.reshape(labels.shape)
+    """Labels ``>= 0`` -> ``0 .. n-1`` in the order of their values (scikit-image's
+    ``relabel_sequential``, shifted by one because it keeps 0 as background)."""
+    from skimage.segmentation import relabel_sequential
+
+    return relabel_sequential(labels + 1)[0] - 1
 
 
 def _adjacency(labels: np.ndarray, n: int) -> np.ndarray:
@@ -189,7 +192,7 @@ def segment_thumbnail(thumb_srgb: torch.Tensor, cfg: SegmentConfig | None = None
     mean_l = np.bincount(labels.ravel(), weights=luma.ravel(), minlength=n) / counts
     first = np.full(n, h * w)
     np.minimum.at(first, labels.ravel(), np.arange(h * w))
-    order = sorted(range(n), key=lambda k: (round(mean_l[k], 9), -counts[k], first[k]))
+    order = sorted(range(n), key=lambda k: (round(float(mean_l[k]), 9), -counts[k], first[k]))
     remap = np.empty(n, dtype=np.int64)
     remap[order] = np.arange(n)
     labels = remap[labels]
@@ -201,16 +204,3 @@ def segment_thumbnail(thumb_srgb: torch.Tensor, cfg: SegmentConfig | None = None
         mean_luma=[float(mean_l[k]) for k in order],
         area=[float(counts[k]) / (h * w) for k in order],
     )
-
-
-def segment_batch(thumbs_srgb: torch.Tensor, cfg: SegmentConfig | None = None) -> torch.Tensor:
-    """Segment a batch of thumbnails.
-
-    Args:
-        thumbs_srgb: ``(B, 3, h, w)`` sRGB in [0, 1].
-    Returns:
-        masks ``(B, T, 1, h, w)`` float32 on the input's device.
-    """
-    cfg = cfg or SegmentConfig()
-    masks = [segment_thumbnail(x.unsqueeze(0), cfg).masks for x in thumbs_srgb]
-    return torch.stack(masks).to(thumbs_srgb.device)

@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -283,8 +284,8 @@ def make_benchmark(
         if src not in cache:
             try:
                 img = read_image(src).img_srgb
-            except ImageReadError as e:
-                skipped.append({"path": str(src), "reason": str(e)})
+            except ImageReadError as exc:
+                skipped.append({"path": str(src), "reason": str(exc)})
                 cache[src] = None
                 continue
             if cfg.size:
@@ -339,7 +340,7 @@ KINDS = ("exposure", "global", "local", "backlit", "crush", "clip", "contrast", 
 DEFAULT_KINDS = ("exposure",)
 
 
-def parse_kinds(text: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+def parse_kinds(text: str | Sequence[str] | None) -> tuple[str, ...]:
     """``"all"`` -> :data:`KINDS`; ``"default"``/None -> :data:`DEFAULT_KINDS`; ``"global,clip"`` -> a tuple.
 
     Raises:

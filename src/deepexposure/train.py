@@ -43,23 +43,88 @@ import random
 import shutil
 import time
 import warnings
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
 from .config import ConfigError, check_config
 from .gan import DISC_CHANNELS, GAN_LOSSES, Discriminator, discriminator_loss
-from .nets import Trunk, TrunkConfig, load_pretrained, save_pretrained
+from .nets import Trunk, TrunkConfig
+from .pretrained import load_trunk, save_trunk
 
 __all__ = [
     "TrainConfig", "Trainer", "CheckpointError", "resolve_device", "seed_everything", "verify_checkpoint", "export_checkpoint",
     "load_agent_networks", "optimizer_state_to_tensors", "optimizer_state_from_tensors",
-    "OPERATIONAL_SETTINGS", "FIXED_SETTINGS",
+    "OPERATIONAL_SETTINGS", "FIXED_SETTINGS", "Agent", "Pretrainable", "Resegmentable", "FakePool", "Checkpoints", "RunLog",
 ]
+
+
+class Agent(Protocol):
+    """What :class:`Trainer` needs from an agent (``DeepExposureAgent`` and ``WhiteBoxAgent`` both are one;
+    the type checker verifies it where ``deepexposure train`` builds them). ``docs/dev/CONTRACT.md`` has the prose."""
+
+    @property
+    def cfg(self) -> Any:
+        """the agent's settings: a dataclass with ``to_dict()`` (recorded in ``RUN/config.json``)."""
+
+    @property
+    def supports_references(self) -> bool:
+        """whether :meth:`train_step` takes ``references`` (paired training)."""
+
+    @property
+    def log_fields(self) -> Sequence[str]:
+        """metric names of :meth:`train_step` to add to ``log.csv``."""
+
+    def prepare(self, inputs: torch.Tensor, progress: Any = None) -> None:
+        """Per-input precomputation (e.g. segment masks) for ``inputs (N, 3, S, S)``."""
+
+    def networks(self) -> dict[str, Trunk]:
+        """name -> network, saved in and loaded from every checkpoint."""
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """name -> optimiser (``"policy"`` included), saved in every checkpoint."""
+
+    def lr_schedule(self) -> dict[str, tuple[float, float]]:
+        """optimiser name -> (initial lr, final fraction) for the exponential decay."""
+
+    def generate(self, idx: torch.Tensor, inputs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Machine outputs ``(B, 3, S, S)`` of ``inputs[idx]`` for discriminator pre-training."""
+
+    def generate_eval(self, idx: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        """Deterministic outputs ``(B, 3, S, S)`` for the sample grids."""
+
+    def train_step(self, idx: torch.Tensor, inputs: torch.Tensor, disc: nn.Module, generator: torch.Generator,
+                   references: torch.Tensor | None = None, fidelity_weight: float = 0.0) -> tuple[dict[str, float], torch.Tensor]:
+        """One agent update; returns ``(metrics, fakes)``, the fakes for the discriminator."""
+
+    def extra_state(self) -> dict[str, torch.Tensor]:
+        """Tensors beyond networks and optimisers that a checkpoint must hold (noise, buffers)."""
+
+    def load_extra_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore :meth:`extra_state`."""
+
+    def save_model(self, directory: str | Path, info: dict | None = None) -> None:
+        """Write the inference model folder (:func:`deepexposure.pretrained.save_pretrained`)."""
+
+
+@runtime_checkable
+class Pretrainable(Protocol):
+    """An agent with supervised pre-training (``--pretrain-steps``)."""
+
+    def pretrain_step(self, idx: torch.Tensor, inputs: torch.Tensor, references: torch.Tensor) -> dict[str, float]:
+        """One supervised step on ``inputs[idx]`` against ``references[idx]``; returns its metrics."""
+
+
+@runtime_checkable
+class Resegmentable(Protocol):
+    """An agent whose :meth:`Agent.prepare` work must be redone for rows a pair pool replaced."""
+
+    def prepare_rows(self, rows: torch.Tensor, inputs: torch.Tensor) -> None:
+        """Redo the preparation of training rows ``rows`` (now ``inputs``)."""
 
 #: Settings that change how a run is carried out, not what it computes: ``--resume`` may change them
 #: freely (they are reported and recorded). ``steps`` is here so a run can be extended; note that
@@ -79,13 +144,10 @@ def seed_everything(seed: int) -> None:
     Draws made during training use an explicit ``torch.Generator`` instead (see :class:`Trainer`).
     Thread counts and deterministic-algorithm flags are left alone.
     """
+    import numpy as np
+
     random.seed(seed)
-    try:
-        import numpy as np
-    except ImportError:  # pragma: no cover - numpy comes with scikit-image
-        pass
-    else:
-        np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
@@ -171,7 +233,7 @@ class TrainConfig:
     CPU tensors."""
 
     def __post_init__(self):
-        self.disc_betas = tuple(self.disc_betas)
+        self.disc_betas = (float(self.disc_betas[0]), float(self.disc_betas[1]))
         check_config(self)
         if self.steps + self.p_steps + self.pretrain_steps < 1:
             raise ConfigError("steps", ">= 1 when p_steps and pretrain_steps are 0", self.steps)
@@ -226,14 +288,174 @@ def optimizer_state_from_tensors(opt: torch.optim.Optimizer, tensors: dict[str, 
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
+class FakePool:
+    """Ring buffer of past machine outputs for the discriminator (``fake_pool`` > 0; not in the paper).
+
+    ``images (size, 3, S, S)``; ``filled`` entries are valid; ``next`` is the slot written next.
+    """
+
+    def __init__(self, size: int, image_size: int, device: torch.device):
+        self.images = torch.zeros(size, 3, image_size, image_size, device=device)
+        self.filled = 0
+        self.next = 0
+
+    @property
+    def size(self) -> int:
+        return self.images.shape[0]
+
+    def add(self, fakes: torch.Tensor) -> None:
+        """Put ``fakes`` into the ring buffer, overwriting the oldest entries (one indexed copy)."""
+        size = self.size
+        fakes = fakes[-size:]
+        n = fakes.shape[0]
+        slots = (self.next + torch.arange(n)) % size
+        self.images[slots.to(self.images.device)] = fakes.to(self.images)
+        self.next = (self.next + n) % size
+        self.filled = min(self.filled + n, size)
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """``n`` entries drawn uniformly (with replacement) from the filled ones."""
+        return self.images[torch.randint(0, self.filled, (n,), generator=generator)]
+
+    def saved(self) -> torch.Tensor:
+        """The filled entries, for a checkpoint."""
+        return self.images[: self.filled].cpu().contiguous()
+
+    def restore(self, saved: torch.Tensor, next_slot: int | None, where: Path) -> None:
+        """Load :meth:`saved` entries (``next_slot`` from the checkpoint, or after them)."""
+        if saved.shape[0] > self.size or saved.shape[1:] != self.images.shape[1:]:
+            raise ValueError(f"{where}: its fake pool {tuple(saved.shape)} does not fit fake_pool={self.size}")
+        self.images.zero_()
+        self.images[: saved.shape[0]] = saved
+        self.filled = saved.shape[0]
+        self.next = int(saved.shape[0] if next_slot is None else next_slot) % self.size
+
+
+class Checkpoints:
+    """The checkpoint folders of a run: ``RUN/checkpoints/step_N``, the ``latest`` pointer, rotation,
+    and the choice of the newest usable one on resume (the files in a folder: :meth:`Trainer.save_checkpoint`)."""
+
+    def __init__(self, run_dir: Path, keep: int):
+        self.run_dir, self.root, self.keep = run_dir, run_dir / "checkpoints", keep
+
+    def all(self) -> list[Path]:
+        """The folders ``step_N``, newest (highest N) first, complete or not."""
+        found = [p for p in self.root.glob("step_*") if p.is_dir() and p.name[5:].isdigit()]
+        return sorted(found, key=lambda p: int(p.name[5:]), reverse=True)
+
+    def latest(self) -> Path | None:
+        """The newest folder that has its ``state.json`` (not verified)."""
+        return next((p for p in self.all() if (p / "state.json").exists()), None)
+
+    def staging(self, step: int) -> tuple[Path, Path]:
+        """A fresh hidden folder to write step ``step`` into, and its final name."""
+        final, tmp = self.root / f"step_{step:07d}", self.root / f".tmp_step_{step:07d}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        return tmp, final
+
+    def publish(self, tmp: Path, final: Path) -> Path:
+        """Rename the written folder into place, point ``latest`` at it, drop the oldest beyond ``keep``."""
+        from .atomic import atomic_write_bytes
+
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+        atomic_write_bytes(self.root / "latest", final.name.encode(), overwrite=True)
+        kept = sorted(p for p in self.root.glob("step_*") if p.is_dir())
+        for old in kept[: -self.keep]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def find_usable(self) -> tuple[Path, list[tuple[Path, str]]]:
+        """The newest checkpoint that :func:`verify_checkpoint` accepts, and the newer ones it rejected."""
+        bad: list[tuple[Path, str]] = []
+        for path in self.all():
+            reason = verify_checkpoint(path)
+            if reason is None:
+                return path, bad
+            bad.append((path, reason))
+        if not bad:
+            raise FileNotFoundError(f"{self.run_dir}: nothing to resume (no complete checkpoint)")
+        raise CheckpointError(f"{self.run_dir}: no usable checkpoint to resume from ({'; '.join(f'{p.name}: {r}' for p, r in bad)})")
+
+    def set_aside(self, bad: list[tuple[Path, str]], used: Path, warn: Callable[[str], None]) -> None:
+        """Rename rejected checkpoints to ``corrupt_step_N`` (kept for inspection) and point ``latest`` at ``used``."""
+        for p, reason in bad:
+            kept = p.with_name("corrupt_" + p.name)
+            if kept.exists():
+                shutil.rmtree(kept)
+            p.rename(kept)
+            warn(f"{p}: unusable checkpoint ({reason}); resuming from {used.name} instead (moved to {kept.name})")
+        if bad:
+            from .atomic import atomic_write_bytes
+
+            atomic_write_bytes(self.root / "latest", used.name.encode(), overwrite=True)
+
+
+class RunLog:
+    """``RUN/log.csv`` (one row per logged step), TensorBoard events if available, and sample grids."""
+
+    FIELDS = ["step", "phase", "pretrain_mse", "disc_loss", "wasserstein", "policy_objective", "d_fused", "value_loss", "ev_mean", "ev_std", "fidelity_mse", "lr_policy", "time_s"]
+
+    def __init__(self, run_dir: Path, extra_fields: Sequence[str], start_step: int):
+        """Open the log at ``start_step``: rows past it (from before a resume) are dropped, so there is no jump and no duplicate."""
+        self.run_dir = run_dir
+        path = run_dir / "log.csv"
+        fields = self.FIELDS + [f for f in extra_fields if f not in self.FIELDS]
+        if path.exists():
+            with path.open(newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(float(r["step"])) < start_step]
+            tmp = path.with_suffix(".csv.tmp")
+            with tmp.open("w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+                w.writeheader()
+                w.writerows(rows)
+            tmp.replace(path)
+            self.fh = path.open("a", newline="")
+        else:
+            self.fh = path.open("w", newline="")
+            csv.DictWriter(self.fh, fieldnames=fields).writeheader()
+        self.writer = csv.DictWriter(self.fh, fieldnames=fields, extrasaction="ignore")
+        self.tb = self._tensorboard(start_step)
+
+    def _tensorboard(self, start_step: int):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except Exception:  # tensorboard not installed: CSV only
+            return None
+        return SummaryWriter(str(self.run_dir / "tb"), purge_step=start_step)
+
+    def write(self, m: dict[str, float]) -> None:
+        self.writer.writerow(m)
+        self.fh.flush()
+        if self.tb is not None:
+            for k, v in m.items():
+                if k != "step" and isinstance(v, (int, float)) and math.isfinite(v):
+                    self.tb.add_scalar(k, v, m["step"])
+
+    def sample_grid(self, step: int, inputs: torch.Tensor, outputs: torch.Tensor) -> None:
+        """``RUN/samples/step_N.png``: the inputs above the outputs."""
+        from .io import write_image
+
+        (self.run_dir / "samples").mkdir(parents=True, exist_ok=True)
+        grid = torch.cat([torch.cat(list(inputs), dim=2), torch.cat(list(outputs), dim=2)], dim=1)
+        write_image(self.run_dir / "samples" / f"step_{step:07d}.png", grid.unsqueeze(0).clamp(0, 1).cpu(), overwrite=True)
+
+    def close(self) -> None:
+        self.fh.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
 class Trainer:
     """Runs an agent against a WGAN-GP discriminator on unpaired inputs and targets.
 
     Args:
-        agent: an object with ``prepare(inputs)``, ``networks()``, ``optimizers()``,
-            ``lr_schedule()``, ``generate(idx, inputs, gen)``, ``train_step(idx, inputs, disc, gen)``,
-            ``extra_state()``, ``load_extra_state(d)``, ``save_model(dir, info)``, and ``cfg``
-            (a dataclass) — e.g. :class:`deepexposure.agents.deepexposure.DeepExposureAgent`.
+        agent: an :class:`Agent` (e.g. :class:`deepexposure.agents.deepexposure.DeepExposureAgent`);
+            :class:`Pretrainable` for ``pretrain_steps``, :class:`Resegmentable` to redo its
+            preparation of the rows a pair pool renews.
         cfg: loop settings.
         inputs: ``(N_in, 3, S, S)`` sRGB thumbnails to retouch.
         targets: ``(N_t, 3, S, S)`` sRGB thumbnails in the wanted style (unpaired).
@@ -249,7 +471,7 @@ class Trainer:
     same call (as ``deepexposure train`` does) and the run's initial weights depend on the seed alone.
     """
 
-    def __init__(self, agent, cfg: TrainConfig, inputs: torch.Tensor, targets: torch.Tensor, run_dir: str | Path, extra_config: dict | None = None, progress: bool = False,
+    def __init__(self, agent: Agent, cfg: TrainConfig, inputs: torch.Tensor, targets: torch.Tensor, run_dir: str | Path, extra_config: dict | None = None, progress: bool = False,
                  references: torch.Tensor | None = None, warn: Callable[[str], None] | None = None, pairs=None):
         if pairs is not None:  # inputs and references come from (and are renewed by) the pool
             inputs, references = pairs.inputs.clone(), pairs.references.clone()
@@ -257,14 +479,12 @@ class Trainer:
         self.pairs = pairs
         if inputs.shape[0] < 1 or targets.shape[0] < 1:
             raise ValueError("training needs at least one input and one target photo")
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        self.agent, self.cfg = agent, cfg
+        self.agent, self.cfg = agent, cfg  # cfg.threads is applied by the command (torch.set_num_threads is process-wide)
         self.device = resolve_device(cfg.device)
         self.inputs, self.targets = inputs.float().to(self.device), targets.float().to(self.device)
         if references is not None and references.shape != self.inputs.shape:
             raise ValueError(f"references {tuple(references.shape)} do not match inputs {tuple(self.inputs.shape)}")
-        if references is not None and not getattr(agent, "supports_references", False):
+        if references is not None and not agent.supports_references:
             raise ValueError(f"{type(agent).__name__} cannot train with references (paired data)")
         self.references = references.float().to(self.device) if references is not None else None
         self.run_dir = Path(run_dir)
@@ -277,21 +497,19 @@ class Trainer:
         self.disc = Discriminator(Trunk(dcfg)).to(self.device)
         if isinstance(agent, nn.Module):
             agent.to(self.device)  # in place: the agent's optimisers keep their parameters
-        self.opt_disc = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr_disc, betas=tuple(cfg.disc_betas))
+        self.opt_disc = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr_disc, betas=(cfg.disc_betas[0], cfg.disc_betas[1]))
         if cfg.pretrain_steps and self.references is None:
             raise ValueError("supervised pre-training (--pretrain-steps) needs paired data: --references or --pairs-from")
-        if cfg.pretrain_steps and not hasattr(agent, "pretrain_step"):
+        if cfg.pretrain_steps and not isinstance(agent, Pretrainable):
             raise ValueError(f"{type(agent).__name__} has no supervised pre-training (--pretrain-steps is for DeepExposure)")
         self.step = 0  # counts both pre-training phases too
         self.total = cfg.pretrain_steps + cfg.p_steps + cfg.steps
-        s = cfg.image_size
-        self.pool = torch.zeros(cfg.fake_pool, 3, s, s, device=self.device)  # ring buffer of past outputs
-        self.pool_filled = 0
-        self.pool_next = 0
+        self.fake_pool = FakePool(cfg.fake_pool, cfg.image_size, self.device)
+        self.ckpts = Checkpoints(self.run_dir, cfg.keep_checkpoints)
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def config_dict(self) -> dict:
-        return {"train": asdict(self.cfg), "agent": self.agent.cfg.to_dict() if hasattr(self.agent.cfg, "to_dict") else asdict(self.agent.cfg), **self.extra_config}
+        return {"train": asdict(self.cfg), "agent": self.agent.cfg.to_dict(), **self.extra_config}
 
     def _set_lrs(self) -> None:
         pre, c = self.cfg.pretrain_steps, self.cfg
@@ -309,9 +527,10 @@ class Trainer:
 
     def _pool_rows(self, rows: torch.Tensor, inputs: torch.Tensor) -> None:
         """:class:`~deepexposure.pretrain.PairPool` replaced ``rows``: copy them in and re-segment them."""
+        assert self.references is not None and self.pairs is not None  # a pair pool implies references
         self.inputs[rows.to(self.device)] = inputs.to(self.device)
         self.references[rows.to(self.device)] = self.pairs.references[rows].to(self.device)
-        if getattr(self.agent, "masks", None) is not None and hasattr(self.agent, "prepare_rows") and len(rows) < self.inputs.shape[0]:
+        if isinstance(self.agent, Resegmentable) and len(rows) < self.inputs.shape[0]:
             self.agent.prepare_rows(rows, self.inputs[rows.to(self.device)])
 
     def _prepare(self, start_step: int) -> None:
@@ -332,21 +551,11 @@ class Trainer:
         self.opt_disc.step()
         return {"disc_loss": loss.item(), "wasserstein": w.item()}
 
-    def _pool_add(self, fakes: torch.Tensor) -> None:
-        """Put ``fakes`` into the ring buffer, overwriting the oldest entries (one indexed copy)."""
-        size = self.pool.shape[0]
-        fakes = fakes[-size:]
-        n = fakes.shape[0]
-        slots = (self.pool_next + torch.arange(n)) % size
-        self.pool[slots.to(self.pool.device)] = fakes.to(self.pool)
-        self.pool_next = (self.pool_next + n) % size
-        self.pool_filled = min(self.pool_filled + n, size)
-
     def _disc_fakes(self, fresh: torch.Tensor) -> torch.Tensor:
         """The machine outputs of one discriminator update: from the pool if there is one, else from ``fresh``."""
         n = self.cfg.disc_batch or self.cfg.batch_size
-        if self.pool.shape[0]:
-            return self.pool[self._sample_idx(self.pool_filled, n)]
+        if self.fake_pool.size:
+            return self.fake_pool.sample(n, self.gen)
         return fresh[self._sample_idx(fresh.shape[0], n)]
 
     def train_one(self) -> dict[str, float]:
@@ -357,28 +566,31 @@ class Trainer:
         if self.step < self.cfg.pretrain_steps:
             idx = self._sample_idx(self.inputs.shape[0], b)
             metrics["phase"] = -1
+            assert isinstance(self.agent, Pretrainable) and self.references is not None  # checked in __init__
             metrics.update(self.agent.pretrain_step(idx, self.inputs, self.references))
         elif self.step - self.cfg.pretrain_steps < self.cfg.p_steps:
             idx = self._sample_idx(self.inputs.shape[0], b)
             fakes = self.agent.generate(idx, self.inputs, self.gen)
             metrics["phase"] = 0
-            if self.pool.shape[0]:
-                self._pool_add(fakes)
-            if self.pool.shape[0] or self.cfg.disc_batch:
+            if self.fake_pool.size:
+                self.fake_pool.add(fakes)
+            if self.fake_pool.size or self.cfg.disc_batch:
                 fakes = self._disc_fakes(fakes)
             metrics.update(self._disc_update(fakes))
         else:
             metrics["phase"] = 1
             memory = []
-            paired = {} if self.references is None else {"references": self.references, "fidelity_weight": self.cfg.fidelity_weight}
             for _ in range(self.cfg.g_steps):
                 idx = self._sample_idx(self.inputs.shape[0], b)
-                m, fakes = self.agent.train_step(idx, self.inputs, self.disc, self.gen, **paired)
+                if self.references is None:  # unpaired: the agent's defaults
+                    m, fakes = self.agent.train_step(idx, self.inputs, self.disc, self.gen)
+                else:
+                    m, fakes = self.agent.train_step(idx, self.inputs, self.disc, self.gen, references=self.references, fidelity_weight=self.cfg.fidelity_weight)
                 memory.append(fakes)
                 metrics.update(m)
             memory_t = torch.cat(memory)
-            if self.pool.shape[0]:
-                self._pool_add(memory_t)
+            if self.fake_pool.size:
+                self.fake_pool.add(memory_t)
             for _ in range(self.cfg.d_steps):
                 metrics.update(self._disc_update(self._disc_fakes(memory_t)))
         if self.pairs is not None:
@@ -388,26 +600,21 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------------------
     def checkpoint_dir(self) -> Path:
-        return self.run_dir / "checkpoints"
+        return self.ckpts.root
 
     def save_checkpoint(self) -> Path:
         """Write ``checkpoints/step_N/`` then point ``latest`` at it (each file written atomically)."""
         from safetensors.torch import save as st_save
 
-        from .io import atomic_write_bytes
+        from .atomic import atomic_write_bytes
 
-        root = self.checkpoint_dir()
-        final = root / f"step_{self.step:07d}"
-        tmp = root / f".tmp_step_{self.step:07d}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-        save_pretrained(self.disc.trunk, tmp, "discriminator")
+        tmp, final = self.ckpts.staging(self.step)
+        save_trunk(self.disc.trunk, tmp, "discriminator")
         for name, net in self.agent.networks().items():
-            save_pretrained(net, tmp, name)
+            save_trunk(net, tmp, name)
         tensors: dict[str, torch.Tensor] = {"rng": self.gen.get_state()}
-        if self.pool.shape[0]:
-            tensors["fake_pool"] = self.pool[: self.pool_filled].cpu().contiguous()
+        if self.fake_pool.size:
+            tensors["fake_pool"] = self.fake_pool.saved()
         opt_meta = {}
         for name, opt in {"discriminator": self.opt_disc, **self.agent.optimizers()}.items():
             t, m = optimizer_state_to_tensors(opt, f"opt.{name}")
@@ -417,54 +624,25 @@ class Trainer:
             tensors[f"agent.{k}"] = v.detach().cpu().contiguous()
         atomic_write_bytes(tmp / "state.safetensors", st_save(tensors), overwrite=True)
         files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file() and not p.name.startswith(".")}
-        state = {"step": self.step, "optimizers": opt_meta, "pool_next": self.pool_next, "files": files,
+        state = {"step": self.step, "optimizers": opt_meta, "pool_next": self.fake_pool.next, "files": files,
                  "torch_rng_note": "the run's generator state is 'rng' in state.safetensors; 'files' are SHA-256 of the other files"}
         atomic_write_bytes(tmp / "state.json", json.dumps(state).encode(), overwrite=True)
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-        atomic_write_bytes(root / "latest", final.name.encode(), overwrite=True)
-        kept = sorted(p for p in root.glob("step_*") if p.is_dir())
-        for old in kept[: -self.cfg.keep_checkpoints]:
-            shutil.rmtree(old, ignore_errors=True)
-        return final
+        return self.ckpts.publish(tmp, final)
 
     def checkpoints(self) -> list[Path]:
         """The run's checkpoint folders ``checkpoints/step_N``, newest (highest N) first, complete or not."""
-        found = [p for p in self.checkpoint_dir().glob("step_*") if p.is_dir() and p.name[5:].isdigit()]
-        return sorted(found, key=lambda p: int(p.name[5:]), reverse=True)
+        return self.ckpts.all()
 
     def latest_checkpoint(self) -> Path | None:
         """The newest checkpoint folder that has its ``state.json`` (not verified; see :meth:`load_latest_checkpoint`)."""
-        return next((p for p in self.checkpoints() if (p / "state.json").exists()), None)
-
-    def _find_usable_checkpoint(self) -> tuple[Path, list[tuple[Path, str]]]:
-        """The newest checkpoint that :func:`verify_checkpoint` accepts, and the newer ones it rejected."""
-        bad: list[tuple[Path, str]] = []
-        for path in self.checkpoints():
-            reason = verify_checkpoint(path)
-            if reason is None:
-                return path, bad
-            bad.append((path, reason))
-        if not bad:
-            raise FileNotFoundError(f"{self.run_dir}: nothing to resume (no complete checkpoint)")
-        raise CheckpointError(f"{self.run_dir}: no usable checkpoint to resume from ({'; '.join(f'{p.name}: {r}' for p, r in bad)})")
+        return self.ckpts.latest()
 
     def _resume_from(self, path: Path, bad: list[tuple[Path, str]]) -> None:
         try:
             self.load_checkpoint(path)
         except (ValueError, KeyError, RuntimeError) as e:  # verified files, wrong shapes: the settings differ
             raise CheckpointError(f"{path}: does not fit this run's settings ({' '.join(str(e).split())[:300]})") from None
-        for p, reason in bad:
-            kept = p.with_name("corrupt_" + p.name)
-            if kept.exists():
-                shutil.rmtree(kept)
-            p.rename(kept)
-            self.warn(f"{p}: unusable checkpoint ({reason}); resuming from {path.name} instead (moved to {kept.name})")
-        if bad:
-            from .io import atomic_write_bytes
-
-            atomic_write_bytes(self.checkpoint_dir() / "latest", path.name.encode(), overwrite=True)
+        self.ckpts.set_aside(bad, path, self.warn)
 
     def load_latest_checkpoint(self) -> Path:
         """Load the newest usable checkpoint and return its folder.
@@ -475,14 +653,14 @@ class Trainer:
         Raises :class:`FileNotFoundError` if the run has no checkpoint, :class:`CheckpointError`
         if none is usable or the usable one does not fit the current settings.
         """
-        path, bad = self._find_usable_checkpoint()
+        path, bad = self.ckpts.find_usable()
         self._resume_from(path, bad)
         return path
 
     def load_checkpoint(self, path: Path) -> None:
         from safetensors.torch import load_file
 
-        self.disc.trunk.load_state_dict(load_pretrained(path, "discriminator").state_dict())
+        self.disc.trunk.load_state_dict(load_trunk(path, "discriminator").state_dict())
         load_agent_networks(self.agent, path)
         tensors = load_file(str(path / "state.safetensors"))
         state = json.loads((path / "state.json").read_text())
@@ -491,54 +669,16 @@ class Trainer:
         self.gen.set_state(tensors["rng"])
         self.agent.load_extra_state({k[len("agent.") :]: v for k, v in tensors.items() if k.startswith("agent.")})
         self.step = int(state["step"])
-        if self.pool.shape[0]:
-            saved = tensors.get("fake_pool", torch.zeros(0, *self.pool.shape[1:]))
-            if saved.shape[0] > self.pool.shape[0] or saved.shape[1:] != self.pool.shape[1:]:
-                raise ValueError(f"{path}: its fake pool {tuple(saved.shape)} does not fit fake_pool={self.pool.shape[0]}")
-            self.pool.zero_()
-            self.pool[: saved.shape[0]] = saved
-            self.pool_filled = saved.shape[0]
-            self.pool_next = int(state.get("pool_next", saved.shape[0])) % self.pool.shape[0]
+        if self.fake_pool.size:
+            saved = tensors.get("fake_pool", torch.zeros(0, *self.fake_pool.images.shape[1:]))
+            self.fake_pool.restore(saved, state.get("pool_next"), path)
 
     # -- logging -------------------------------------------------------------------------------
-    _LOG_FIELDS = ["step", "phase", "pretrain_mse", "disc_loss", "wasserstein", "policy_objective", "d_fused", "value_loss", "ev_mean", "ev_std", "fidelity_mse", "lr_policy", "time_s"]
-
-    def _open_log(self):
-        path = self.run_dir / "log.csv"
-        extra = getattr(self.agent, "log_fields", [])
-        fields = self._LOG_FIELDS + [f for f in extra if f not in self._LOG_FIELDS]
-        if path.exists():  # drop rows past the checkpoint we resumed from: no jump, no duplicates
-            with path.open(newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(float(r["step"])) < self.step]
-            tmp = path.with_suffix(".csv.tmp")
-            with tmp.open("w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-                w.writeheader()
-                w.writerows(rows)
-            tmp.replace(path)
-            fh = path.open("a", newline="")
-        else:
-            fh = path.open("w", newline="")
-            csv.DictWriter(fh, fieldnames=fields).writeheader()
-        return fh, csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
-
-    def _tensorboard(self):
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except Exception:  # tensorboard not installed: CSV only
-            return None
-        return SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step)
-
-    def _write_sample(self) -> None:
-        from .io import write_image
-
+    def _write_sample(self, log: RunLog) -> None:
         with torch.no_grad():
             n = min(8, self.inputs.shape[0])
-            idx = torch.arange(n)
-            out = self.agent.generate_eval(idx, self.inputs) if hasattr(self.agent, "generate_eval") else self.agent.generate(idx, self.inputs, torch.Generator().manual_seed(0))
-        (self.run_dir / "samples").mkdir(parents=True, exist_ok=True)
-        grid = torch.cat([torch.cat(list(self.inputs[:n]), dim=2), torch.cat(list(out), dim=2)], dim=1)
-        write_image(self.run_dir / "samples" / f"step_{self.step:07d}.png", grid.unsqueeze(0).clamp(0, 1).cpu(), overwrite=True)
+            out = self.agent.generate_eval(torch.arange(n), self.inputs)
+        log.sample_grid(self.step, self.inputs[:n], out)
 
     # -- the loop ------------------------------------------------------------------------------
     def fit(self, resume: bool = False, stop_after: int | None = None) -> Path:
@@ -551,12 +691,12 @@ class Trainer:
         """
         from tqdm import tqdm
 
-        from .io import atomic_write_bytes
+        from .atomic import atomic_write_bytes
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
         cfg_path = self.run_dir / "config.json"
         if resume:
-            ckpt, bad = self._find_usable_checkpoint()  # before the (slow) preparation
+            ckpt, bad = self.ckpts.find_usable()  # before the (slow) preparation
             self._prepare(int(json.loads((ckpt / "state.json").read_text())["step"]))
             self._resume_from(ckpt, bad)
             resumes = self.extra_config.get("resumes")
@@ -567,8 +707,7 @@ class Trainer:
                 raise FileExistsError(f"{self.run_dir}: already holds a training run (use --resume, or another --out)")
             self._prepare(0)
         atomic_write_bytes(cfg_path, json.dumps(self.config_dict(), indent=2, default=str).encode(), overwrite=True)
-        fh, writer = self._open_log()
-        tb = self._tensorboard()
+        log = RunLog(self.run_dir, self.agent.log_fields, self.step)
         end = self.total if stop_after is None else min(self.total, self.step + stop_after)
         bar = tqdm(total=self.total, initial=self.step, disable=not self.progress, desc="train", unit="step")
         t0 = time.time()
@@ -580,24 +719,17 @@ class Trainer:
                 if "policy" in opts:
                     m["lr_policy"] = opts["policy"].param_groups[0]["lr"]
                 if (self.step - 1) % self.cfg.log_every == 0:
-                    writer.writerow(m)
-                    fh.flush()
-                    if tb is not None:
-                        for k, v in m.items():
-                            if k != "step" and isinstance(v, (int, float)) and math.isfinite(v):
-                                tb.add_scalar(k, v, m["step"])
+                    log.write(m)
                 bar.update(1)
                 bar.set_postfix({k: f"{m[k]:.3g}" for k in ("wasserstein", "ev_mean") if k in m})
                 if self.cfg.sample_every and self.step % self.cfg.sample_every == 0:
-                    self._write_sample()
+                    self._write_sample(log)
                 if self.step % self.cfg.ckpt_every == 0 or self.step == self.total:
                     self.save_checkpoint()
                     self.export_model()
         finally:
             bar.close()
-            fh.close()
-            if tb is not None:
-                tb.close()
+            log.close()
         return self.export_model()
 
     def export_model(self) -> Path:
@@ -661,7 +793,7 @@ def _first_line(e: BaseException) -> str:
 def load_agent_networks(agent, checkpoint: str | Path) -> None:
     """Load every network of ``agent`` (policy, its running average, value) from a checkpoint folder."""
     for name, net in agent.networks().items():
-        net.load_state_dict(load_pretrained(Path(checkpoint), name).state_dict())
+        net.load_state_dict(load_trunk(Path(checkpoint), name).state_dict())
 
 
 def export_checkpoint(agent, checkpoint: str | Path, out_dir: str | Path, info: dict | None = None) -> Path:

@@ -41,7 +41,7 @@ finally local direct fusion image S^l").
 from __future__ import annotations
 
 import copy
-import json
+import dataclasses
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar
@@ -52,14 +52,16 @@ from torch import nn
 from ..filters import global_exposure, local_exposure
 from ..fusion import FusionConfig, exposure_fusion
 from ..local import as_render, check_render
-from ..methods import register_method
-from ..nets import Trunk, TrunkConfig, load_pretrained, save_pretrained
+from ..nets import Trunk, TrunkConfig, frozen
+from ..pretrained import from_pretrained, save_pretrained
 from ..recipe import Recipe, fusion_op
 from ..resize import make_thumbnail as thumbnail
 from ..segment import SegmentConfig, segment_thumbnail
 
 __all__ = [
     "DeepExposureConfig",
+    "DeepExposureLocalMethod",
+    "DeepExposureLocalFusionMethod",
     "ExposurePolicy",
     "OUNoise",
     "Rollout",
@@ -152,7 +154,7 @@ class DeepExposureConfig:
         if isinstance(self.fusion, dict):
             self.fusion = FusionConfig(**self.fusion)
         self.adam_betas = tuple(self.adam_betas)
-        self.segment.n_segments = self.n_segments
+        self.segment = dataclasses.replace(self.segment, n_segments=self.n_segments)  # a copy: the caller's config is left alone
         if self.algo not in ("de1", "de2"):
             raise ValueError(f"algo must be 'de1' or 'de2', got {self.algo!r}")
         if self.policy_gradient not in POLICY_GRADIENTS:
@@ -173,7 +175,7 @@ class DeepExposureConfig:
         return out
 
     @classmethod
-    def from_dict(cls, saved: dict) -> "DeepExposureConfig":
+    def from_dict(cls, saved: dict) -> DeepExposureConfig:
         """Rebuild a config from :meth:`to_dict` output (old runs' dicts via :meth:`upgrade_saved`)."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in cls.upgrade_saved(saved).items() if k in names})
@@ -185,15 +187,15 @@ class DeepExposureConfig:
 class ExposurePolicy(nn.Module):
     """``pi(S0, seg_t, S^l_t) -> e_t``: the 9-channel trunk, output squashed to ``[-ev_max, ev_max]``."""
 
-    def __init__(self, trunk: Trunk):
+    def __init__(self, trunk: Trunk, ev_max: float = 3.0):
         super().__init__()
         self.trunk = trunk
-        self.ev_max = float(trunk.config.extra.get("ev_max", 3.0))
+        self.ev_max = float(ev_max)
 
     @classmethod
-    def create(cls, base_channels: int = 32, ev_max: float = 3.0, image_size: int = 64) -> "ExposurePolicy":
-        cfg = TrunkConfig(9, 1, base_channels, image_size, kind="deepexposure-policy", extra={"ev_max": ev_max})
-        return cls(Trunk(cfg))
+    def create(cls, base_channels: int = 32, ev_max: float = 3.0, image_size: int = 64) -> ExposurePolicy:
+        cfg = TrunkConfig(9, 1, base_channels, image_size, kind="deepexposure-policy")
+        return cls(Trunk(cfg), ev_max)
 
     def forward(self, s0: torch.Tensor, seg: torch.Tensor, s_local: torch.Tensor) -> torch.Tensor:
         """``(B,3,h,w) x 3 -> (B,)`` exposure values in EV."""
@@ -290,23 +292,25 @@ class DeepExposureAgent(nn.Module):
 
     #: :meth:`train_step` takes ``references`` (paired training, ``Trainer(references=...)``)
     supports_references = True
+    #: metrics of :meth:`train_step` beyond the trainer's own log columns (none)
+    log_fields: tuple[str, ...] = ()
 
     def __init__(self, cfg: DeepExposureConfig, batch_size: int):
         super().__init__()
         self.cfg = cfg
         self.policy = ExposurePolicy.create(cfg.base_channels, cfg.ev_max, cfg.image_size)
-        self.value = None
+        self.value: Trunk | None = None
         if cfg.algo == "de1":
             vcfg = TrunkConfig(6, 1, cfg.base_channels, cfg.image_size, kind="deepexposure-value")
             self.value = Trunk(vcfg)
         self.opt_policy = torch.optim.Adam(self.policy.parameters(), lr=cfg.lr_policy, betas=cfg.adam_betas)
-        self.opt_value = (
+        self.opt_value: torch.optim.Optimizer | None = (
             torch.optim.Adam(self.value.parameters(), lr=cfg.lr_value, betas=cfg.adam_betas) if self.value else None
         )
         self.ou = OUNoise(batch_size, cfg.ou_theta, cfg.ou_mu, cfg.ou_sigma)
         if not 0.0 <= cfg.policy_ema < 1.0:
             raise ValueError(f"policy_ema must be in [0, 1), got {cfg.policy_ema}")
-        self.policy_avg = copy.deepcopy(self.policy).requires_grad_(False) if cfg.policy_ema > 0 else None
+        self.policy_avg: ExposurePolicy | None = copy.deepcopy(self.policy).requires_grad_(False) if cfg.policy_ema > 0 else None
         self.masks: torch.Tensor | None = None  # (N_inputs, T, 1, h, w), set by prepare()
 
     # -- trainer interface -------------------------------------------------------------------
@@ -322,12 +326,25 @@ class DeepExposureAgent(nn.Module):
         """One supervised step on ``inputs[idx]`` against ``references[idx]`` (:mod:`deepexposure.pretrain`; not in the paper)."""
         from ..pretrain import pretrain_step
 
-        return pretrain_step(self, self.opt_policy, inputs[idx], references[idx], self.masks[idx])
+        return pretrain_step(self, self.opt_policy, inputs[idx], references[idx], self._masks()[idx])
+
+    def unroll(self, s0: torch.Tensor, masks: torch.Tensor, noise: torch.Tensor | None = None) -> Rollout:
+        """:func:`rollout` of the training policy with the agent's fusion settings (differentiable)."""
+        return rollout(self.policy, s0, masks, self.cfg.fusion, noise)
+
+    def _masks(self) -> torch.Tensor:
+        if self.masks is None:
+            raise RuntimeError("DeepExposureAgent: call prepare(inputs) first")
+        return self.masks
 
     def prepare_rows(self, rows: torch.Tensor, inputs: torch.Tensor) -> None:
-        """Re-segment the training thumbnails ``rows`` after they were replaced by ``inputs`` ``(len(rows), 3, S, S)``."""
+        """Re-segment the training thumbnails ``rows`` after they were replaced by ``inputs`` ``(len(rows), 3, S, S)``
+        (nothing to do before :meth:`prepare`, which segments every row)."""
+        if self.masks is None:
+            return
         for r, x in zip(rows.tolist(), inputs):
-            self.masks[r] = segment_thumbnail(x.unsqueeze(0).cpu(), self.cfg.segment).masks.to(self.masks)
+            masks = self._masks()
+            masks[r] = segment_thumbnail(x.unsqueeze(0).cpu(), self.cfg.segment).masks.to(masks)
 
     def networks(self) -> dict[str, Trunk]:
         nets = {"policy": self.policy.trunk}
@@ -338,7 +355,7 @@ class DeepExposureAgent(nn.Module):
         return nets
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        opts = {"policy": self.opt_policy}
+        opts: dict[str, torch.optim.Optimizer] = {"policy": self.opt_policy}
         if self.opt_value is not None:
             opts["value"] = self.opt_value
         return opts
@@ -363,13 +380,13 @@ class DeepExposureAgent(nn.Module):
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, inputs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Machine-retouched thumbnails for discriminator pre-training: ``(B, 3, h, w)``."""
-        r = rollout(self.policy, inputs[idx], self.masks[idx], self.cfg.fusion, self._noise(len(idx), generator))
+        r = rollout(self.policy, inputs[idx], self._masks()[idx], self.cfg.fusion, self._noise(len(idx), generator))
         return r.fused
 
     @torch.no_grad()
     def generate_eval(self, idx: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         """Deterministic outputs (no exploration noise, OU state untouched), for sample grids: ``(B, 3, h, w)``."""
-        return rollout(self.exported_policy, inputs[idx], self.masks[idx], self.cfg.fusion).fused
+        return rollout(self.exported_policy, inputs[idx], self._masks()[idx], self.cfg.fusion).fused
 
     @property
     def exported_policy(self) -> ExposurePolicy:
@@ -379,6 +396,7 @@ class DeepExposureAgent(nn.Module):
     @torch.no_grad()
     def _update_average(self) -> None:
         """``avg <- beta avg + (1 - beta) theta`` for every policy weight."""
+        assert self.policy_avg is not None
         for a, p in zip(self.policy_avg.parameters(), self.policy.parameters()):
             a.lerp_(p, 1.0 - self.cfg.policy_ema)
 
@@ -408,34 +426,24 @@ class DeepExposureAgent(nn.Module):
         cfg = self.cfg
         refs = references[idx].to(inputs) if references is not None else None
         score = _Scorer(disc, refs, fidelity_weight)
-        for p in disc.parameters():
-            p.requires_grad_(False)
-        s0, masks = inputs[idx], self.masks[idx].to(inputs)
-        noise = self._noise(len(idx), generator)
-        if self.value is not None:
-            for p in self.value.parameters():
-                p.requires_grad_(False)
-        try:
-            if cfg.policy_gradient == "direct":
-                objective, r, reward, d_fused = self.direct_objective(s0, masks, noise, score)
-            else:
-                terms = self.paper_terms(s0, masks, noise, score)
-                objective, r, reward, d_fused = terms.objective, terms.rollout, terms.reward, terms.d_fused
-        finally:
-            if self.value is not None:
-                for p in self.value.parameters():
-                    p.requires_grad_(True)
-        loss_pi = -objective.mean()
-        self.opt_policy.zero_grad(set_to_none=True)
-        loss_pi.backward()
-        self.opt_policy.step()
-        if self.policy_avg is not None:
-            self._update_average()
-        metrics: dict[str, float] = {"policy_objective": objective.mean().item(), "d_fused": d_fused.mean().item()}
-        if cfg.algo == "de1":
-            metrics.update(self._value_step([x.detach() for x in r.local], reward.detach()))
-        for p in disc.parameters():
-            p.requires_grad_(True)
+        with frozen(disc):  # the scores' gradients reach the actions, not the critic
+            s0, masks = inputs[idx], self._masks()[idx].to(inputs)
+            noise = self._noise(len(idx), generator)
+            with frozen(self.value):
+                if cfg.policy_gradient == "direct":
+                    objective, r, reward, d_fused = self.direct_objective(s0, masks, noise, score)
+                else:
+                    terms = self.paper_terms(s0, masks, noise, score)
+                    objective, r, reward, d_fused = terms.objective, terms.rollout, terms.reward, terms.d_fused
+            loss_pi = -objective.mean()
+            self.opt_policy.zero_grad(set_to_none=True)
+            loss_pi.backward()
+            self.opt_policy.step()
+            if self.policy_avg is not None:
+                self._update_average()
+            metrics: dict[str, float] = {"policy_objective": objective.mean().item(), "d_fused": d_fused.mean().item()}
+            if cfg.algo == "de1":
+                metrics.update(self._value_step([x.detach() for x in r.local], reward.detach()))
         evs = r.evs.detach()
         metrics["ev_mean"] = float(evs.mean())
         metrics["ev_std"] = float(evs.std()) if evs.numel() > 1 else 0.0
@@ -467,13 +475,14 @@ class DeepExposureAgent(nn.Module):
             reward = d_fused + cfg.local_reward_weight * d[1]
             objective = reward
             if t_steps > 1:  # Q(s_t, a_t) = r_t + gamma V(S^l_{t+1}); r_t = 0 before the last step
+                assert self.value is not None  # de1
                 v = self.value(_vfeat(torch.cat(r.local[1:t_steps]))).view(t_steps - 1, b)
                 objective = objective + cfg.gamma * v.sum(0)
         if cfg.ev_penalty:
             objective = objective - cfg.ev_penalty * r.evs.pow(2).mean(1)
         return objective, r, reward, d_fused
 
-    def paper_terms(self, s0: torch.Tensor, masks: torch.Tensor, noise: torch.Tensor, score) -> "PaperTerms":
+    def paper_terms(self, s0: torch.Tensor, masks: torch.Tensor, noise: torch.Tensor, score) -> PaperTerms:
         """``policy_gradient='paper'``: one deterministic policy gradient term per step (eq. 7-10, 14-15).
 
         The behaviour roll-out takes the noisy actions ``e_t = a_t + OU_t`` with ``a_t = pi(s_t)``; its
@@ -525,6 +534,7 @@ class DeepExposureAgent(nn.Module):
             d = score(torch.cat([fused_last, one_step[-1]])).view(2, b)
             last_q = d[0] + cfg.local_reward_weight * d[1]
             if t_steps > 1:
+                assert self.value is not None  # de1
                 v = self.value(_vfeat(torch.cat(one_step[:-1]))).view(t_steps - 1, b).t()
                 terms = torch.cat([cfg.gamma * v, last_q.unsqueeze(1)], dim=1)
             else:
@@ -537,6 +547,7 @@ class DeepExposureAgent(nn.Module):
         """TD(0), eq. (6)/(11): ``delta_t = r_t + gamma V(s_{t+1}) - V(s_t)``, terminal ``V = 0``."""
         t_steps = len(local) - 1
         b = local[0].shape[0]
+        assert self.value is not None and self.opt_value is not None  # de1
         v = self.value(_vfeat(torch.cat(local[:t_steps]))).view(t_steps, b).t()  # (B,T), one call
         targets = td_targets(v.detach(), reward, self.cfg.gamma)
         loss = 0.5 * ((targets - v) ** 2).mean()
@@ -547,14 +558,11 @@ class DeepExposureAgent(nn.Module):
 
     # -- export ------------------------------------------------------------------------------
     def save_model(self, directory: str | Path, info: dict | None = None) -> None:
-        """Write an inference model: ``policy.safetensors``, ``policy.config.json``, ``model.json``."""
-        from ..io import atomic_write_bytes
-
-        directory = Path(directory)
-        save_pretrained(self.exported_policy.trunk, directory, "policy")
-        meta = {
+        """Write the inference model folder (:func:`~deepexposure.pretrained.save_pretrained`): ``config.json`` + ``model.safetensors``."""
+        config = {
             "method": "deepexposure",
             "algo": self.cfg.algo,
+            "ev_max": self.exported_policy.ev_max,
             "n_segments": self.cfg.n_segments,
             "image_size": self.cfg.image_size,
             "segment": self.cfg.segment.to_dict(),
@@ -562,7 +570,7 @@ class DeepExposureAgent(nn.Module):
             "render": self.cfg.render,
             **(info or {}),
         }
-        atomic_write_bytes(directory / "model.json", json.dumps(meta, indent=2).encode(), overwrite=True)
+        save_pretrained(directory, self.exported_policy.trunk, config)
 
 
 @dataclass
@@ -624,15 +632,6 @@ def td_targets(values: torch.Tensor, reward: torch.Tensor, gamma: float) -> torc
 # -- inference (Algorithm 3) -----------------------------------------------------------------
 
 
-def _resolve_model_dir(model: str | Path | None) -> Path:
-    if model is None or str(model) == "default":
-        return DEFAULT_MODEL_DIR
-    p = Path(model)
-    if (p / "model" / "policy.safetensors").exists():  # a training run directory
-        return p / "model"
-    return p
-
-
 class DeepExposureMethod:
     """Algorithm 3: thumbnail -> segments -> sequential exposures from the policy -> full-res fusion."""
 
@@ -640,16 +639,12 @@ class DeepExposureMethod:
 
     def __init__(self, model: str | Path | None = None, n_segments: int | None = None, render: str | None = None):
         self.render = check_render(render) if render is not None else None
-        self.model_dir = _resolve_model_dir(model)
-        if not (self.model_dir / "policy.safetensors").exists():
-            raise FileNotFoundError(f"{self.model_dir}: no DeepExposure model here (policy.safetensors missing)")
-        from ..modelfiles import check_model_dir
-
-        self.meta = check_model_dir(self.model_dir, "deepexposure")  # every file checked before allocating
-        self.policy = ExposurePolicy(load_pretrained(self.model_dir, "policy")).eval()
+        loaded = from_pretrained(model, "deepexposure", DEFAULT_MODEL_DIR)  # every file checked before allocating
+        self.model_dir, self.meta = loaded.path, loaded.config
+        self.policy = ExposurePolicy(loaded.trunk, self.meta.get("ev_max", 3.0)).eval()
         self.segment_cfg = SegmentConfig(**self.meta["segment"])
         if n_segments:
-            self.segment_cfg.n_segments = int(n_segments)
+            self.segment_cfg = dataclasses.replace(self.segment_cfg, n_segments=int(n_segments))
         self.fusion_cfg = FusionConfig(**self.meta["fusion"])
         self.size = int(self.meta.get("image_size", 64))
         if self.render is None:  # the renderer the model was trained for (older models: fused)
@@ -672,7 +667,21 @@ class DeepExposureMethod:
             segments=seg.summary(),
             segment_map=seg.label_rows(),
             notes=[f"exposure t of the fused bracket was chosen by the policy while looking at segment t (darkest first), on a {self.size}x{self.size} thumbnail"],
-        ), self.render)
+        ), self.render or "fused")
+
+
+class DeepExposureLocalMethod(DeepExposureMethod):
+    """``deepexposure-local``: the policy's exposures rendered per region through edge-aware masks (``render='local'``)."""
+
+    def __init__(self, model: str | Path | None = None, n_segments: int | None = None, render: str | None = "local"):
+        super().__init__(model, n_segments, render)
+
+
+class DeepExposureLocalFusionMethod(DeepExposureMethod):
+    """``deepexposure-local-fusion``: the same, then fused with the original (``render='local+fusion'``)."""
+
+    def __init__(self, model: str | Path | None = None, n_segments: int | None = None, render: str | None = "local+fusion"):
+        super().__init__(model, n_segments, render)
 
 
 class ExplicitExposuresMethod:
@@ -697,7 +706,3 @@ class ExplicitExposuresMethod:
             segments=seg.summary(),
             segment_map=seg.label_rows(),
         ), self.render)
-
-
-register_method("deepexposure", DeepExposureMethod)
-register_method("exposures", ExplicitExposuresMethod)

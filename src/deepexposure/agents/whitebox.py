@@ -37,7 +37,6 @@ what the discriminator sees) until they are drawn again. The buffer starts in it
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,8 +45,8 @@ import torch
 from torch import nn
 
 from ..filters import FILTER_NAMES, FILTERS
-from ..methods import register_method
-from ..nets import Trunk, TrunkConfig, load_pretrained, save_pretrained
+from ..nets import Trunk, TrunkConfig, frozen
+from ..pretrained import from_pretrained, resolve_model_dir, save_pretrained
 from ..recipe import Recipe
 from ..resize import make_thumbnail
 
@@ -165,15 +164,15 @@ class WhiteBoxPolicy(nn.Module):
     planes of :func:`state_planes`.
     """
 
-    def __init__(self, trunk: Trunk):
+    def __init__(self, trunk: Trunk, n_edits: int = 5, filters: tuple[str, ...] | list[str] = FILTER_NAMES):
         super().__init__()
-        names = tuple(trunk.config.extra.get("filters", FILTER_NAMES))
+        names = tuple(filters)
         if names != FILTER_NAMES:
             raise ValueError(f"policy was trained for filters {names}, this build has {FILTER_NAMES}")
         if trunk.config.out_features != N_FILTERS + N_PARAMS or trunk.config.in_channels != _IN_CHANNELS:
             raise ValueError("not a white-box policy network (wrong input or output size)")
         self.trunk = trunk
-        self.n_edits = int(trunk.config.extra.get("n_edits", 5))
+        self.n_edits = int(n_edits)
         offsets, o = [], 0
         for name in FILTER_NAMES:
             offsets.append(o)
@@ -181,12 +180,11 @@ class WhiteBoxPolicy(nn.Module):
         self.offsets = offsets
 
     @classmethod
-    def create(cls, base_channels: int = 32, n_edits: int = 5, image_size: int = 64) -> "WhiteBoxPolicy":
+    def create(cls, base_channels: int = 32, n_edits: int = 5, image_size: int = 64) -> WhiteBoxPolicy:
         cfg = TrunkConfig(
             _IN_CHANNELS, N_FILTERS + N_PARAMS, base_channels, image_size, kind="whitebox-policy",
-            extra={"filters": list(FILTER_NAMES), "n_edits": n_edits},
         )
-        policy = cls(Trunk(cfg))
+        policy = cls(Trunk(cfg), n_edits)
         policy.start_near_neutral()
         return policy
 
@@ -198,7 +196,9 @@ class WhiteBoxPolicy(nn.Module):
         black & white give ``p = 0.5`` there: an untrained agent would half-desaturate every photo
         it picks black & white for. Their biases start at ``logit(p)`` (strength ``p``) instead.
         """
-        bias = self.trunk.fc[-1].bias
+        last = self.trunk.fc[-1]
+        assert isinstance(last, nn.Linear)
+        bias = last.bias
         probe = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
         for name, off in zip(FILTER_NAMES, self.offsets):
             spec = FILTERS[name]
@@ -376,15 +376,15 @@ class TrajectoryBuffer:
         self.src = src.long() if src is not None else torch.full_like(self.steps, -1)
 
     @classmethod
-    def fill(cls, inputs: torch.Tensor, size: int, n_edits: int, generator: torch.Generator) -> "TrajectoryBuffer":
+    def fill(cls, inputs: torch.Tensor, size: int, n_edits: int, generator: torch.Generator) -> TrajectoryBuffer:
         """``size`` fresh trajectories from random ``inputs`` (drawn with replacement)."""
         pick = torch.randint(0, inputs.shape[0], (size,), generator=generator).to(inputs.device)
         return cls.fresh(inputs[pick], n_edits, src=pick)
 
     @classmethod
     def warm(
-        cls, policy: "WhiteBoxPolicy", inputs: torch.Tensor, size: int, generator: torch.Generator, exploration: float = 0.0
-    ) -> "TrajectoryBuffer":
+        cls, policy: WhiteBoxPolicy, inputs: torch.Tensor, size: int, generator: torch.Generator, exploration: float = 0.0
+    ) -> TrajectoryBuffer:
         """``size`` trajectories in the buffer's steady state: entry ``i`` has taken ``k_i ~ U{1..n_edits}``
         steps of ``policy`` (sampled, no learning) from a random input.
 
@@ -407,7 +407,7 @@ class TrajectoryBuffer:
         return buf
 
     @classmethod
-    def fresh(cls, images: torch.Tensor, n_edits: int, src: torch.Tensor | None = None) -> "TrajectoryBuffer":
+    def fresh(cls, images: torch.Tensor, n_edits: int, src: torch.Tensor | None = None) -> TrajectoryBuffer:
         n = images.shape[0]
         steps = torch.zeros(n, dtype=torch.long, device=images.device)
         return cls(images.clone(), steps, torch.zeros(n, N_FILTERS, device=images.device), n_edits, src)
@@ -457,7 +457,7 @@ class TrajectoryBuffer:
                 "buffer_src": self.src.clone()}
 
     @classmethod
-    def from_state_dict(cls, d: dict[str, torch.Tensor], n_edits: int) -> "TrajectoryBuffer":
+    def from_state_dict(cls, d: dict[str, torch.Tensor], n_edits: int) -> TrajectoryBuffer:
         src = d["buffer_src"].clone() if "buffer_src" in d else None  # checkpoints before paired training had none
         return cls(d["buffer_images"].float().clone(), d["buffer_steps"].clone(), d["buffer_used"].float().clone(), n_edits, src)
 
@@ -555,25 +555,20 @@ class WhiteBoxAgent(nn.Module):
             refs = references[src.to(references.device)].to(img)
             disc = FidelityScore(disc, refs, fidelity_weight)
 
-        for p in disc.parameters():
-            p.requires_grad_(False)
-        try:
-            for p in self.value.parameters():
-                p.requires_grad_(False)
-            r = policy_step(self.policy, img, used, steps, generator=generator, exploration=cfg.exploration)
-            with torch.no_grad():
-                d_now = disc(img).squeeze(1)
-            d_next = disc(r.next_img).squeeze(1)
-            pen_range = range_penalty(r.raw_out)
-            pen_ent = entropy_penalty(r.probs, cfg.entropy_penalty)
-            pen_reuse = reuse_penalty(used, r.action, cfg.reuse_penalty).to(img)
-            reward = cfg.disc_reward_scale * (d_next - d_now) - cfg.range_penalty * pen_range - pen_ent - pen_reuse
-            if cfg.edit_penalty:
-                reward = reward - cfg.edit_penalty * edit_cost(img, r.next_img)
-            v_next = self.value(_net_input(r.next_img, r.next_used, r.next_steps, cfg.n_edits)).squeeze(1)
-            q = reward + cfg.gamma * v_next * (~r.done).to(v_next)
-            for p in self.value.parameters():
-                p.requires_grad_(True)
+        with frozen(disc):  # the reward's gradients reach the policy, not the critic
+            with frozen(self.value):  # Q's bootstrap V(s') is a target here
+                r = policy_step(self.policy, img, used, steps, generator=generator, exploration=cfg.exploration)
+                with torch.no_grad():
+                    d_now = disc(img).squeeze(1)
+                d_next = disc(r.next_img).squeeze(1)
+                pen_range = range_penalty(r.raw_out)
+                pen_ent = entropy_penalty(r.probs, cfg.entropy_penalty)
+                pen_reuse = reuse_penalty(used, r.action, cfg.reuse_penalty).to(img)
+                reward = cfg.disc_reward_scale * (d_next - d_now) - cfg.range_penalty * pen_range - pen_ent - pen_reuse
+                if cfg.edit_penalty:
+                    reward = reward - cfg.edit_penalty * edit_cost(img, r.next_img)
+                v_next = self.value(_net_input(r.next_img, r.next_used, r.next_steps, cfg.n_edits)).squeeze(1)
+                q = reward + cfg.gamma * v_next * (~r.done).to(v_next)
             v_now = self.value(_net_input(img, used, steps, cfg.n_edits)).squeeze(1)
             delta = q.detach() - v_now
             log_pi = torch.log(r.probs.gather(1, r.action[:, None]).squeeze(1))
@@ -585,11 +580,6 @@ class WhiteBoxAgent(nn.Module):
             self.opt_value.zero_grad(set_to_none=True)
             loss_v.backward(inputs=list(self.value.parameters()))
             self.opt_value.step()
-        finally:
-            for p in disc.parameters():
-                p.requires_grad_(True)
-            for p in self.value.parameters():
-                p.requires_grad_(True)
 
         buf.put(slots, r.next_img, r.next_steps, r.next_used)
         b = idx.shape[0]
@@ -619,31 +609,18 @@ class WhiteBoxAgent(nn.Module):
 
     # -- export ------------------------------------------------------------------------------
     def save_model(self, directory: str | Path, info: dict | None = None) -> None:
-        """Write an inference model: ``policy.safetensors``, ``policy.config.json``, ``model.json``."""
-        from ..io import atomic_write_bytes
-
-        directory = Path(directory)
-        save_pretrained(self.policy.trunk, directory, "policy")
-        meta = {
+        """Write the inference model folder (:func:`~deepexposure.pretrained.save_pretrained`): ``config.json`` + ``model.safetensors``."""
+        config = {
             "method": "exposure",
-            "n_edits": self.cfg.n_edits,
+            "n_edits": self.policy.n_edits,
             "image_size": self.cfg.image_size,
             "filters": list(FILTER_NAMES),
             **(info or {}),
         }
-        atomic_write_bytes(directory / "model.json", json.dumps(meta, indent=2).encode(), overwrite=True)
+        save_pretrained(directory, self.policy.trunk, config)
 
 
 # -- inference ---------------------------------------------------------------------------------
-
-
-def _resolve_model_dir(model: str | Path | None) -> Path:
-    if model is None or str(model) == "default":
-        return DEFAULT_MODEL_DIR
-    p = Path(model)
-    if (p / "model" / "policy.safetensors").exists():  # a training run directory
-        return p / "model"
-    return p
 
 
 def _recipe_params(name: str, values: torch.Tensor) -> list[float]:
@@ -658,16 +635,14 @@ class WhiteBoxMethod:
     name = "exposure"
 
     def __init__(self, model: str | Path | None = None):
-        self.model_dir = _resolve_model_dir(model)
-        if not (self.model_dir / "policy.safetensors").exists():
-            raise FileNotFoundError(
-                f"{self.model_dir}: no white-box model here (policy.safetensors missing); "
-                "train one with `deepexposure train --algo exposure`"
-            )
-        from ..modelfiles import check_model_dir
-
-        self.meta = check_model_dir(self.model_dir, "exposure")  # every file checked before allocating
-        self.policy = WhiteBoxPolicy(load_pretrained(self.model_dir, "policy")).eval()
+        try:
+            loaded = from_pretrained(model, "exposure", DEFAULT_MODEL_DIR)  # every file checked before allocating
+        except FileNotFoundError:
+            where = resolve_model_dir(model, DEFAULT_MODEL_DIR)
+            raise FileNotFoundError(f"{where}: no white-box model here (model.safetensors missing); "
+                                    "train one with `deepexposure train --algo exposure`") from None
+        self.model_dir, self.meta = loaded.path, loaded.config
+        self.policy = WhiteBoxPolicy(loaded.trunk, self.meta.get("n_edits", 5), self.meta.get("filters", FILTER_NAMES)).eval()
         self.size = int(self.meta.get("image_size", 64))
 
     @torch.no_grad()
@@ -689,6 +664,3 @@ class WhiteBoxMethod:
             method={"name": self.name, "model": self.meta.get("name", self.model_dir.name), "model_path": str(self.model_dir)},
             notes=notes,
         )
-
-
-register_method("exposure", WhiteBoxMethod)

@@ -88,12 +88,12 @@ def _write(line: str, file) -> None:
     tqdm.write(line, file=file)
 
 
-def error(msg: str) -> None:
+def error(msg: object) -> None:
     """Print one line to stderr, prefixed ``error:``; never a traceback."""
     _write(f"error: {' '.join(str(msg).split())}", sys.stderr)
 
 
-def warn(msg: str) -> None:
+def warn(msg: object) -> None:
     """Print one line to stderr, prefixed ``warning:``."""
     _write(f"warning: {' '.join(str(msg).split())}", sys.stderr)
 

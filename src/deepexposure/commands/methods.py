@@ -9,8 +9,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..methods import __doc__ as doc
-    from ..methods import available_methods
+    from ..methods import __doc__ as doc, available_methods
 
     print("\n".join(available_methods()))
     lines = (doc or "").splitlines()

@@ -17,8 +17,10 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import torch
+
 from ..config import ConfigError, add_dataclass_options, dataclass_from_args
-from ..train import FIXED_SETTINGS, OPERATIONAL_SETTINGS, TrainConfig
+from ..train import FIXED_SETTINGS, OPERATIONAL_SETTINGS, Agent, TrainConfig
 from ._common import UsageError, error, warn
 
 ALGOS = ("de1", "de2", "exposure")
@@ -48,7 +50,8 @@ def _agent_config(algo: str, args: argparse.Namespace, saved_agent: dict | None,
         raise UsageError(str(e)) from None
 
 
-def _make_agent(algo: str, agent_cfg, batch_size: int):
+def _make_agent(algo: str, agent_cfg, batch_size: int) -> Agent:
+    """The agent for ``--algo`` (the return type makes the type checker verify both against :class:`~deepexposure.train.Agent`)."""
     if algo in ("de1", "de2"):
         from ..agents.deepexposure import DeepExposureAgent
 
@@ -94,12 +97,9 @@ def register(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_dataclass_options(p, TrainConfig, "training loop")
     add_dataclass_options(p, DeepExposureConfig, "DeepExposure agent (--algo de1/de2)", skip=("algo", "image_size"))
-    try:
-        from ..agents.whitebox import WhiteBoxConfig
-    except ImportError:
-        pass
-    else:
-        add_dataclass_options(p, WhiteBoxConfig, "white-box agent (--algo exposure)", skip=("image_size",))
+    from ..agents.whitebox import WhiteBoxConfig
+
+    add_dataclass_options(p, WhiteBoxConfig, "white-box agent (--algo exposure)", skip=("image_size",))
     p.set_defaults(func=run)
 
 
@@ -262,7 +262,7 @@ def _run(args) -> int:
         inputs, targets, references = args.inputs or pairs_from, args.targets, args.references
         allow_gray = bool(args.allow_grayscale)
     train_cfg = dataclass_from_args(TrainConfig, args, saved["train"] if saved else None)
-    if algo != (saved or {}).get("algo", algo):  # the saved agent settings belong to another agent
+    if saved is not None and algo != saved.get("algo", algo):  # the saved agent settings belong to another agent
         error(f"--resume cannot change --algo {saved['algo']} -> {algo}: start a new run (another --out)")
         return 2
     agent_cfg = _agent_config(algo, args, saved["agent"] if saved else None, train_cfg.image_size)
@@ -327,6 +327,8 @@ def _run(args) -> int:
     seed_everything(train_cfg.seed)  # seed first, then build: the initial weights depend on --seed alone
     agent = _make_agent(algo, agent_cfg, train_cfg.batch_size)
     extra.update(n_inputs=int(data.inputs.shape[0]) if pool is None else pool.size, n_targets=int(data.targets.shape[0]))
+    if train_cfg.threads:  # process-wide, so set by the command, not the library
+        torch.set_num_threads(train_cfg.threads)
     try:
         trainer = Trainer(agent, train_cfg, data.inputs, data.targets, run_dir, extra, progress=not args.quiet, references=refs,
                           warn=warn, pairs=pool)

@@ -839,7 +839,7 @@ def create_app(config: ServeConfig):
     app = Starlette(
         routes=routes,
         middleware=middleware,
-        exception_handlers={ApiError: api_error, HTTPException: http_error, Exception: internal_error},
+        exception_handlers={ApiError: api_error, HTTPException: http_error, Exception: internal_error},  # type: ignore[dict-item]
         lifespan=_lifespan(server),
     )
     app.state.server = server

@@ -1,0 +1,231 @@
+"""Writing images: float tensors -> files (the encoding half of :mod:`deepexposure.io`; see its docstring).
+
+The format follows the extension; every output embeds an sRGB ICC profile; writes are atomic
+(:mod:`deepexposure.atomic`) and never replace an existing file or a protected input unless asked.
+Failures raise :class:`ImageWriteError` (a :class:`~deepexposure.atomic.WriteError`), one line.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import tifffile
+import torch
+from PIL import Image
+
+from .atomic import _EXISTS, _NAME_MAX, WriteError, atomic_write
+from .metadata import _EXIF_PREFIX, _normalise_exif, _parse_exif, _srgb_icc
+
+#: Extensions :func:`write_image` can write.
+WRITE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff"})
+_WRITE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
+_WRITE_DEPTHS = {"JPEG": (8,), "WEBP": (8,), "PNG": (8, 16), "TIFF": (16, 8)}  # first = default
+
+
+class ImageWriteError(WriteError):
+    """An image could not be written; ``str(e)`` is one line ``"<path>: <problem>"``."""
+
+
+# ----------------------------------------------------------------------------------------------
+# named conversions (the only *255 and *65535 of writing)
+
+
+def _tensor_to_array(img: torch.Tensor, bits: int) -> np.ndarray:
+    """``(1, C, H, W)`` or ``(C, H, W)`` float in [0, 1] -> ``(H, W, C)`` uint8 / uint16, round to nearest.
+
+    Values outside [0, 1] are clipped; non-finite values raise ValueError.
+    """
+    if not isinstance(img, torch.Tensor) or not img.is_floating_point():
+        raise ValueError(f"expected a floating-point torch.Tensor, got {type(img).__name__} "
+                         f"{getattr(img, 'dtype', '')}".rstrip())
+    if img.ndim == 4:
+        if img.shape[0] != 1:
+            raise ValueError(f"expected a batch of one image (1, C, H, W), got shape {tuple(img.shape)}")
+        img = img[0]
+    if img.ndim != 3:
+        raise ValueError(f"expected shape (1, C, H, W) or (C, H, W), got {tuple(img.shape)}")
+    img = img.detach().to("cpu", torch.float32)
+    if not bool(torch.isfinite(img).all()):
+        raise ValueError("the image contains NaN or infinite values")
+    maxv = (1 << bits) - 1
+    q = torch.round(img.clamp(0.0, 1.0) * maxv)
+    return q.permute(1, 2, 0).numpy().astype(np.uint8 if bits == 8 else np.uint16)
+
+
+def tensor_to_uint8(img: torch.Tensor) -> np.ndarray:
+    """Float image in [0, 1] -> ``uint8`` array, ``round(255 * clip(x, 0, 1))``.
+
+    Args:
+        img: ``(1, C, H, W)`` or ``(C, H, W)`` floating point (any device); typically C = 3.
+    Returns:
+        ``(H, W, C)`` uint8 numpy array (``(H, W, 3)`` for an RGB image), same encoding as the input.
+    Raises:
+        ValueError: wrong shape or dtype, or NaN / infinite values.
+    """
+    return _tensor_to_array(img, 8)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist: compare the resolved names
+        return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))
+
+
+def check_output_path(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (), *,
+                      overwrite: bool = False) -> Path:
+    """Validate an output path before any work is done.
+
+    Refuses (always) a path that is, or resolves to, one of ``inputs`` (symlinks, hard links, ``..``),
+    a folder, and (unless ``overwrite``) an existing file.
+
+    Returns:
+        ``Path(path)``.
+    Raises:
+        ImageWriteError: one line ``"<path>: <problem>"``.
+    """
+    out = Path(path)
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    if len(out.name.encode("utf-8", "surrogateescape")) > _NAME_MAX:
+        raise ImageWriteError(out, f"the file name is longer than {_NAME_MAX} bytes")
+    if out.is_dir():
+        raise ImageWriteError(out, "is a folder, not a file name")
+    for inp in inputs:
+        if _same_file(out, Path(inp)):
+            raise ImageWriteError(out, f"refusing to write over the input file {inp}")
+    if not overwrite and (out.exists() or out.is_symlink()):
+        raise ImageWriteError(out, _EXISTS)
+    return out
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _encode_png16(f: BinaryIO, arr: np.ndarray, exif: bytes | None, icc: bytes | None = None) -> None:
+    """Write an ``(H, W, C)`` uint16 array (C = 1, 2, 3, 4) as a 16-bit PNG through libpng
+    (``imagecodecs.png_encode``), with ``iCCP`` and ``eXIf`` chunks inserted after ``IHDR``."""
+    import imagecodecs
+
+    data = imagecodecs.png_encode(np.ascontiguousarray(arr[..., 0] if arr.shape[2] == 1 else arr), level=6)
+    ihdr_end = 8 + 8 + 13 + 4  # signature, IHDR length + type, IHDR data, CRC
+    extra = _png_chunk(b"iCCP", b"sRGB\0\0" + zlib.compress(icc)) if icc else b""
+    if exif:
+        extra += _png_chunk(b"eXIf", exif[len(_EXIF_PREFIX):])
+    f.write(data[:ihdr_end] + extra + data[ihdr_end:])
+
+
+#: IFD0 tags copied from the EXIF block into TIFF outputs (ASCII): description, make, model,
+#: date/time, artist, copyright. (The Exif sub-IFD itself is not written into TIFFs.)
+_TIFF_EXIF_TAGS = (270, 271, 272, 306, 315, 33432)
+
+
+def _tiff_extratags(exif: bytes | None) -> list[tuple]:
+    if not exif:
+        return []
+    ex = _parse_exif(exif)
+    if ex is None:
+        return []
+    items = [(t, ex.get(t)) for t in _TIFF_EXIF_TAGS]
+    out = []
+    for tag, v in items:
+        if isinstance(v, bytes):
+            v = v.decode("latin-1")
+        if isinstance(v, str) and v and v.isprintable() and v.isascii():
+            out.append((tag, "s", 0, v, True))
+    return out
+
+
+def _encode(f: BinaryIO, fmt: str, rgb: np.ndarray, alpha: np.ndarray | None, exif: bytes | None,
+            quality: int) -> None:
+    arr = rgb if alpha is None else np.concatenate([rgb, alpha[:, :, None]], axis=2)
+    icc = _srgb_icc()
+    if fmt == "TIFF":
+        extra: dict[str, Any] = {"extrasamples": ("unassalpha",)} if alpha is not None else {}
+        tifffile.imwrite(f, arr, photometric="rgb", compression="zlib", predictor=True, metadata=None,
+                         iccprofile=icc, extratags=_tiff_extratags(exif), **extra)
+    elif fmt == "PNG" and arr.dtype == np.uint16:
+        _encode_png16(f, arr, exif, icc)
+    else:
+        im = Image.fromarray(arr)
+        kw: dict[str, object] = {"exif": exif} if exif else {}
+        kw["icc_profile"] = icc
+        if fmt == "JPEG":
+            im.save(f, format="JPEG", quality=quality, subsampling=0 if quality >= 90 else 2, **kw)
+        elif fmt == "PNG":
+            im.save(f, format="PNG", compress_level=6, **kw)
+        else:
+            im.save(f, format="WEBP", quality=quality, lossless=quality >= 100, exact=True, **kw)
+
+
+def write_image(
+    path: str | os.PathLike,
+    img_srgb: torch.Tensor,
+    *,
+    alpha: torch.Tensor | None = None,
+    exif: bytes | None = None,
+    quality: int = 95,
+    bit_depth: int | None = None,
+    overwrite: bool = False,
+    protect: Iterable[str | os.PathLike] = (),
+) -> Path:
+    """Encode an sRGB image to a file, atomically.
+
+    Samples are ``round(x * (2^bits - 1))`` after clipping to [0, 1]. The format follows the extension
+    (:data:`WRITE_EXTENSIONS`): JPEG (8 bit; chroma 4:4:4 when ``quality >= 90``), PNG (8 or 16 bit),
+    TIFF (8 or 16 bit, deflate + predictor), WebP (8 bit; ``quality=100`` means lossless). An sRGB ICC
+    profile is embedded in every format.
+
+    Args:
+        path: output file; must not exist unless ``overwrite``; its folder must exist.
+        img_srgb: ``(1, 3, H, W)`` or ``(3, H, W)`` float in [0, 1], sRGB-encoded, any device.
+        alpha: ``(1, 1, H, W)`` / ``(1, H, W)`` float in [0, 1], or None. Not possible for JPEG.
+        exif: EXIF block (e.g. ``LoadedImage.exif``), with or without the ``b"Exif\\0\\0"`` prefix;
+            written to JPEG, PNG and WebP with the orientation tag reset to 1 (the pixels are upright),
+            and as IFD0 text tags to TIFF; unparseable blocks are dropped.
+        quality: 1..100 for JPEG and WebP.
+        bit_depth: 8 or 16; None: 16 for TIFF, 8 otherwise.
+        overwrite: allow replacing an existing file (never one in ``protect``).
+        protect: input paths that must never be written over (see :func:`check_output_path`).
+    Returns:
+        ``Path(path)``.
+    Raises:
+        ImageWriteError: one line ``"<path>: <problem>"``; no temp file is left behind.
+    """
+    path = Path(path)
+    fmt = _WRITE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ImageWriteError(path, f"unsupported output extension {path.suffix!r} "
+                                    f"(use one of {', '.join(sorted(WRITE_EXTENSIONS))})")
+    depth = _WRITE_DEPTHS[fmt][0] if bit_depth is None else bit_depth
+    if depth not in _WRITE_DEPTHS[fmt]:
+        raise ImageWriteError(path, f"{fmt} cannot be written with bit_depth={bit_depth} "
+                                    f"(allowed: {', '.join(map(str, _WRITE_DEPTHS[fmt]))})")
+    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 1 <= quality <= 100:
+        raise ImageWriteError(path, f"quality must be an integer in 1..100, got {quality!r}")
+    if alpha is not None and fmt == "JPEG":
+        raise ImageWriteError(path, "JPEG cannot store an alpha channel; drop it or write .png, .tif or .webp")
+    check_output_path(path, protect, overwrite=overwrite)
+    try:
+        rgb = _tensor_to_array(img_srgb, depth)
+        if rgb.shape[2] != 3:
+            raise ValueError(f"img_srgb must have 3 channels, got {rgb.shape[2]}")
+        a = None
+        if alpha is not None:
+            a = _tensor_to_array(alpha if alpha.ndim != 2 else alpha[None], depth)
+            if a.shape != (*rgb.shape[:2], 1):
+                raise ValueError(f"alpha must be (1, 1, H, W) matching the image {rgb.shape[:2]}, "
+                                 f"got {tuple(alpha.shape)}")
+            a = a[:, :, 0]
+    except ValueError as e:
+        raise ImageWriteError(path, str(e)) from None
+    exif_up = _normalise_exif(exif)
+    atomic_write(path, lambda f: _encode(f, fmt, rgb, a, exif_up, int(quality)), overwrite, ImageWriteError)
+    return path
