@@ -10,22 +10,14 @@ from deepexposure.cli import main
 from deepexposure.config import add_dataclass_options, dataclass_from_args, field_docs
 from deepexposure.train import TrainConfig
 
-from .toy import random_crops
+from .toy import random_crops, write_toy_folders
 
 TINY = ["--steps", "3", "--p-steps", "1", "--d-steps", "1", "--batch-size", "2", "--base-channels", "8",
         "--disc-base-channels", "8", "--n-segments", "2", "--ckpt-every", "2", "--sample-every", "2", "--quiet"]
 
 
 def _folders(tmp_path):
-    from deepexposure.io import tensor_to_uint8
-
-    crops = random_crops(5, 1, size=48)
-    ins, tgs = tmp_path / "ins", tmp_path / "tgs"
-    ins.mkdir()
-    tgs.mkdir()
-    for i in range(4):
-        Image.fromarray(tensor_to_uint8(crops[i : i + 1] * 0.5)).save(ins / f"in{i}.png")
-        Image.fromarray(tensor_to_uint8(crops[i : i + 1])).save(tgs / f"tg{i}.png")
+    ins, tgs = write_toy_folders(tmp_path)
     (ins / "broken.jpg").write_bytes(b"not a jpeg")
     Image.new("L", (48, 48), 90).save(tgs / "gray.png")
     return ins, tgs

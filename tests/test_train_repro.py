@@ -18,14 +18,13 @@ import time
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 import deepexposure
 from deepexposure.cli import main
 from deepexposure.config import ConfigError
 from deepexposure.train import TrainConfig
 
-from .toy import random_crops
+from .toy import write_toy_folders
 
 SRC = Path(deepexposure.__file__).resolve().parents[1]
 
@@ -59,16 +58,7 @@ def _ckpt(run: Path, step: int = TOTAL) -> dict[str, bytes]:
 
 
 def _folders(root: Path) -> tuple[Path, Path]:
-    from deepexposure.io import tensor_to_uint8
-
-    crops = random_crops(5, 1, size=48)
-    ins, tgs = root / "ins", root / "tgs"
-    ins.mkdir()
-    tgs.mkdir()
-    for i in range(4):
-        Image.fromarray(tensor_to_uint8(crops[i : i + 1] * 0.5)).save(ins / f"in{i}.png")
-        Image.fromarray(tensor_to_uint8(crops[i : i + 1])).save(tgs / f"tg{i}.png")
-    return ins, tgs
+    return write_toy_folders(root)
 
 
 @pytest.fixture(scope="module")

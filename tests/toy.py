@@ -71,3 +71,19 @@ def assert_same_training_state(a, b, atol: float = 1e-6) -> None:
         assert torch.allclose(v, b.agent.extra_state()[k], atol=atol), k
     assert (a.fake_pool.filled, a.fake_pool.next) == (b.fake_pool.filled, b.fake_pool.next)
     assert torch.allclose(a.fake_pool.images, b.fake_pool.images, atol=atol), "fake pool"
+
+
+def write_toy_folders(root):
+    """``root/ins`` (4 crops at half brightness) and ``root/tgs`` (the same 4 crops) as PNGs: a tiny unpaired training set."""
+    from PIL import Image
+
+    from deepexposure.io import tensor_to_uint8
+
+    crops = random_crops(5, 1, size=48)
+    ins, tgs = root / "ins", root / "tgs"
+    ins.mkdir()
+    tgs.mkdir()
+    for i in range(4):
+        Image.fromarray(tensor_to_uint8(crops[i : i + 1] * 0.5)).save(ins / f"in{i}.png")
+        Image.fromarray(tensor_to_uint8(crops[i : i + 1])).save(tgs / f"tg{i}.png")
+    return ins, tgs

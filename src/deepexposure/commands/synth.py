@@ -73,10 +73,15 @@ def run(args) -> int:
     except (ValueError, OSError) as e:
         error(e)
         return 2
+    return _report(man, args, f"seed {cfg.seed}")
+
+
+def _report(man: dict, args, what: str) -> int:
+    """Name every skipped photo, then say what was written."""
     for s in man["skipped"]:
         error(s["reason"])
     if not args.quiet:
-        print(f"wrote {len(man['items'])} pairs to {args.out} (seed {cfg.seed})")
+        print(f"wrote {len(man['items'])} pairs to {args.out} ({what})")
     return 0
 
 
@@ -104,8 +109,4 @@ def _run_pairs(args, files, cfg) -> int:
     except (ValueError, OSError) as e:
         error(e)
         return 2
-    for s in man["skipped"]:
-        error(s["reason"])
-    if not args.quiet:
-        print(f"wrote {len(man['items'])} pairs to {args.out} (seed {args.seed}, kinds {','.join(kinds)})")
-    return 0
+    return _report(man, args, f"seed {args.seed}, kinds {','.join(kinds)}")
