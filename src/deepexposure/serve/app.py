@@ -773,22 +773,21 @@ def create_app(config: ServeConfig):
         job = await run_in_threadpool(server.submit_job, s, body)
         return JSONResponse(job.to_json())
 
-    async def get_job(request: Request):
+    def job_request(request: Request, cancel: bool) -> JSONResponse:
         s = sess(request)
         with s.lock:
             job = s.jobs.get(request.path_params["jid"])
             if job is None:
                 raise ApiError(404, "no such job")
+            if cancel:
+                job.cancel = True
             return JSONResponse(job.to_json())
 
+    async def get_job(request: Request):
+        return job_request(request, cancel=False)
+
     async def cancel_job(request: Request):
-        s = sess(request)
-        with s.lock:
-            job = s.jobs.get(request.path_params["jid"])
-            if job is None:
-                raise ApiError(404, "no such job")
-            job.cancel = True
-            return JSONResponse(job.to_json())
+        return job_request(request, cancel=True)
 
     async def download(request: Request):
         s = sess(request)
