@@ -10,18 +10,14 @@ import torch
 from deepexposure import hdr as H, pairs as P
 from deepexposure.color import linear_to_srgb, luminance, srgb_to_linear
 from deepexposure.data import PairedFolder
-from deepexposure.io import read_image, write_image
+from deepexposure.io import read_image
 from deepexposure.synth import parse_kinds
+
+from .toy import write_smooth_photos
 
 
 def _write_photos(folder, n=3):
-    folder.mkdir(parents=True)
-    g = torch.Generator().manual_seed(0)
-    for i in range(n):
-        base = torch.rand(1, 3, 6, 8, generator=g)
-        img = torch.nn.functional.interpolate(base, size=(60 + 10 * i, 90), mode="bilinear", align_corners=False)
-        write_image(folder / f"p{i}.png", img)
-    return sorted(folder.iterdir())
+    return write_smooth_photos(folder, n, (6, 8), 60, 10, 90)
 
 
 @pytest.fixture

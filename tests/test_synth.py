@@ -8,17 +8,13 @@ import pytest
 import torch
 
 from deepexposure import synth as S
-from deepexposure.io import read_image, write_image
+from deepexposure.io import read_image
+
+from .toy import write_smooth_photos
 
 
 def _write_photos(folder, n=2):
-    folder.mkdir()
-    g = torch.Generator().manual_seed(0)
-    for i in range(n):
-        base = torch.rand(1, 3, 5, 7, generator=g)
-        img = torch.nn.functional.interpolate(base, size=(30 + 4 * i, 44), mode="bilinear", align_corners=False)
-        write_image(folder / f"p{i}.png", img)
-    return sorted(folder.iterdir())
+    return write_smooth_photos(folder, n, (5, 7), 30, 4, 44)
 
 
 CFG = S.SynthConfig(seed=3, size=40, variants=2)

@@ -87,3 +87,19 @@ def write_toy_folders(root):
         Image.fromarray(tensor_to_uint8(crops[i : i + 1] * 0.5)).save(ins / f"in{i}.png")
         Image.fromarray(tensor_to_uint8(crops[i : i + 1])).save(tgs / f"tg{i}.png")
     return ins, tgs
+
+
+def write_smooth_photos(folder, n, base_hw, height, height_step, width):
+    """``n`` smooth random photos ``p{i}.png`` (a ``base_hw`` noise grid, bilinearly enlarged to
+    ``(height + height_step * i, width)``, seed 0) in ``folder``; returns their sorted paths."""
+    import torch
+
+    from deepexposure.io import write_image
+
+    folder.mkdir(parents=True)
+    g = torch.Generator().manual_seed(0)
+    for i in range(n):
+        base = torch.rand(1, 3, *base_hw, generator=g)
+        img = torch.nn.functional.interpolate(base, size=(height + height_step * i, width), mode="bilinear", align_corners=False)
+        write_image(folder / f"p{i}.png", img)
+    return sorted(folder.iterdir())
