@@ -79,6 +79,17 @@ def test_every_output_embeds_srgb_and_carries_exif(tmp_path, ext, bits):
     assert (ifd0[271], sub, gps) == ("TestCam", CAMERA_EXIF, GPS)
 
 
+def test_embedded_srgb_profile_is_the_same_in_every_run():
+    """LittleCMS dates a profile when it builds it; the embedded one has a fixed date (and no profile
+    ID that would depend on it), so two runs' outputs are byte-identical. (test_progress compares
+    whole outputs of separate processes.)"""
+    icc = metadata._srgb_icc()
+    fresh = metadata._srgb_profile().tobytes()
+    assert icc[24:36] == struct.pack(">6H", 2000, 1, 1, 0, 0, 0) and icc[84:100] == bytes(16)
+    assert icc[:24] + icc[36:] == fresh[:24] + fresh[36:]
+    assert metadata._icc_description(icc)[1].startswith("sRGB")  # still a valid profile
+
+
 def test_16_bit_png_stays_16_bit_through_retouch(tmp_path):
     arr = np.random.default_rng(1).integers(0, 65535, (24, 32, 3), dtype=np.uint16)
     (tmp_path / "in").mkdir()

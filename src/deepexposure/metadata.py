@@ -132,11 +132,20 @@ def _icc_to_srgb_16bit(arr: np.ndarray, icc: bytes | None) -> tuple[np.ndarray, 
 _SRGB_ICC: bytes | None = None
 
 
+#: Creation date written into the embedded sRGB profile's header (ICC header bytes 24-35: year, month,
+#: day, hour, minute, second as big-endian uint16). LittleCMS stamps the time the profile was built,
+#: which made every run's outputs differ; a fixed date keeps them byte-identical.
+_SRGB_ICC_DATE = struct.pack(">6H", 2000, 1, 1, 0, 0, 0)
+
+
 def _srgb_icc() -> bytes:
-    """An sRGB ICC profile (LittleCMS's built-in one, about 600 bytes), embedded in every output."""
+    """An sRGB ICC profile (LittleCMS's built-in one, about 600 bytes, dated :data:`_SRGB_ICC_DATE`;
+    it carries no profile ID, so the date is all that changes), embedded in every output."""
     global _SRGB_ICC
     if _SRGB_ICC is None:
-        _SRGB_ICC = _srgb_profile().tobytes()
+        icc = bytearray(_srgb_profile().tobytes())
+        icc[24:36] = _SRGB_ICC_DATE
+        _SRGB_ICC = bytes(icc)
     return _SRGB_ICC
 
 
