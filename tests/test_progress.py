@@ -72,8 +72,9 @@ def test_render_progress_counts_the_ops_steps():
     assert torch.equal(out, render(recipe, img))
 
 
-def _run_on_terminal(args: list[str], cwd) -> tuple[int, str]:
-    """Run ``deepexposure ARGS`` with stderr on a 30x120 pseudo-terminal; return (exit code, what it showed)."""
+def _run_on_terminal(args: list[str], cwd, stdout_too: bool = False) -> tuple[int, str]:
+    """Run ``deepexposure ARGS`` with stderr (and with ``stdout_too`` stdout) on a 30x120 pseudo-terminal;
+    return (exit code, what it showed)."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
     chunks: list[bytes] = []
@@ -91,8 +92,8 @@ def _run_on_terminal(args: list[str], cwd) -> tuple[int, str]:
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
-        rc = subprocess.run([sys.executable, "-m", "deepexposure", *args], stderr=slave, stdout=subprocess.DEVNULL,
-                            cwd=cwd, timeout=120).returncode
+        rc = subprocess.run([sys.executable, "-m", "deepexposure", *args], stderr=slave,
+                            stdout=slave if stdout_too else subprocess.DEVNULL, cwd=cwd, timeout=120).returncode
     finally:
         os.close(slave)
     reader.join(timeout=10)
@@ -136,3 +137,18 @@ def _quiet_apply(recipe, src, tmp_path):
 
     assert main(["apply", str(recipe), str(src), "-o", str(tmp_path / "quiet.png"), "--quiet"]) == 0
     return tmp_path / "quiet.png"
+
+
+@pytest.mark.slow
+def test_per_file_lines_do_not_break_the_bars(tmp_path):
+    """A batch on a terminal (stdout and stderr both there): each per-file line starts a line of its own,
+    never after a bar's text (they go through tqdm.write, which clears the bars first)."""
+    srcs = write_smooth_photos(tmp_path / "in", 2, (4, 4), 64, 8, 96)
+    rc, shown = _run_on_terminal(["retouch", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--method", "auto"],
+                                 tmp_path, stdout_too=True)
+    assert rc == 0 and "retouch:" in shown, shown  # the batch's bar was drawn
+    for src in srcs:
+        line = f"{src} -> "
+        at = shown.find(line)
+        assert at > 0 and shown[at - 1] in "\r\n", shown
+        assert shown[at:].split("\n")[0].rstrip("\r").endswith("recipe.json)"), shown  # nothing drawn into it
