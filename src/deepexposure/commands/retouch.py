@@ -11,7 +11,7 @@ import argparse
 import os
 from pathlib import Path
 
-from ._common import add_method_options, error, method_from_args, say
+from ._common import add_method_options, error, method_from_args, photo_progress, say
 
 
 def register(sub) -> None:
@@ -32,7 +32,7 @@ def add_output_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--explain", action="store_true", help="also write <name>.explain.jpg: segments, each step, the result")
     g.add_argument("--no-recipe", action="store_true", help="do not write <output>.recipe.json")
     g.add_argument("--max-pixels", type=int, default=None, help="refuse images larger than this many pixels")
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--quiet", action="store_true", help="no progress bars (the batch, one photo's stages), per-file lines or summary")
 
 
 def make_out_dir(out_dir: Path) -> bool:
@@ -98,11 +98,12 @@ def retouch_many(method, files: list[Path], out_dir: Path, args, protect: list[P
             continue
         try:
             dst.parent.mkdir(parents=True, exist_ok=True)
-            res = retouch_file(
-                method, src, dst,
-                overwrite=args.overwrite, quality=args.quality, write_recipe=not args.no_recipe,
-                explain=args.explain, max_pixels=args.max_pixels, protect=protect,
-            )
+            with photo_progress(src.name, quiet) as progress:  # the stages of one photo, on a terminal
+                res = retouch_file(
+                    method, src, dst,
+                    overwrite=args.overwrite, quality=args.quality, write_recipe=not args.no_recipe,
+                    explain=args.explain, max_pixels=args.max_pixels, protect=protect, progress=progress,
+                )
         except (ValueError, OSError, RuntimeError, MemoryError) as e:
             msg = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {getattr(e, 'strerror', None) or e}"
             error(msg if msg.startswith(str(src)) else f"{src}: {msg}")
