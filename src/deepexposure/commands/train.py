@@ -1,4 +1,5 @@
-"""``deepexposure train --algo de1|de2|exposure --inputs DIR --targets DIR --out RUN_DIR``.
+"""``deepexposure train --algo de1|de2|exposure --inputs DIR --targets DIR --out RUN_DIR``
+(PixelRL, paired and supervised by clean photos: ``--algo pixelrl --task denoise|restore|enhance [--inputs DIR]``).
 
 Learns a retouching style from unpaired photo folders: ``--inputs`` are photos like the ones you
 want retouched, ``--targets`` photos in the style you like. ``--seed`` fixes every random draw,
@@ -23,7 +24,7 @@ from ..config import ConfigError, add_dataclass_options, dataclass_from_args
 from ..train import FIXED_SETTINGS, OPERATIONAL_SETTINGS, Agent, TrainConfig
 from ._common import UsageError, error, warn
 
-ALGOS = ("de1", "de2", "exposure")
+ALGOS = ("de1", "de2", "exposure", "pixelrl")
 
 
 def _agent_config_cls(algo: str):
@@ -66,7 +67,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("train", help="train an agent on unpaired photo folders", description=__doc__)
     p.add_argument("--algo", choices=ALGOS, default=None,
-                   help="de1: DeepExposure I, de2: DeepExposure II, exposure: white-box filter agent (default: de2, or the run's on --resume)")
+                   help="de1: DeepExposure I, de2: DeepExposure II, exposure: white-box filter agent, pixelrl: PixelRL "
+                        "(docs/pixelrl.md) (default: de2, or the run's on --resume)")
     p.add_argument("--inputs", type=Path, help="folder of photos to learn to retouch")
     p.add_argument("--targets", type=Path, help="folder of photos in the wanted style (unpaired)")
     p.add_argument("--references", type=Path, default=None,
@@ -100,6 +102,9 @@ def register(sub) -> None:
     from ..agents.whitebox import WhiteBoxConfig
 
     add_dataclass_options(p, WhiteBoxConfig, "white-box agent (--algo exposure)", skip=("image_size",))
+    from ..pixelrl.train import PixelRLConfig
+
+    add_dataclass_options(p, PixelRLConfig, "PixelRL (--algo pixelrl)")
     p.set_defaults(func=run)
 
 
@@ -214,10 +219,21 @@ def _check_resume_changes(changes: dict[str, tuple], allow: bool) -> str | None:
     return None
 
 
+def _is_pixelrl(args) -> bool:
+    if args.algo is not None or not args.resume:
+        return args.algo == "pixelrl"
+    cfg_path = args.out / "config.json"
+    return cfg_path.exists() and json.loads(cfg_path.read_text()).get("algo") == "pixelrl"
+
+
 def run(args) -> int:
     if args.export_step is not None:
         return _export(args)
     try:
+        if _is_pixelrl(args):
+            from ..pixelrl.train import run_command
+
+            return run_command(args, error, warn)
         return _run(args)
     except ConfigError as e:
         error(e.option_message)
