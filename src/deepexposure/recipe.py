@@ -34,7 +34,7 @@ nesting before any work; the same rules, as a JSON Schema, are :func:`recipe_sch
 - ``local_exposure`` / ``local_filters``: per-region exposures / white-box filters rendered through
   edge-aware masks rebuilt from ``segment_map`` (:mod:`deepexposure.local`, ``docs/local.md``).
 - ``pixelrl_actions``: PixelRL's per-pixel action maps, one per step, zlib-compressed
-  (:mod:`deepexposure.pixelrl.method`, ``docs/pixelrl.md``).
+  (:mod:`deepexposure.pixelrl.recipe_op`, ``docs/pixelrl.md``).
 """
 
 from __future__ import annotations
@@ -354,10 +354,13 @@ def validate_recipe_dict(d: Any, source: str = "recipe") -> None:
             from types import SimpleNamespace
 
             validate_local_op(op, SimpleNamespace(segment_map=d.get("segment_map")), f"{source}: ops[{i}]")
-        elif op["op"] == "pixelrl_actions":  # per-pixel action maps: deepexposure.pixelrl.method
-            from .pixelrl.method import validate_actions_op
+        elif op["op"] == "pixelrl_actions":  # per-pixel action maps: deepexposure.pixelrl.recipe_op
+            from .pixelrl.recipe_op import OpError, validate_actions_op
 
-            validate_actions_op(op, f"{source}: ops[{i}]")
+            try:
+                validate_actions_op(op, f"{source}: ops[{i}]", LIMITS["max_bytes"])
+            except OpError as e:
+                raise RecipeError(str(e)) from None
 
 
 def recipe_schema() -> dict:
@@ -519,7 +522,7 @@ def _render_local(op: dict, img_srgb: torch.Tensor, recipe: Recipe) -> torch.Ten
 
 
 def _render_pixelrl(op: dict, img_srgb: torch.Tensor, recipe: Recipe) -> torch.Tensor:
-    from .pixelrl.method import render_actions_op
+    from .pixelrl.recipe_op import render_actions_op
 
     return render_actions_op(op, img_srgb)
 

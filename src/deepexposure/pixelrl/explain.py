@@ -10,7 +10,7 @@ import torch
 
 from ..recipe import Recipe
 from ..resize import resize_long_edge
-from .method import decode_maps
+from .recipe_op import decode_maps
 from .tasks import Task
 
 __all__ = ["explain_actions", "ACTION_PALETTE"]
