@@ -33,6 +33,8 @@ nesting before any work; the same rules, as a JSON Schema, are :func:`recipe_sch
 
 - ``local_exposure`` / ``local_filters``: per-region exposures / white-box filters rendered through
   edge-aware masks rebuilt from ``segment_map`` (:mod:`deepexposure.local`, ``docs/local.md``).
+- ``pixelrl_actions``: PixelRL's per-pixel action maps, one per step, zlib-compressed
+  (:mod:`deepexposure.pixelrl.recipe_op`, ``docs/pixelrl.md``).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ __all__ = ["Recipe", "RecipeError", "render", "RECIPE_FORMAT", "RECIPE_VERSION",
 
 RECIPE_FORMAT = "deepexposure-recipe"
 RECIPE_VERSION = 1
-_OPS = ("exposure_fusion", "filter", "clahe", "local_exposure", "local_filters")
+_OPS = ("exposure_fusion", "filter", "clahe", "local_exposure", "local_filters", "pixelrl_actions")
 
 #: Bounds of everything a recipe may hold; the validator and :func:`recipe_schema` both read them.
 LIMITS: dict[str, Any] = {
@@ -83,6 +85,7 @@ _OP_KEYS = {
     "clahe": ("op", "clip_limit", "kernel_size"),
     "local_exposure": ("op", "evs", "masks", "fuse_original", "fusion"),
     "local_filters": ("op", "masks", "regions"),
+    "pixelrl_actions": ("op", "task", "actions", "shape", "maps", "counts"),
 }
 _TOP_KEYS = ("format", "version", "image", "method", "segments", "segment_map", "ops", "notes")
 
@@ -351,6 +354,13 @@ def validate_recipe_dict(d: Any, source: str = "recipe") -> None:
             from types import SimpleNamespace
 
             validate_local_op(op, SimpleNamespace(segment_map=d.get("segment_map")), f"{source}: ops[{i}]")
+        elif op["op"] == "pixelrl_actions":  # per-pixel action maps: deepexposure.pixelrl.recipe_op
+            from .pixelrl.recipe_op import OpError, validate_actions_op
+
+            try:
+                validate_actions_op(op, f"{source}: ops[{i}]", LIMITS["max_bytes"])
+            except OpError as e:
+                raise RecipeError(str(e)) from None
 
 
 def recipe_schema() -> dict:
@@ -415,6 +425,12 @@ def recipe_schema() -> dict:
         "required": ["op", *(["evs"] if kind == "local_exposure" else ["regions"])],
         "properties": {"op": {"const": kind}, **{k: {} for k in _OP_KEYS[kind] if k != "op"}},
     } for kind in ("local_exposure", "local_filters")]
+    pixelrl_op = {  # the maps are checked against shape and actions by deepexposure.pixelrl.method
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["op", "task", "actions", "shape", "maps"],
+        "properties": {"op": {"const": "pixelrl_actions"}, **{k: {} for k in _OP_KEYS["pixelrl_actions"] if k != "op"}},
+    }
     string = {"type": "string", "maxLength": LIMITS["max_string"]}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -433,7 +449,7 @@ def recipe_schema() -> dict:
             "segments": {"type": "array", "maxItems": LIMITS["max_segments"], "items": {"type": "object"}},
             "segment_map": {"type": "array", "maxItems": LIMITS["max_map_rows"], "items": string},
             "ops": {"type": "array", "minItems": 1, "maxItems": LIMITS["max_ops"],
-                    "items": {"oneOf": [fusion_op_schema, *filter_ops, clahe_op, *local_ops]}},
+                    "items": {"oneOf": [fusion_op_schema, *filter_ops, clahe_op, *local_ops, pixelrl_op]}},
             "notes": {"type": "array", "maxItems": LIMITS["max_notes"], "items": string},
         },
     }
@@ -513,6 +529,12 @@ def _render_local(op: dict, img_srgb: torch.Tensor, recipe: Recipe, tick: Callab
     return render_local_op(recipe, op, img_srgb)
 
 
+def _render_pixelrl(op: dict, img_srgb: torch.Tensor, recipe: Recipe, tick: Callable[[], None] = _no_tick) -> torch.Tensor:
+    from .pixelrl.recipe_op import render_actions_op
+
+    return render_actions_op(op, img_srgb)
+
+
 #: op name -> ``renderer(op, img_srgb (1, 3, H, W), recipe, tick) -> (1, 3, H, W)``, both sRGB in [0, 1]
 #: (``recipe`` gives an op the recipe's segment map; ``tick()`` reports one of the op's
 #: :func:`render_steps`, for progress); one entry per op of the format.
@@ -522,6 +544,7 @@ OP_RENDERERS: dict[str, Callable[[dict, torch.Tensor, Recipe, Callable[[], None]
     "clahe": _render_clahe,
     "local_exposure": _render_local,
     "local_filters": _render_local,
+    "pixelrl_actions": _render_pixelrl,
 }
 
 

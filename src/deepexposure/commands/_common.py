@@ -79,7 +79,7 @@ def _method_from_args(args: argparse.Namespace):
         if name not in ("deepexposure", "exposures"):
             raise ValueError(f"--render {render} needs a method that chooses one exposure per region (deepexposure, exposures), not {name!r}")
         opts["render"] = render
-    if name in ("deepexposure", "exposure"):
+    if name in ("deepexposure", "exposure", "pixelrl"):
         if args.model:
             opts["model"] = args.model
         if args.segments and name == "deepexposure":
