@@ -467,14 +467,27 @@ def test_pretraining_learns_to_undo_a_known_underexposure():
 # -- resume and the exported model -------------------------------------------------------------
 
 
-def _tiny_trainer(run, tmp_path, steps=8, p_steps=4, ckpt_every=7):
+def _tiny_trainer(run, tmp_path, steps=8, p_steps=4, ckpt_every=7, pretrain_steps=0):
     targets = random_crops(0, 2, 16)
     inputs = random_crops(1, 2, 16)
-    acfg = WhiteBoxConfig(n_edits=2, buffer_size=8, base_channels=4, image_size=16, lr_policy=1e-3, lr_value=1e-3)
+    acfg = WhiteBoxConfig(n_edits=2, buffer_size=8, base_channels=4, image_size=16, lr_policy=1e-3, lr_value=1e-3,
+                          pretrain_samples=2)
     tcfg = TrainConfig(steps=steps, p_steps=p_steps, d_steps=2, disc_base_channels=4, batch_size=4, image_size=16,
-                       seed=3, sample_every=0, ckpt_every=ckpt_every)
+                       seed=3, sample_every=0, ckpt_every=ckpt_every, pretrain_steps=pretrain_steps)
     torch.manual_seed(123)
-    return Trainer(WhiteBoxAgent(acfg, 4), tcfg, inputs, targets, tmp_path / run)
+    refs = (inputs * 1.3).clamp(0, 1) if pretrain_steps else None
+    return Trainer(WhiteBoxAgent(acfg, 4), tcfg, inputs, targets, tmp_path / run, references=refs)
+
+
+def test_pretraining_resume_matches_uninterrupted_run(tmp_path):
+    """Checkpoint at step 7 of 10 supervised steps (then 1 + 1 RL): the filter draws continue where they were."""
+    straight, second = straight_and_resumed(lambda run: _tiny_trainer(run, tmp_path, steps=1, p_steps=1, pretrain_steps=10))
+    assert second.step == 12
+    assert_same_training_state(straight, second)
+    with (tmp_path / "resumed" / "log.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["phase"] for r in rows] == ["-1"] * 10 + ["0", "1"]
+    assert all(float(r["pretrain_psnr"]) > 0 for r in rows[:10])
 
 
 def test_resume_matches_uninterrupted_run(tmp_path):
