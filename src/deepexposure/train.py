@@ -198,7 +198,8 @@ class TrainConfig:
     default used 10000 (runs with 1000 and 3000 scored lower on validation); the white-box default 50000."""
     pretrain_steps: int = 0
     """supervised steps before discriminator pre-training: the policy is fitted to the references
-    through its own renderer (deepexposure.pretrain; DeepExposure only; needs --references or
+    through its own renderer (deepexposure.pretrain; the white-box agent: through its own filters,
+    WhiteBoxAgent.pretrain_step; needs --references or
     --pairs-from). Not in the paper; 0 turns it off."""
     pretrain_lr: float = 3e-4
     """Adam learning rate of the policy during supervised pre-training."""
@@ -501,7 +502,7 @@ class Trainer:
         if cfg.pretrain_steps and self.references is None:
             raise ValueError("supervised pre-training (--pretrain-steps) needs paired data: --references or --pairs-from")
         if cfg.pretrain_steps and not isinstance(agent, Pretrainable):
-            raise ValueError(f"{type(agent).__name__} has no supervised pre-training (--pretrain-steps is for DeepExposure)")
+            raise ValueError(f"{type(agent).__name__} has no supervised pre-training (--pretrain-steps is for DeepExposure and the white-box agent)")
         self.step = 0  # counts both pre-training phases too
         self.total = cfg.pretrain_steps + cfg.p_steps + cfg.steps
         self.fake_pool = FakePool(cfg.fake_pool, cfg.image_size, self.device)
