@@ -19,7 +19,7 @@ Operations (applied in order to the full-resolution sRGB image):
 
 - ``exposure_fusion``: global exposures ``S * 2^ev`` (linear light) of the current image, one per
   entry of ``evs`` (step ``t`` was chosen for segment ``t`` when ``segments`` is present), plus the
-  unmodified image when ``include_original``, fused with Mertens fusion (memory-frugal streaming path).
+  unmodified image when ``include_original``, fused with Mertens fusion (:func:`deepexposure.fusion.fuse_exposures`: compiled, one exposure at a time).
 - ``filter``: one white-box filter of :data:`deepexposure.filters.FILTERS` with its parameters.
 - ``clahe``: contrast-limited adaptive histogram equalisation on luminance (a baseline).
 
@@ -46,9 +46,8 @@ from typing import Any
 
 import torch
 
-from .color import srgb_to_linear
-from .filters import FILTERS, apply_filter, exposed_from_linear
-from .fusion import FusionConfig, exposure_fusion_streaming
+from .filters import FILTERS, apply_filter, global_exposure
+from .fusion import FusionConfig, fuse_exposures
 from .ops import clahe
 
 __all__ = ["Recipe", "RecipeError", "render", "RECIPE_FORMAT", "RECIPE_VERSION", "fusion_op", "validate_evs",
@@ -477,17 +476,9 @@ def _render_fusion(op: dict, img_srgb: torch.Tensor, recipe: Recipe) -> torch.Te
     sources: list[float | None] = ([None] if include else []) + evs
     if sources == [None]:
         return img_srgb
-    img_lin = srgb_to_linear(img_srgb)  # decoded once, re-exposed per source (twice: two passes)
-
-    def make(i: int) -> torch.Tensor:
-        ev = sources[i]
-        if ev is None:
-            return img_srgb
-        return exposed_from_linear(img_lin, torch.tensor([[ev]], dtype=img_srgb.dtype, device=img_srgb.device))
-
     if len(sources) == 1:
-        return make(0)
-    return exposure_fusion_streaming(make, len(sources), cfg).clamp_(0.0, 1.0)
+        return global_exposure(img_srgb, torch.tensor([[evs[0]]], dtype=img_srgb.dtype, device=img_srgb.device))
+    return fuse_exposures(img_srgb, sources, cfg).clamp_(0.0, 1.0)
 
 
 def _render_filter(op: dict, img_srgb: torch.Tensor, recipe: Recipe) -> torch.Tensor:
