@@ -52,6 +52,10 @@ __all__ = [*mertens.__all__, "exposure_fusion_streaming", "fuse_exposures", "exp
 #: below 1e-5 (the curve's kink where ``S * 2^ev`` reaches white) -- far below 8-bit steps.
 LUT_SIZE = 255 * 64 + 1
 
+#: :func:`fuse_exposures` keeps the raw weights between its passes up to this many samples
+#: (``K x H x W``; 2^25 float32 = 128 MiB)
+KEEP_WEIGHTS_SAMPLES = 1 << 25
+
 #: numba's portable thread pool (``workqueue``) must not be entered by two threads at once;
 #: the other layers (OpenMP, TBB) may. Held around a fusion only when that pool is in use.
 _WORKQUEUE_LOCK = threading.Lock()
@@ -137,10 +141,13 @@ def _fuse(source: _Source, k: int, h: int, w: int, dtype: torch.dtype, cfg: Fusi
     img0, w0 = g[0][0:3], g[0][3]
     keep = keep_weights and k > 1
     no_lut = np.zeros(2, dtype=w0.dtype)
+    fast_exp = dtype == torch.float32  # float64 keeps np.exp (agreement with the batched path to 1e-10)
+    bits_proto = np.zeros(0, dtype=np.int32 if dtype == torch.float32 else np.int64)
 
     def expose_weigh(i: int, mode: int, wsum: np.ndarray, img_out: np.ndarray, w_out: np.ndarray) -> None:
         src, lut = source(i)
-        kern.expose_weigh(src, no_lut if lut is None else lut, lut is not None, prm, mode, wsum, img_out, w_out)
+        kern.expose_weigh(src, no_lut if lut is None else lut, lut is not None, prm, mode, wsum, img_out, w_out, fast_exp,
+                          bits_proto)
 
     # pass 1: the weight sum (and, with keep_weights, every raw weight)
     wsum = torch.zeros((h, w), dtype=dtype).numpy()
@@ -245,7 +252,7 @@ def fuse_exposures(
     evs: list[float | None],
     cfg: FusionConfig = FusionConfig(),
     *,
-    keep_weights: bool = False,
+    keep_weights: bool | None = None,
 ) -> torch.Tensor:
     """Mertens fusion of global re-exposures of one photo: the ``exposure_fusion`` recipe op.
 
@@ -258,8 +265,9 @@ def fuse_exposures(
         img_srgb: ``(1, 3, H, W)`` sRGB in [0, 1].
         evs: one entry per exposure (``None``: the photo unchanged); at least one.
         cfg: :class:`FusionConfig`.
-        keep_weights: as in :func:`exposure_fusion_streaming` (default off: the re-exposures are
-            cheap and the ``K`` weight planes are the largest memory item).
+        keep_weights: as in :func:`exposure_fusion_streaming`; None: keep them when the ``K``
+            planes hold at most :data:`KEEP_WEIGHTS_SAMPLES` samples (small photos: each weight
+            computed once; large ones: two weight passes instead of ``K`` planes in memory).
     Returns:
         ``(1, 3, H, W)`` fused image, unclipped (clip before display or saving).
     """
@@ -276,4 +284,5 @@ def fuse_exposures(
             ev = evs[i]
             return src, (None if ev is None else exposure_lut(float(ev), LUT_SIZE, dtype))
 
-        return _run(source, len(evs), h, w, dtype, cfg, keep_weights).to(img_srgb.device)
+        keep = len(evs) * h * w <= KEEP_WEIGHTS_SAMPLES if keep_weights is None else keep_weights
+        return _run(source, len(evs), h, w, dtype, cfg, keep).to(img_srgb.device)

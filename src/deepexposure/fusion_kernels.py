@@ -16,8 +16,18 @@ Compiled code is cached on disk (``cache=True``, numba's ``__pycache__``) after 
 
 from __future__ import annotations
 
+import os
+
 import numba as nb
 import numpy as np
+
+# numba's own thread pool ("workqueue"): its idle workers sleep. The OpenMP layer numba picks by
+# default on Linux spins between parallel regions (GNU libgomp), which on a busy machine (or beside
+# torch's own OpenMP pool) costs more than the work of a small image: 0.5 MP fusion took 9x the
+# CPU time of OpenCV with it, 1.2x with workqueue. Not thread-safe: deepexposure.fusion holds a
+# lock around each fusion. NUMBA_THREADING_LAYER, when set, wins.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    nb.config.THREADING_LAYER = "workqueue"
 
 __all__ = ["expose_weigh", "down4", "laplacian_accumulate", "up_add", "weighted_add"]
 
@@ -52,13 +62,37 @@ def _lut_row(x, lut, out):  # pragma: no cover - compiled
 
 
 @nb.njit(cache=True)
+def _exp_row(x, bits, fbits, shift, bias):  # pragma: no cover - compiled
+    """``x = exp(x)`` in place for ``x <= 0``, vectorisable (float32; ``np.exp`` is a scalar call).
+
+    ``exp(x) = 2^n e^r`` with ``n = round(x / ln 2)``, ``r = x - n ln 2`` (Cody-Waite, two-part
+    ``ln 2``) in [-0.35, 0.35], ``e^r`` by its degree-7 Taylor polynomial (relative error < 1e-8),
+    ``2^n`` built as the float with exponent field ``n + bias`` (``bits`` viewed as ``fbits``).
+    Inputs below -87 give ``exp(-87)`` (~1.6e-38, i.e. 0 next to ``eps`` = 1e-12).
+    """
+    c = x.dtype.type
+    lo, l2e, half = c(-87.0), c(1.4426950408889634), c(0.5)
+    ln2_hi, ln2_lo = c(0.693359375), c(-2.12194440e-4)
+    k2, k3, k4, k5, k6, k7 = c(1.0 / 2), c(1.0 / 6), c(1.0 / 24), c(1.0 / 120), c(1.0 / 720), c(1.0 / 5040)
+    one = c(1.0)
+    for j in range(x.shape[0]):
+        y = max(x[j], lo)
+        n = np.floor(y * l2e + half)
+        r = (y - n * ln2_hi) - n * ln2_lo
+        x[j] = one + r * (one + r * (k2 + r * (k3 + r * (k4 + r * (k5 + r * (k6 + r * k7))))))
+        bits[j] = (np.int64(n) + bias) << shift
+    for j in range(x.shape[0]):
+        x[j] = x[j] * fbits[j]
+
+
+@nb.njit(cache=True)
 def _copy_row(x, out):  # pragma: no cover - compiled
     for j in range(x.shape[0]):
         out[j] = x[j]
 
 
 @nb.njit(parallel=True, cache=True, nogil=True)
-def expose_weigh(src, lut, use_lut, prm, mode, wsum, img_out, w_out):  # pragma: no cover - compiled
+def expose_weigh(src, lut, use_lut, prm, mode, wsum, img_out, w_out, fast_exp, bits_proto):  # pragma: no cover - compiled
     """Exposure ``x = lut(src)`` (or ``src`` itself) and its Mertens weight (Eq. 30), row by row.
 
     ``src (3, H, W)``; ``lut`` a table of :func:`deepexposure.fusion.exposure_lut` (read only when
@@ -68,16 +102,17 @@ def expose_weigh(src, lut, use_lut, prm, mode, wsum, img_out, w_out):  # pragma:
     ``C = |(up + down - 2 c) + (left + right - 2 c)|`` of the grey ``0.299 r + 0.587 g + 0.114 b``
     (this order: exactly 0 on flat areas, as the batched path), saturation
     ``S = sqrt(((r-g)^2 + (g-b)^2 + (b-r)^2) / 3)``, exposedness ``E = exp(-c3 sum_c (x_c - 0.5)^2
-    / (2 sigma^2))``. Each parallel task takes a block of rows and keeps the exposed rows and their
+    / (2 sigma^2))`` (``fast_exp``: by :func:`_exp_row`, whose float-building needs ``bits_proto``, an
+    empty array of the signed integer type as wide as the images' dtype). Each parallel task takes a block of rows and keeps the exposed rows and their
     grey in a ring of three rows, so every sample is looked up about once.
     """
     nblk = (src.shape[1] + _BLOCK - 1) // _BLOCK
     for blk in nb.prange(nblk):
-        _expose_weigh_block(src, lut, use_lut, prm, mode, wsum, img_out, w_out, blk * _BLOCK)
+        _expose_weigh_block(src, lut, use_lut, prm, mode, wsum, img_out, w_out, fast_exp, bits_proto, blk * _BLOCK)
 
 
 @nb.njit(cache=True)
-def _expose_weigh_block(src, lut, use_lut, prm, mode, wsum, img_out, w_out, a):  # pragma: no cover - compiled
+def _expose_weigh_block(src, lut, use_lut, prm, mode, wsum, img_out, w_out, fast_exp, bits_proto, a):  # pragma: no cover - compiled
     """Rows ``a .. a + _BLOCK - 1`` of :func:`expose_weigh` (serial: the parallel loop only calls this)."""
     c = src.dtype.type
     _, h, w = src.shape
@@ -90,6 +125,9 @@ def _expose_weigh_block(src, lut, use_lut, prm, mode, wsum, img_out, w_out, a): 
     grey = np.empty((3, w + 2), dtype=src.dtype)  # their grey, one reflected column each side
     wrow = np.empty(w, dtype=src.dtype)
     erow = np.empty(w, dtype=src.dtype)
+    bits = np.empty(w, dtype=bits_proto.dtype)
+    fbits = bits.view(src.dtype)
+    shift, bias = (23, 127) if bits_proto.itemsize == 4 else (52, 1023)
     for q in range(a - 1, e + 1):  # fill row q, then weigh row q - 1
         slot = q % 3
         rq = _refl(q, h)
@@ -141,8 +179,11 @@ def _expose_weigh_block(src, lut, use_lut, prm, mode, wsum, img_out, w_out, a): 
             for j in range(w):
                 p, q2, d = x0[j] - half, x1[j] - half, x2[j] - half
                 erow[j] = p * p * escale + q2 * q2 * escale + d * d * escale
-            for j in range(w):
-                erow[j] = np.exp(erow[j])
+            if fast_exp:
+                _exp_row(erow, bits, fbits, shift, bias)
+            else:
+                for j in range(w):
+                    erow[j] = np.exp(erow[j])
             for j in range(w):
                 wrow[j] = wrow[j] * erow[j]
         if mode == 1:
