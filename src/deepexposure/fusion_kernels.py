@@ -27,7 +27,7 @@ import numpy as np
 # CPU time of OpenCV with it, 1.2x with workqueue. Not thread-safe: deepexposure.fusion holds a
 # lock around each fusion. NUMBA_THREADING_LAYER, when set, wins.
 if "NUMBA_THREADING_LAYER" not in os.environ:
-    nb.config.THREADING_LAYER = "workqueue"
+    setattr(nb.config, "THREADING_LAYER", "workqueue")  # noqa: B010 (numba.config has no stubs)
 
 __all__ = ["expose_weigh", "down4", "laplacian_accumulate", "up_add", "weighted_add"]
 
