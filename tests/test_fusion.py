@@ -211,6 +211,20 @@ class TestOpenCVAgreement:
         assert _psnr(ours, _opencv_mertens(stack)) >= 40.0
 
 
+@pytest.fixture(params=["serial", "parallel"])
+def parallel(request, monkeypatch):
+    """Run a test with the kernels' serial loops (small planes) and with their parallel loops on every
+    plane (two threads at least)."""
+    if request.param == "parallel":
+        monkeypatch.setattr(fusion, "PARALLEL_MIN_PIXELS", 0)
+        before = torch.get_num_threads()
+        torch.set_num_threads(max(2, before))
+        yield request.param
+        torch.set_num_threads(before)
+    else:
+        yield request.param
+
+
 class TestStreaming:
     # The compiled engine (deepexposure.fusion_kernels) in float64 does the batched path's
     # arithmetic in the same order, so the two agree to rounding. Sizes are odd and below, at and
@@ -218,7 +232,7 @@ class TestStreaming:
     # exercise the reflect-101 borders of one- and two-sample axes.
     @pytest.mark.parametrize("hw", [(64, 64), (37, 53), (100, 77), (65, 33), (5, 9), (3, 2), (2, 1), (1, 1)])
     @pytest.mark.parametrize("keep_weights", [True, False])
-    def test_equals_batched(self, hw, keep_weights):
+    def test_equals_batched(self, hw, keep_weights, parallel):
         g = torch.Generator().manual_seed(hw[0] + hw[1])
         stack = torch.rand(1, 4, 3, *hw, generator=g, dtype=torch.float64)
         before = stack.clone()
@@ -234,7 +248,7 @@ class TestStreaming:
         assert sorted(calls) == sorted(list(range(4)) * 2)
 
     @pytest.mark.parametrize("threads", [1, 2])
-    def test_matches_batched_float32_photo(self, threads):
+    def test_matches_batched_float32_photo(self, threads, parallel):
         # In float32 the contrast |Laplacian| of flat or linear-ramp areas is 1-ulp rounding noise
         # (~3e-8), far above eps = 1e-12, so there the blend depends on the order of the float
         # operations -- for any two float32 implementations, OpenCV's included. Both of ours are

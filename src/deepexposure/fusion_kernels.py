@@ -1,6 +1,8 @@
 """Compiled kernels of the fast Mertens fusion (numba): one call per plane and pyramid level.
 
-Each kernel is one parallel loop over the rows of its output (``numba.prange``); a row reads
+Each kernel is one loop over the rows of its output, parallel (``numba.prange``) when its
+``par`` argument says so (the caller's choice by plane size: every parallel loop is two hand-overs
+to the pool's sleeping workers, which on small planes cost more than the work); a row reads
 the few input rows its stencil needs (reflect-101 at the borders, as ``cv2.pyrDown``/``pyrUp``),
 keeps its temporaries in a buffer of one row, and writes its output row once. So every
 plane is read and written about once per kernel, with no per-operation dispatch, no
@@ -92,7 +94,7 @@ def _copy_row(x, out):  # pragma: no cover - compiled
 
 
 @nb.njit(parallel=True, cache=True, nogil=True)
-def expose_weigh(src, lut, use_lut, prm, mode, wsum, img_out, w_out, fast_exp, bits_proto):  # pragma: no cover - compiled
+def expose_weigh(src, lut, use_lut, prm, mode, wsum, img_out, w_out, fast_exp, bits_proto, par):  # pragma: no cover - compiled
     """Exposure ``x = lut(src)`` (or ``src`` itself) and its Mertens weight (Eq. 30), row by row.
 
     ``src (3, H, W)``; ``lut`` a table of :func:`deepexposure.fusion.exposure_lut` (read only when
@@ -107,8 +109,12 @@ def expose_weigh(src, lut, use_lut, prm, mode, wsum, img_out, w_out, fast_exp, b
     grey in a ring of three rows, so every sample is looked up about once.
     """
     nblk = (src.shape[1] + _BLOCK - 1) // _BLOCK
-    for blk in nb.prange(nblk):
-        _expose_weigh_block(src, lut, use_lut, prm, mode, wsum, img_out, w_out, fast_exp, bits_proto, blk * _BLOCK)
+    if par:
+        for blk in nb.prange(nblk):
+            _expose_weigh_block(src, lut, use_lut, prm, mode, wsum, img_out, w_out, fast_exp, bits_proto, blk * _BLOCK)
+    else:
+        for blk in range(nblk):
+            _expose_weigh_block(src, lut, use_lut, prm, mode, wsum, img_out, w_out, fast_exp, bits_proto, blk * _BLOCK)
 
 
 @nb.njit(cache=True)
@@ -202,14 +208,18 @@ def _expose_weigh_block(src, lut, use_lut, prm, mode, wsum, img_out, w_out, fast
 
 
 @nb.njit(parallel=True, cache=True, nogil=True)
-def down4(src, dst):  # pragma: no cover - compiled
+def down4(src, dst, par):  # pragma: no cover - compiled
     """``dst = pyr_down(src)``: ``src (C, h, w) -> dst (C, ceil(h/2), ceil(w/2))`` (``cv2.pyrDown``).
 
     Separable unscaled ``[1, 4, 6, 4, 1]`` sums (``(t0 + t4) + 4 t1 + 4 t3 + 6 t2``), reflect-101,
     even samples kept, then ``/ 256``.
     """
-    for i in nb.prange(dst.shape[1]):
-        _down_row(src, dst, i)
+    if par:
+        for i in nb.prange(dst.shape[1]):
+            _down_row(src, dst, i)
+    else:
+        for i in range(dst.shape[1]):
+            _down_row(src, dst, i)
 
 
 @nb.njit(cache=True)
@@ -276,14 +286,18 @@ def _up_row(src, r, tmp, row):  # pragma: no cover - compiled
 
 
 @nb.njit(parallel=True, cache=True, nogil=True)
-def laplacian_accumulate(g, g_next, out):  # pragma: no cover - compiled
+def laplacian_accumulate(g, g_next, out, par):  # pragma: no cover - compiled
     """``out += g[3] * (g[:3] - pyr_up(g_next[:3]))``: one exposure's weighted Laplacian band (Eq. 31).
 
     ``g (4, h, w)`` is level l of the exposure's Gaussian image (channels 0-2) and weight (3),
     ``g_next (4, ceil(h/2), ceil(w/2))`` level l + 1, ``out (3, h, w)`` the fused band l.
     """
-    for r in nb.prange(g.shape[1]):
-        _laplacian_row(g, g_next, out, r)
+    if par:
+        for r in nb.prange(g.shape[1]):
+            _laplacian_row(g, g_next, out, r)
+    else:
+        for r in range(g.shape[1]):
+            _laplacian_row(g, g_next, out, r)
 
 
 @nb.njit(cache=True)
@@ -304,10 +318,14 @@ def _laplacian_row(g, g_next, out, r):  # pragma: no cover - compiled
 
 
 @nb.njit(parallel=True, cache=True, nogil=True)
-def weighted_add(g, out):  # pragma: no cover - compiled
+def weighted_add(g, out, par):  # pragma: no cover - compiled
     """``out += g[3] * g[:3]``: the coarsest band (the Gaussian top level is its own Laplacian band)."""
-    for r in nb.prange(g.shape[1]):
-        _weighted_row(g, out, r)
+    if par:
+        for r in nb.prange(g.shape[1]):
+            _weighted_row(g, out, r)
+    else:
+        for r in range(g.shape[1]):
+            _weighted_row(g, out, r)
 
 
 @nb.njit(cache=True)
@@ -320,10 +338,14 @@ def _weighted_row(g, out, r):  # pragma: no cover - compiled
 
 
 @nb.njit(parallel=True, cache=True, nogil=True)
-def up_add(coarse, fine):  # pragma: no cover - compiled
+def up_add(coarse, fine, par):  # pragma: no cover - compiled
     """``fine += pyr_up(coarse)``: one step of collapsing the Laplacian pyramid. ``(3, h, w)``."""
-    for r in nb.prange(fine.shape[1]):
-        _up_add_row(coarse, fine, r)
+    if par:
+        for r in nb.prange(fine.shape[1]):
+            _up_add_row(coarse, fine, r)
+    else:
+        for r in range(fine.shape[1]):
+            _up_add_row(coarse, fine, r)
 
 
 @nb.njit(cache=True)
