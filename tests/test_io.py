@@ -147,6 +147,28 @@ class TestConversions:
         with pytest.raises(ValueError):
             dio.uint8_to_tensor(np.zeros((4, 4, 3), np.uint16))
 
+    def test_compiled_conversions_equal_the_numpy_forms(self, monkeypatch):
+        # large photos are converted by deepexposure.pixel_kernels (one parallel pass); the values
+        # must be those of the numpy/torch form, rounding ties (half to even) and clipping included
+        from deepexposure import decode
+
+        g = torch.Generator().manual_seed(0)
+        img = torch.rand(3, 37, 29, generator=g) * 1.2 - 0.1
+        img[0, 0, :6] = torch.tensor([0.5 / 255, 1.5 / 255, 2.5 / 255, 254.5 / 255, -0.0, 1.0])
+        arr8 = (torch.rand(37, 29, 3, generator=g) * 255).to(torch.uint8).numpy()
+        arr16 = (torch.rand(23, 31, generator=g) * 65535).to(torch.int32).numpy().astype(np.uint16)
+        rotated = np.rot90(arr8)  # a strided view, as orientation handling makes
+        plain = [encode._tensor_to_array(img, 8), encode._tensor_to_array(img, 16), dio.uint8_to_tensor(arr8),
+                 decode._array_to_tensor(arr16), decode._array_to_tensor(rotated)]
+        monkeypatch.setattr(decode, "COMPILED_MIN_PIXELS", 0)
+        compiled = [encode._tensor_to_array(img, 8), encode._tensor_to_array(img, 16), dio.uint8_to_tensor(arr8),
+                    decode._array_to_tensor(arr16), decode._array_to_tensor(rotated)]
+        for a, b in zip(plain, compiled):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            assert np.array_equal(np.asarray(a), np.asarray(b))
+        with pytest.raises(ValueError, match="NaN"):
+            dio.tensor_to_uint8(torch.full((3, 2, 2), float("inf")))
+
 
 # ------------------------------------------------------------------------------------------------ round trips
 

@@ -100,11 +100,22 @@ class LoadedImage:
 # named conversions (the only /255 and /65535 of reading)
 
 
+#: images of at least this many pixels are converted to and from arrays by the compiled
+#: :mod:`deepexposure.pixel_kernels` (one parallel pass; the same values as the numpy/torch form)
+COMPILED_MIN_PIXELS = 1 << 20
+
+
 def _array_to_tensor(arr: np.ndarray) -> torch.Tensor:
     """``(H, W)`` or ``(H, W, C)`` uint8/uint16 -> ``(1, C, H, W)`` float32 in [0, 1] (value / 255 or / 65535)."""
     scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}[arr.dtype]
     if arr.ndim == 2:
         arr = arr[:, :, None]
+    if arr.shape[0] * arr.shape[1] >= COMPILED_MIN_PIXELS:
+        from .pixel_kernels import interleaved_to_planar
+
+        out = torch.empty((arr.shape[2], arr.shape[0], arr.shape[1]), dtype=torch.float32)
+        interleaved_to_planar(arr, scale, out.numpy())
+        return out.unsqueeze(0)
     img = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)).astype(np.float32))
     return img.div_(scale).unsqueeze(0)
 

@@ -19,6 +19,7 @@ import tifffile
 import torch
 from PIL import Image
 
+from . import decode as _decode
 from .atomic import _EXISTS, _NAME_MAX, WriteError, atomic_write
 from .metadata import _EXIF_PREFIX, _normalise_exif, _parse_exif, _srgb_icc, exif_sub_ifds, sub_ifd_bytes
 
@@ -51,9 +52,16 @@ def _tensor_to_array(img: torch.Tensor, bits: int) -> np.ndarray:
     if img.ndim != 3:
         raise ValueError(f"expected shape (1, C, H, W) or (C, H, W), got {tuple(img.shape)}")
     img = img.detach().to("cpu", torch.float32)
+    maxv = (1 << bits) - 1
+    if img.shape[-2] * img.shape[-1] >= _decode.COMPILED_MIN_PIXELS:
+        from .pixel_kernels import planar_to_interleaved
+
+        out = np.empty((img.shape[1], img.shape[2], img.shape[0]), dtype=np.uint8 if bits == 8 else np.uint16)
+        if planar_to_interleaved(img.contiguous().numpy(), maxv, out):
+            raise ValueError("the image contains NaN or infinite values")
+        return out
     if not bool(torch.isfinite(img).all()):
         raise ValueError("the image contains NaN or infinite values")
-    maxv = (1 << bits) - 1
     q = torch.round(img.clamp(0.0, 1.0) * maxv)
     return q.permute(1, 2, 0).numpy().astype(np.uint8 if bits == 8 else np.uint16)
 

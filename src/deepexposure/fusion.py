@@ -1,24 +1,39 @@
-"""Mertens exposure fusion: the streaming full-resolution engine, and the one import for fusion.
+"""Mertens exposure fusion: the fast full-resolution engine, and the one import for fusion.
 
 The maths (Eqs. (30)-(31) of the DeepExposure supplement: weights, pyramids, the batched
-autograd fusion of training stacks) is in :mod:`deepexposure.mertens` and re-exported here;
-this module adds :func:`exposure_fusion_streaming`, the same fusion of one full-resolution
-image with bounded memory and no autograd, computed strip by strip (it reproduces the batched
-path to 1e-10 in float64).
+autograd fusion of training stacks) is in :mod:`deepexposure.mertens` and re-exported here.
+This module adds the same fusion of one full-resolution photo, without autograd and with
+bounded memory, computed by the compiled kernels of :mod:`deepexposure.fusion_kernels`:
+
+* :func:`fuse_exposures` -- the render of an ``exposure_fusion`` recipe op: the photo and its
+  global re-exposures ``S * 2^ev`` (linear light). A re-exposure is a function of one sample,
+  so it is a lookup in a table of :data:`LUT_SIZE` samples of that function (computed with
+  :func:`deepexposure.filters.exposed_from_linear` in float64), instead of two transfer
+  functions (``pow``) per sample and exposure;
+* :func:`exposure_fusion_streaming` -- the same for any images given by a callable.
+
+Design (docs/performance.md): one exposure at full resolution at a time, never all ``K``.
+Pass 1 adds the ``K`` raw weights into one plane. Pass 2, per exposure: write the exposure and
+its normalised weight into one ``(4, H, W)`` buffer, then per level ``l`` one kernel builds
+level ``l + 1`` of both Gaussian pyramids (``pyrDown``) and one adds the weighted Laplacian
+band ``G(W)_l * (G_l - up(G_{l+1}))`` into the fused pyramid; level buffers are reused by
+every exposure. Then the fused pyramid is collapsed in place. Each kernel is one parallel
+pass over its rows (all cores), so the time is a few reads and writes of each plane.
 """
 
 from __future__ import annotations
 
-import math
+import functools
+import threading
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from . import mertens
 from .mertens import (  # re-exported: this module is the one import for fusion
     MERTENS_EPS as MERTENS_EPS,
     FusionConfig as FusionConfig,
-    _reflect101,
     _resolve_levels,
     collapse_laplacian as collapse_laplacian,
     default_levels as default_levels,
@@ -30,240 +45,65 @@ from .mertens import (  # re-exported: this module is the one import for fusion
     pyr_up as pyr_up,
 )
 
-__all__ = [*mertens.__all__, "exposure_fusion_streaming"]
+__all__ = [*mertens.__all__, "exposure_fusion_streaming", "fuse_exposures", "exposure_lut", "LUT_SIZE"]
 
-# --------------------------------------------------------------------------------------------
-# Streaming full-resolution path (no autograd).
-#
-# Every full-resolution quantity is produced in horizontal strips of rows into small reused
-# buffers: the arithmetic runs on cache-resident data, no full-size temporary is allocated
-# (fresh 100+ MB tensors cost more in page faults than the arithmetic), and the number of
-# torch calls stays small (each costs microseconds of dispatch and a thread-pool barrier).
-# From level 1 up, an exposure's image and weight share one (4, h, w) buffer so that a single
-# set of calls reduces both. The kernels compute the same sums as pyr_down / pyr_up /
-# _raw_weights; up-sampled strips are left unscaled (x64) and the consumer folds 1/64 into
-# its ``alpha``.
-# --------------------------------------------------------------------------------------------
+#: samples of [0, 1] in a re-exposure table: ``255 * 64 + 1``, so every 8-bit value ``v / 255``
+#: is a sample (exact up to float rounding), and between samples the piecewise-linear error is
+#: below 1e-5 (the curve's kink where ``S * 2^ev`` reaches white) -- far below 8-bit steps.
+LUT_SIZE = 255 * 64 + 1
 
-_UP_SCALE = 1.0 / 64.0
-#: pixels per strip (rows = _STRIP_PIXELS // width, even): 32 MB per channel, three strips of
-#: a 24 MP frame. Smaller strips are kinder to the cache but cost more torch calls; each call
-#: on more than 32k elements is an OpenMP parallel region, and on an oversubscribed machine
-#: (libgomp's default spin-waiting) the number of regions, not the arithmetic, sets the time.
-_STRIP_PIXELS = 1 << 23
+#: kernels on planes of fewer pixels run on the calling thread: a parallel loop hands work to the
+#: pool's sleeping workers twice, and on a busy machine each hand-over can cost a scheduler slice
+#: (0.5 MP fusion on the shared 2-core machine: 0.23 s serial, 0.36 s with 2^18 here)
+PARALLEL_MIN_PIXELS = 1 << 20
+
+#: :func:`fuse_exposures` keeps the raw weights between its passes up to this many samples
+#: (``K x H x W``; 2^25 float32 = 128 MiB)
+KEEP_WEIGHTS_SAMPLES = 1 << 25
+
+#: numba's portable thread pool (``workqueue``) must not be entered by two threads at once;
+#: the other layers (OpenMP, TBB) may. Held around a fusion only when that pool is in use.
+_WORKQUEUE_LOCK = threading.Lock()
 
 
-class _Workspace:
-    """Named flat buffers, grown on demand and handed out as views of the requested shape."""
+@functools.lru_cache(maxsize=64)
+def _lut_cached(ev: float, size: int, dtype: torch.dtype) -> np.ndarray:
+    from .color import srgb_to_linear
+    from .filters import exposed_from_linear
 
-    def __init__(self, dtype: torch.dtype, device: torch.device) -> None:
-        self._dtype = dtype
-        self._device = device
-        self._bufs: dict[str, torch.Tensor] = {}
-
-    def get(self, name: str, shape: tuple[int, ...]) -> torch.Tensor:
-        n = math.prod(shape)
-        buf = self._bufs.get(name)
-        if buf is None or buf.numel() < n:
-            self._bufs.pop(name, None)
-            buf = torch.empty(n, dtype=self._dtype, device=self._device)
-            self._bufs[name] = buf
-        return buf[:n].view(shape)
-
-
-def _strip_rows(width: int) -> int:
-    return max(2, (_STRIP_PIXELS // max(width, 1)) & ~1)
-
-
-_ALL = slice(None)
-
-
-def _every2(t: torch.Tensor, dim: int, start: int, count: int) -> torch.Tensor:
-    """``count`` samples of ``t`` along ``dim`` (0, 1 or 2) from ``start`` with step 2 (a view)."""
-    return t[(_ALL,) * dim + (slice(start, start + 2 * count - 1 if count > 0 else start, 2),)]
-
-
-def _down_axis_into(src: torch.Tensor, dst: torch.Tensor, dim: int, first: int = 0) -> None:
-    """``dst[j] = sum_t k_t src[2 (first + j) + t - 2]``, ``k = (1, 4, 6, 4, 1)`` (unscaled), reflect-101.
-
-    ``dst`` holds outputs ``first .. first + dst.shape[dim] - 1`` of the reduction of ``src``.
-    """
-    n = src.shape[dim]
-    j0, j1 = first, first + dst.shape[dim]
-    a, b = max(j0, 1), min(j1, (n - 3) // 2 + 1)  # outputs reading only in-range samples
-    if b > a:
-        inner = dst.narrow(dim, a - j0, b - a)
-        torch.add(_every2(src, dim, 2 * a - 2, b - a), _every2(src, dim, 2 * a + 2, b - a), out=inner)
-        inner.add_(_every2(src, dim, 2 * a - 1, b - a), alpha=4.0)
-        inner.add_(_every2(src, dim, 2 * a + 1, b - a), alpha=4.0)
-        inner.add_(_every2(src, dim, 2 * a, b - a), alpha=6.0)
-    for j in range(j0, j1):
-        if a <= j < b:
-            continue
-        row = dst.select(dim, j - j0)
-        row.copy_(src.select(dim, _reflect101(2 * j - 2, n)))
-        for t, k in ((1, 4.0), (2, 6.0), (3, 4.0), (4, 1.0)):
-            row.add_(src.select(dim, _reflect101(2 * j + t - 2, n)), alpha=k)
-
-
-def _up_axis_into(src: torch.Tensor, dst: torch.Tensor, dim: int, first: int, size: int) -> None:
-    """Samples ``first ..`` (``first`` even) of ``8 * up(src)`` along ``dim`` (unscaled) into ``dst``.
-
-    ``size`` is the full up-sampled length (``2n`` or ``2n - 1``).
-    ``up[2i] = s[i-1] + 6 s[i] + s[i+1]``, ``up[2i+1] = 4 s[i] + 4 s[i+1]`` with the
-    reflect-101 extension of the zero-inserted signal (``s[-1] = s[lo]``, ``s[n] = s[hi]``).
-    """
-    n = src.shape[dim]
-    count = dst.shape[dim]
-    if size not in (2 * n, 2 * n - 1) or first % 2 or first + count > size or n < 2:
-        raise ValueError("internal error: bad up-sampling strip")
-    lo = _reflect101(-2, 2 * n) // 2
-    hi = _reflect101(2 * n, 2 * n) // 2
-    i0 = first // 2
-    n_even, n_odd = (count + 1) // 2, count // 2
-    even = _every2(dst, dim, 0, n_even)
-    odd = _every2(dst, dim, 1, n_odd)
-    a, b = max(i0, 1), min(i0 + n_even, n - 1)
-    if b > a:
-        inner = even.narrow(dim, a - i0, b - a)
-        torch.add(src.narrow(dim, a - 1, b - a), src.narrow(dim, a + 1, b - a), out=inner)
-        inner.add_(src.narrow(dim, a, b - a), alpha=6.0)
-    for i in range(i0, i0 + n_even):
-        if a <= i < b:
-            continue
-        row = even.select(dim, i - i0)
-        torch.add(src.select(dim, i - 1 if i >= 1 else lo), src.select(dim, i + 1 if i + 1 < n else hi), out=row)
-        row.add_(src.select(dim, i), alpha=6.0)
-    b = max(min(i0 + n_odd, n - 1), i0)
-    if b > i0:
-        inner = odd.narrow(dim, 0, b - i0)
-        torch.mul(src.narrow(dim, i0, b - i0), 4.0, out=inner)
-        inner.add_(src.narrow(dim, i0 + 1, b - i0), alpha=4.0)
-    for i in range(b, i0 + n_odd):
-        row = odd.select(dim, i - i0)
-        torch.mul(src.select(dim, i), 4.0, out=row)
-        row.add_(src.select(dim, hi), alpha=4.0)
-
-
-def _down_rows(
-    sources: list[tuple[torch.Tensor, slice]], dst: torch.Tensor, j0: int, j1: int, ws: _Workspace
-) -> None:
-    """``dst[:, j0:j1] = pyr_down(cat(sources))[:, j0:j1]``; ``sources`` are ``(C_s, H, W)`` planes and
-    the channel slices of ``dst`` they go to."""
-    c = dst.shape[0]
-    h, w = sources[0][0].shape[-2:]
-    if h < 3 or w < 3:  # tiny top levels: the generic path
-        for src, ch in sources:
-            dst[ch, j0:j1] = pyr_down(src.unsqueeze(0))[0, :, j0:j1]
-        return
-    n = j1 - j0
-    tmp = ws.get("down_v", (c, n, w + 4))  # two reflect-101 columns each side
-    for src, ch in sources:
-        _down_axis_into(src, tmp[ch, :, 2 : w + 2], 1, first=j0)
-    for p in (0, 1, w + 2, w + 3):  # padded column p is original column p - 2
-        tmp[:, :, p].copy_(tmp[:, :, _reflect101(p - 2, w) + 2])
-    m = dst.shape[-1]
-    out = dst[:, j0:j1]
-    torch.add(_every2(tmp, 2, 0, m), _every2(tmp, 2, 4, m), out=out)
-    out.add_(_every2(tmp, 2, 1, m), alpha=4.0)
-    out.add_(_every2(tmp, 2, 3, m), alpha=4.0)
-    out.add_(_every2(tmp, 2, 2, m), alpha=6.0)
-    out.mul_(1.0 / 256.0)
-
-
-def _up_rows(src: torch.Tensor, r0: int, r1: int, size: tuple[int, int], ws: _Workspace) -> torch.Tensor:
-    """Rows ``r0:r1`` (``r0`` even) of ``64 * pyr_up(src, size)`` as a workspace view ``(C, r1 - r0, W)``."""
-    c, hs, wsrc = src.shape
-    out = ws.get("up_h", (c, r1 - r0, size[1]))
-    if hs < 2 or wsrc < 2:  # tiny top levels: the generic path
-        torch.mul(pyr_up(src.unsqueeze(0), size)[0, :, r0:r1], 64.0, out=out)
-        return out
-    tmp = ws.get("up_v", (c, r1 - r0, wsrc + 2))  # one reflect-101 column each side
-    _up_axis_into(src, tmp[:, :, 1 : wsrc + 1], 1, first=r0, size=size[0])
-    tmp[:, :, 0].copy_(tmp[:, :, 1 + _reflect101(-2, 2 * wsrc) // 2])
-    tmp[:, :, wsrc + 1].copy_(tmp[:, :, 1 + _reflect101(2 * wsrc, 2 * wsrc) // 2])
-    n_even, n_odd = (size[1] + 1) // 2, size[1] // 2
-    even, odd = _every2(out, 2, 0, n_even), _every2(out, 2, 1, n_odd)
-    torch.add(tmp[:, :, 0:n_even], tmp[:, :, 2 : n_even + 2], out=even)
-    even.add_(tmp[:, :, 1 : n_even + 1], alpha=6.0)
-    torch.mul(tmp[:, :, 1 : n_odd + 1], 4.0, out=odd)
-    odd.add_(tmp[:, :, 2 : n_odd + 2], alpha=4.0)
+    grid = torch.linspace(0.0, 1.0, size, dtype=torch.float64).view(1, 1, 1, size).expand(1, 3, 1, size)
+    table = exposed_from_linear(srgb_to_linear(grid), torch.tensor([[ev]], dtype=torch.float64))[0, 0, 0]
+    out = table.to(dtype).numpy()
+    out.setflags(write=False)
     return out
 
 
-def _raw_weight_rows(img: torch.Tensor, out: torch.Tensor, r0: int, r1: int, cfg: FusionConfig, ws: _Workspace) -> None:
-    """Rows ``r0:r1`` of the raw weight ``C^c1 S^c2 E^c3 + eps`` of ``img (3, H, W)`` into ``out (r1 - r0, W)``.
+def exposure_lut(ev: float, size: int = LUT_SIZE, dtype: torch.dtype = torch.float32) -> np.ndarray:
+    """Table of the global re-exposure ``s -> linear_to_srgb(clip(srgb_to_linear(s) * 2^ev, 0, 1))``.
 
-    The same arithmetic as :func:`_raw_weights`, on strip-sized reused buffers.
+    Args:
+        ev: exposure value in stops.
+        size: number of evenly spaced samples of ``s`` in [0, 1] (>= 2).
+        dtype: float32 or float64.
+    Returns:
+        read-only ``(size,)`` array; ``table[i] = f(i / (size - 1))``, evaluated in float64 by
+        :func:`deepexposure.filters.exposed_from_linear`.
     """
-    _, h, w = img.shape
-    n = r1 - r0
-    strip = img[:, r0:r1]
-    if cfg.contrast_weight != 0:
-        # grey of rows r0-1 .. r1 (reflect-101 at the image border), one padded column each side
-        pad = ws.get("w_pad", (n + 2, w + 2))
-        ga, gb = max(r0 - 1, 0), min(r1 + 1, h)
-        grey = pad[ga - (r0 - 1) : gb - (r0 - 1), 1 : w + 1]
-        src = img[:, ga:gb]
-        torch.mul(src[0], 0.299, out=grey)
-        grey.add_(src[1], alpha=0.587)
-        grey.add_(src[2], alpha=0.114)
-        for k in (0, n + 1):
-            p = r0 - 1 + k
-            if not ga <= p < gb:
-                pad[k, 1 : w + 1].copy_(pad[_reflect101(p, h) - (r0 - 1), 1 : w + 1])
-        pad[:, 0].copy_(pad[:, 1 + _reflect101(-1, w)])
-        pad[:, w + 1].copy_(pad[:, 1 + _reflect101(w, w)])
-        # (up + down - 2 c) + (left + right - 2 c), in this order: exactly 0 on flat areas
-        # (clipped highlights), as the batched path; "+ 4 neighbours - 4 c" leaves rounding
-        # noise there, which then decides the otherwise all-eps weights.
-        centre = pad[1 : n + 1, 1 : w + 1]
-        torch.add(pad[0:n, 1 : w + 1], pad[2 : n + 2, 1 : w + 1], out=out)
-        out.add_(centre, alpha=-2.0)
-        out.add_(pad[1 : n + 1, 0:w])
-        out.add_(pad[1 : n + 1, 2 : w + 2])
-        out.add_(centre, alpha=-2.0)
-        out.abs_()
-        if cfg.contrast_weight != 1:
-            out.pow_(cfg.contrast_weight)
-    else:
-        out.fill_(1.0)
-    zero = img.new_zeros(())
-    t3 = ws.get("w_t3", (3, n, w))
-    t1 = ws.get("w_t1", (n, w))
-    if cfg.saturation_weight != 0:
-        # sqrt(((r - g)^2 + (g - b)^2 + (b - r)^2) / 3) ** c2
-        torch.sub(strip[0:2], strip[1:3], out=t3[0:2])
-        torch.sub(strip[2], strip[0], out=t3[2])
-        torch.addcmul(zero, t3[0], t3[0], value=1.0 / 3.0, out=t1)
-        t1.addcmul_(t3[1], t3[1], value=1.0 / 3.0)
-        t1.addcmul_(t3[2], t3[2], value=1.0 / 3.0)
-        if cfg.saturation_weight == 1:
-            t1.sqrt_()
-        else:
-            t1.pow_(0.5 * cfg.saturation_weight)
-        out.mul_(t1)
-    if cfg.exposedness_weight != 0:
-        torch.sub(strip, 0.5, out=t3)
-        scale = -cfg.exposedness_weight / (2.0 * cfg.sigma**2)
-        torch.addcmul(zero, t3[0], t3[0], value=scale, out=t1)
-        t1.addcmul_(t3[1], t3[1], value=scale)
-        t1.addcmul_(t3[2], t3[2], value=scale)
-        out.mul_(t1.exp_())
-    out.add_(MERTENS_EPS)
+    if size < 2:
+        raise ValueError(f"exposure_lut: size must be >= 2, got {size}")
+    return _lut_cached(float(ev), int(size), dtype)
 
 
-def _raw_weight_plane(
-    img: torch.Tensor, out: torch.Tensor, cfg: FusionConfig, ws: _Workspace, wsum: torch.Tensor | None = None
-) -> None:
-    """``out (1, H, W)`` = raw weight of ``img (3, H, W)``, strip by strip; also ``wsum += out`` if given."""
-    h, w = img.shape[-2:]
-    rows = _strip_rows(w)
-    for r0 in range(0, h, rows):
-        r1 = min(r0 + rows, h)
-        _raw_weight_rows(img, out[0, r0:r1], r0, r1, cfg, ws)
-        if wsum is not None:
-            wsum[:, r0:r1].add_(out[:, r0:r1])
+def _kernels():
+    from . import fusion_kernels
+
+    return fusion_kernels
+
+
+def _weight_params(cfg: FusionConfig, dtype: torch.dtype) -> np.ndarray:
+    escale = -cfg.exposedness_weight / (2.0 * cfg.sigma**2)
+    prm = (cfg.contrast_weight, cfg.saturation_weight, cfg.exposedness_weight, escale, MERTENS_EPS)
+    return np.array(prm, dtype=np.float32 if dtype == torch.float32 else np.float64)
 
 
 def _level_shapes(h: int, w: int, levels: int) -> list[tuple[int, int]]:
@@ -272,6 +112,89 @@ def _level_shapes(h: int, w: int, levels: int) -> list[tuple[int, int]]:
         h, w = (h + 1) // 2, (w + 1) // 2
         shapes.append((h, w))
     return shapes
+
+
+def _set_threads() -> int:
+    import numba
+
+    most = int(getattr(numba.config, "NUMBA_NUM_THREADS", 1))
+    threads = max(1, min(torch.get_num_threads(), most))
+    numba.set_num_threads(threads)
+    return threads
+
+
+def _pool_lock() -> threading.Lock | None:
+    import numba
+
+    try:
+        return _WORKQUEUE_LOCK if numba.threading_layer() == "workqueue" else None
+    except ValueError:  # no parallel kernel has run yet: the layer is not chosen
+        return _WORKQUEUE_LOCK
+
+
+#: ``source(i) -> (src (3, H, W), lut or None)``: exposure ``i`` is ``lut(src)``, or ``src`` itself
+_Source = Callable[[int], tuple[np.ndarray, np.ndarray | None]]
+
+
+def _fuse(source: _Source, k: int, h: int, w: int, dtype: torch.dtype, cfg: FusionConfig,
+          keep_weights: bool) -> torch.Tensor:
+    """The fusion engine (see the module docstring); returns the ``(1, 3, H, W)`` tensor."""
+    kern = _kernels()
+    levels = _resolve_levels(h, w, cfg.levels)
+    shapes = _level_shapes(h, w, levels)
+    prm = _weight_params(cfg, dtype)
+    g = [torch.empty((4, hl, wl), dtype=dtype).numpy() for hl, wl in shapes]  # Gaussian image + weight
+    img0, w0 = g[0][0:3], g[0][3]
+    keep = keep_weights and k > 1
+    threads = _set_threads()
+    par = [threads > 1 and hl * wl >= PARALLEL_MIN_PIXELS for hl, wl in shapes]  # per level
+    no_lut = np.zeros(2, dtype=w0.dtype)
+    fast_exp = dtype == torch.float32  # float64 keeps np.exp (agreement with the batched path to 1e-10)
+    bits_proto = np.zeros(0, dtype=np.int32 if dtype == torch.float32 else np.int64)
+
+    def expose_weigh(i: int, mode: int, wsum: np.ndarray, img_out: np.ndarray, w_out: np.ndarray) -> None:
+        src, lut = source(i)
+        kern.expose_weigh(src, no_lut if lut is None else lut, lut is not None, prm, mode, wsum, img_out, w_out, fast_exp,
+                          bits_proto, par[0])
+
+    # pass 1: the weight sum (and, with keep_weights, every raw weight)
+    wsum = torch.zeros((h, w), dtype=dtype).numpy()
+    kept: list[np.ndarray] = []
+    for i in range(k):
+        if keep:
+            kept.append(torch.empty((h, w), dtype=dtype).numpy())
+            expose_weigh(i, 3, wsum, img0, kept[-1])
+        else:
+            expose_weigh(i, 1, wsum, img0, w0)
+
+    # pass 2: per exposure, its pyramids level by level into the fused Laplacian pyramid
+    out = [torch.zeros((3, hl, wl), dtype=dtype).numpy() for hl, wl in shapes]
+    for i in range(k):
+        if keep:
+            expose_weigh(i, 0, wsum, img0, w0)
+            np.divide(kept[i], wsum, out=w0)
+            kept[i] = wsum[:0, :0]  # release the plane
+        else:
+            expose_weigh(i, 2, wsum, img0, w0)
+        for lvl in range(levels):
+            kern.down4(g[lvl], g[lvl + 1], par[lvl + 1])
+            kern.laplacian_accumulate(g[lvl], g[lvl + 1], out[lvl], par[lvl])
+        kern.weighted_add(g[levels], out[levels], par[levels])
+    del g, img0, w0, wsum, kept
+
+    # collapse in place: out_{l-1} += up(out_l)
+    for lvl in range(levels, 0, -1):
+        kern.up_add(out[lvl], out[lvl - 1], par[lvl - 1])
+        out[lvl] = out[lvl][:, :0]
+    return torch.from_numpy(out[0]).unsqueeze(0)
+
+
+def _run(source: _Source, k: int, h: int, w: int, dtype: torch.dtype, cfg: FusionConfig, keep_weights: bool) -> torch.Tensor:
+    lock = _pool_lock()
+    if lock is None:
+        return _fuse(source, k, h, w, dtype, cfg, keep_weights)
+    with lock:
+        return _fuse(source, k, h, w, dtype, cfg, keep_weights)
 
 
 def _check_image(img: torch.Tensor, i: int, shape: tuple[int, ...] | None) -> torch.Tensor:
@@ -283,49 +206,8 @@ def _check_image(img: torch.Tensor, i: int, shape: tuple[int, ...] | None) -> to
     return img[0]
 
 
-def _accumulate_levels(
-    img: torch.Tensor,
-    weight: torch.Tensor,
-    out: list[torch.Tensor],
-    shapes: list[tuple[int, int]],
-    first: int,
-    last: int,
-    ws: _Workspace,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``out[l] += sum_g G(w_g)_l * L(img_g)_l`` for levels ``first <= l < last``, strip by strip.
-
-    ``img (3G, h, w)`` holds ``G`` images and ``weight (G, h, w)`` their normalised weights, both
-    at level ``first``. Level ``l + 1`` of both pyramids is produced just ahead of the strip of
-    level ``l`` that needs it, so each strip is read from memory about once. Returns the
-    level-``last`` Gaussian images and weights (workspace views).
-    """
-    g = weight.shape[0]
-    sources = [(img, slice(0, 3 * g)), (weight, slice(3 * g, 4 * g))]
-    cur_img, cur_w = img, weight
-    for lvl in range(first, last):
-        (hc, wc), (hn, wn) = shapes[lvl], shapes[lvl + 1]
-        nxt = ws.get("lvl_" + "ab"[lvl % 2], (4 * g, hn, wn))
-        rows = _strip_rows(wc * g)
-        done = 0
-        for r0 in range(0, hc, rows):
-            r1 = min(r0 + rows, hc)
-            need = min(hn, (r1 + 1) // 2 + 1)
-            if need > done:
-                _down_rows(sources, nxt, done, need, ws)
-                done = need
-            band = _up_rows(nxt[0 : 3 * g], r0, r1, (hc, wc), ws)
-            torch.sub(cur_img[:, r0:r1], band, alpha=_UP_SCALE, out=band)
-            for j in range(g):
-                out[lvl][:, r0:r1].addcmul_(band[3 * j : 3 * j + 3], cur_w[j : j + 1, r0:r1])
-        sources = [(nxt, slice(0, 4 * g))]
-        cur_img, cur_w = nxt[0 : 3 * g], nxt[3 * g : 4 * g]
-    return cur_img, cur_w
-
-
-#: Pyramid levels of at most this many pixels are not streamed per exposure: the K exposures'
-#: Gaussian images and weights at the first such level are kept (at most K x 4 x this many
-#: floats) and the coarse levels are processed for all K at once, with K times fewer calls.
-_COARSE_PIXELS = 1 << 19
+def _work_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def exposure_fusion_streaming(
@@ -335,106 +217,85 @@ def exposure_fusion_streaming(
     *,
     keep_weights: bool = True,
 ) -> torch.Tensor:
-    """Memory-frugal full-resolution Mertens fusion (Eqs. 30-31); the result of :func:`exposure_fusion`.
+    """Full-resolution Mertens fusion of ``k`` images given one at a time (Eqs. 30-31).
 
-    Computes the same function as :func:`exposure_fusion` (float64: equal to 1e-10; float32: see
-    the module notes on rounding). Holds one exposure and one image pyramid at a time, never all
-    ``k``:
+    Computes :func:`exposure_fusion` of the stack ``[make_image(0), ..., make_image(k - 1)]``
+    (float64: equal to 1e-10; float32: see :mod:`deepexposure.mertens` on rounding) with the
+    compiled engine of this module, holding one image at a time.
 
-    1. pass 1: for each ``i`` build ``make_image(i)``, compute its raw weight ``W^i`` (in strips of
-       rows) and add it to the weight sum; then normalise the kept weights;
-    2. pass 2: for each ``i`` rebuild ``make_image(i)`` and walk both pyramids level by level,
-       ``out_l += G(W^i)_l * (G_l - up(G_{l+1}))``, in strips of rows, producing level ``l + 1``
-       just ahead of the strip of level ``l`` that needs it, down to the first level of at most
-       ``2^19`` pixels, whose Gaussian image and weight are kept;
-    3. do the remaining coarse levels for all ``k`` exposures at once (fewer, larger calls);
-    4. collapse the accumulated Laplacian pyramid in place.
-
-    Memory beyond the caller's images (24 MP, k = 5: about 1.1-1.2 GiB): the output pyramid
-    (4/3 of an image), the ``k`` weight planes (``keep_weights=True``; else the weight sum and one
-    recomputed weight), one exposure's levels 1 and 2 (4 channels), strip buffers of at most
-    ~2^23 pixels per channel, and the coarse Gaussians (``k x 4 x 2^19`` floats at most). Nothing
-    of that size is allocated per call of an inner loop. Runs under ``torch.no_grad()`` in the
-    images' dtype (float32 expected); threading is the caller's business
-    (``torch.set_num_threads``; see ``benchmarks/bench_fusion.py`` for ``OMP_WAIT_POLICY`` on a
-    shared machine).
+    Memory beyond the caller's images (``H x W`` pixels): one ``(4, H, W)`` working buffer and
+    its 4/3-size pyramid, the fused pyramid (4/3 of an image), the weight sum, and with
+    ``keep_weights`` the ``k`` raw weight planes (else each weight is computed twice).
+    Runs without autograd on the CPU in float32 (float64 inputs: float64; other dtypes: float32)
+    with ``torch.get_num_threads()`` threads; the result is on the images' device.
 
     Args:
-        make_image: ``i -> (1, 3, H, W)`` exposure ``i`` in [0, 1], ``0 <= i < k``. Called twice per
-            index, so it must be deterministic (a global exposure of the original is cheap).
-            Its result is only read, never modified.
-        k: number of exposures, ``>= 1``.
+        make_image: ``i -> (1, 3, H, W)`` image ``i`` in [0, 1], ``0 <= i < k``. Called twice per
+            index, so it must be deterministic. Its result is only read, never modified.
+        k: number of images, ``>= 1``.
         cfg: :class:`FusionConfig`.
-        keep_weights: keep the weight planes between the passes (faster) instead of
-            recomputing them in pass 2 (``k - 2`` fewer planes held).
+        keep_weights: keep the raw weights between the two passes (``k`` planes) instead of
+            computing them again.
     Returns:
         ``(1, 3, H, W)`` fused image, unclipped like :func:`exposure_fusion`.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     with torch.no_grad():
-        first: torch.Tensor | None = _check_image(make_image(0), 0, None)
-        assert first is not None
-        shape = (1, *first.shape)
-        _, h, w = first.shape
-        dtype, device = first.dtype, first.device
-        levels = _resolve_levels(h, w, cfg.levels)
-        shapes = _level_shapes(h, w, levels)
-        coarse = next((i for i, (hl, wl) in enumerate(shapes) if hl * wl <= _COARSE_PIXELS), levels)
+        held = [_check_image(make_image(0), 0, None)]  # used for the first call of source(0)
+        shape = (1, *held[0].shape)
+        _, h, w = held[0].shape
+        device = held[0].device
+        dtype = _work_dtype(held[0].dtype)
 
-        # pass 1: raw weights and their sum (own workspace, released before the pyramids exist)
-        ws1 = _Workspace(dtype, device)
-        wsum = torch.zeros((1, h, w), dtype=dtype, device=device)
-        raws: list[torch.Tensor | None] = []
-        for i in range(k):
-            img = first if first is not None else _check_image(make_image(i), i, shape)  # i == 0 <=> first held
-            first = None  # hold one exposure at a time
-            raw = torch.empty_like(wsum) if keep_weights else ws1.get("raw", (1, h, w))
-            _raw_weight_plane(img, raw, cfg, ws1, wsum)
-            raws.append(raw if keep_weights else None)
-            del img, raw
-        del ws1
-        if keep_weights:  # normalise now and drop the sum: one plane less while the pyramids exist
-            for kept in raws:
-                assert kept is not None
-                kept.div_(wsum)
-            del kept, wsum
+        def source(i: int) -> tuple[np.ndarray, None]:
+            img = held.pop() if i == 0 and held else _check_image(make_image(i), i, shape)
+            return img.detach().to("cpu", dtype).contiguous().numpy(), None
 
-        # pass 2: out_l = sum_i G(W^i / sum W)_l * L(img_i)_l for the fine levels l < coarse
-        ws = _Workspace(dtype, device)
-        out = [torch.zeros((3, hl, wl), dtype=dtype, device=device) for hl, wl in shapes]
-        hc, wc = shapes[coarse]
-        coarse_img = torch.empty((3 * k, hc, wc), dtype=dtype, device=device)
-        coarse_w = torch.empty((k, hc, wc), dtype=dtype, device=device)
-        for i in range(k):
-            img = _check_image(make_image(i), i, shape)
-            weight = raws[i]
-            raws[i] = None
-            if weight is None:
-                weight = ws.get("raw", (1, h, w))
-                _raw_weight_plane(img, weight, cfg, ws)
-                weight.div_(wsum)
-            g_img, g_w = _accumulate_levels(img, weight, out, shapes, 0, coarse, ws)
-            coarse_img[3 * i : 3 * i + 3].copy_(g_img)
-            coarse_w[i : i + 1].copy_(g_w)
-            del img, weight, g_img, g_w
-        del raws
-        if not keep_weights:
-            del wsum
+        return _run(source, k, h, w, dtype, cfg, keep_weights).to(device)
 
-        # the coarse levels, all exposures at once
-        top_img, top_w = _accumulate_levels(coarse_img, coarse_w, out, shapes, coarse, levels, ws)
-        for j in range(k):
-            out[levels].addcmul_(top_img[3 * j : 3 * j + 3], top_w[j : j + 1])
-        del ws, coarse_img, coarse_w, top_img, top_w
 
-        # collapse in place: out_{l-1} += up(out_l)
-        ws = _Workspace(dtype, device)
-        for lvl in range(levels, 0, -1):
-            hc, wc = shapes[lvl - 1]
-            rows_l = _strip_rows(wc)
-            for r0 in range(0, hc, rows_l):
-                r1 = min(r0 + rows_l, hc)
-                out[lvl - 1][:, r0:r1].add_(_up_rows(out[lvl], r0, r1, (hc, wc), ws), alpha=_UP_SCALE)
-            out[lvl] = None  # type: ignore[call-overload]
-        return out[0].unsqueeze(0)
+def fuse_exposures(
+    img_srgb: torch.Tensor,
+    evs: list[float | None],
+    cfg: FusionConfig = FusionConfig(),
+    *,
+    keep_weights: bool | None = None,
+    on_source: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """Mertens fusion of global re-exposures of one photo: the ``exposure_fusion`` recipe op.
+
+    Exposure ``i`` is the photo itself where ``evs[i]`` is None, else
+    ``linear_to_srgb(clip(srgb_to_linear(S) * 2^evs[i], 0, 1))``
+    (:func:`deepexposure.filters.global_exposure`), computed by table lookup
+    (:func:`exposure_lut`); no exposure is built twice at once, and none is kept.
+
+    Args:
+        img_srgb: ``(1, 3, H, W)`` sRGB in [0, 1].
+        evs: one entry per exposure (``None``: the photo unchanged); at least one.
+        cfg: :class:`FusionConfig`.
+        keep_weights: as in :func:`exposure_fusion_streaming`; None: keep them when the ``K``
+            planes hold at most :data:`KEEP_WEIGHTS_SAMPLES` samples (small photos: each weight
+            computed once; large ones: two weight passes instead of ``K`` planes in memory).
+        on_source: called as ``on_source(i)`` each time exposure ``i`` is built (once or twice per
+            exposure, see ``keep_weights``), for progress; it only observes.
+    Returns:
+        ``(1, 3, H, W)`` fused image, unclipped (clip before display or saving).
+    """
+    if img_srgb.dim() != 4 or img_srgb.shape[:2] != (1, 3):
+        raise ValueError(f"fuse_exposures: expected a (1, 3, H, W) image, got {tuple(img_srgb.shape)}")
+    if not evs:
+        raise ValueError("fuse_exposures: needs at least one exposure")
+    with torch.no_grad():
+        dtype = _work_dtype(img_srgb.dtype)
+        src = img_srgb[0].detach().to("cpu", dtype).contiguous().numpy()
+        h, w = src.shape[-2:]
+
+        def source(i: int) -> tuple[np.ndarray, np.ndarray | None]:
+            if on_source is not None:
+                on_source(i)
+            ev = evs[i]
+            return src, (None if ev is None else exposure_lut(float(ev), LUT_SIZE, dtype))
+
+        keep = len(evs) * h * w <= KEEP_WEIGHTS_SAMPLES if keep_weights is None else keep_weights
+        return _run(source, len(evs), h, w, dtype, cfg, keep).to(img_srgb.device)

@@ -41,8 +41,8 @@ our saturation is exactly 0 (pairwise form), OpenCV's is rounding noise.
 
 Two implementations share these definitions: :func:`exposure_fusion` here (batched, autograd; for
 training stacks, 1-D operators as small banded matmuls) and
-:func:`deepexposure.fusion.exposure_fusion_streaming` (one full-resolution image, no autograd,
-bounded memory, in-place strip processing).
+:mod:`deepexposure.fusion` (one full-resolution image, no autograd, bounded memory: compiled
+row kernels, :mod:`deepexposure.fusion_kernels`; docs/performance.md).
 
 The fused image is returned **unclipped** (like OpenCV): the Laplacian blend may leave
 [0, 1] by a few percent near strong edges. Callers that need an image clip it.

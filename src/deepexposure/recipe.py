@@ -19,7 +19,7 @@ Operations (applied in order to the full-resolution sRGB image):
 
 - ``exposure_fusion``: global exposures ``S * 2^ev`` (linear light) of the current image, one per
   entry of ``evs`` (step ``t`` was chosen for segment ``t`` when ``segments`` is present), plus the
-  unmodified image when ``include_original``, fused with Mertens fusion (memory-frugal streaming path).
+  unmodified image when ``include_original``, fused with Mertens fusion (:func:`deepexposure.fusion.fuse_exposures`: compiled, one exposure at a time).
 - ``filter``: one white-box filter of :data:`deepexposure.filters.FILTERS` with its parameters.
 - ``clahe``: contrast-limited adaptive histogram equalisation on luminance (a baseline).
 
@@ -48,9 +48,8 @@ from typing import Any
 
 import torch
 
-from .color import srgb_to_linear
-from .filters import FILTERS, apply_filter, exposed_from_linear
-from .fusion import FusionConfig, exposure_fusion_streaming
+from .filters import FILTERS, apply_filter, global_exposure
+from .fusion import FusionConfig, fuse_exposures
 from .ops import clahe
 
 __all__ = ["Recipe", "RecipeError", "render", "RECIPE_FORMAT", "RECIPE_VERSION", "fusion_op", "validate_evs",
@@ -500,18 +499,20 @@ def _render_fusion(op: dict, img_srgb: torch.Tensor, recipe: Recipe, tick: Calla
     sources = _fusion_sources(op)
     if sources == [None]:
         return img_srgb
-    img_lin = srgb_to_linear(img_srgb)  # decoded once, re-exposed per source (twice: two passes)
-
-    def make(i: int) -> torch.Tensor:
-        tick()  # one step of the render's progress per frame built
-        ev = sources[i]
-        if ev is None:
-            return img_srgb
-        return exposed_from_linear(img_lin, torch.tensor([[ev]], dtype=img_srgb.dtype, device=img_srgb.device))
-
     if len(sources) == 1:
-        return make(0)
-    return exposure_fusion_streaming(make, len(sources), cfg).clamp_(0.0, 1.0)
+        tick()
+        return global_exposure(img_srgb, torch.tensor([[sources[0]]], dtype=img_srgb.dtype, device=img_srgb.device))
+    steps, done = render_steps(op), [0]
+
+    def built(i: int) -> None:  # one step of the render's progress per frame built
+        done[0] += 1
+        if done[0] <= steps:
+            tick()
+
+    out = fuse_exposures(img_srgb, sources, cfg, on_source=built).clamp_(0.0, 1.0)
+    for _ in range(steps - done[0]):  # small photos build each frame once, not twice
+        tick()
+    return out
 
 
 def _render_filter(op: dict, img_srgb: torch.Tensor, recipe: Recipe, tick: Callable[[], None] = _no_tick) -> torch.Tensor:
@@ -550,7 +551,7 @@ OP_RENDERERS: dict[str, Callable[[dict, torch.Tensor, Recipe, Callable[[], None]
 
 def render_steps(op: dict) -> int:
     """Progress steps of one op in :func:`render`: one per frame built for an ``exposure_fusion`` of
-    ``K > 1`` frames (``2 K``: :func:`~deepexposure.fusion.exposure_fusion_streaming` builds each frame
+    ``K > 1`` frames (``2 K``: :func:`~deepexposure.fusion.fuse_exposures` builds each frame
     once per pass), one for any other op."""
     k = len(_fusion_sources(op)) if op.get("op") == "exposure_fusion" else 1
     return 2 * k if k > 1 else 1

@@ -1,0 +1,363 @@
+"""Compiled kernels of the fast Mertens fusion (numba): one call per plane and pyramid level.
+
+Each kernel is one loop over the rows of its output, parallel (``numba.prange``) when its
+``par`` argument says so (the caller's choice by plane size: every parallel loop is two hand-overs
+to the pool's sleeping workers, which on small planes cost more than the work); a row reads
+the few input rows its stencil needs (reflect-101 at the borders, as ``cv2.pyrDown``/``pyrUp``),
+keeps its temporaries in a buffer of one row, and writes its output row once. So every
+plane is read and written about once per kernel, with no per-operation dispatch, no
+full-size temporaries, and both cores busy. The arithmetic mirrors the batched torch path of
+:mod:`deepexposure.mertens` operation by operation (the same sums in the same order; up- and
+down-sampling are unscaled integer-weight sums followed by an exact power-of-two scale), so
+the two agree to float rounding. Kernels are generic over float32/float64: constants are cast
+to the array's dtype (``dtype.type(...)``), so float32 stays float32.
+
+The driver, the LUT re-exposure and the order of the calls are in :mod:`deepexposure.fusion`.
+Compiled code is cached on disk (``cache=True``, numba's ``__pycache__``) after the first use.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numba as nb
+import numpy as np
+
+# numba's own thread pool ("workqueue"): its idle workers sleep. The OpenMP layer numba picks by
+# default on Linux spins between parallel regions (GNU libgomp), which on a busy machine (or beside
+# torch's own OpenMP pool) costs more than the work of a small image: 0.5 MP fusion took 9x the
+# CPU time of OpenCV with it, 1.2x with workqueue. Not thread-safe: deepexposure.fusion holds a
+# lock around each fusion. NUMBA_THREADING_LAYER, when set, wins.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    setattr(nb.config, "THREADING_LAYER", "workqueue")  # noqa: B010 (numba.config has no stubs)
+
+__all__ = ["expose_weigh", "down4", "laplacian_accumulate", "up_add", "weighted_add"]
+
+#: rows per parallel task of :func:`expose_weigh` (two extra rows are looked up per block)
+_BLOCK = 32
+
+
+@nb.njit(cache=True)
+def _refl(p: int, n: int) -> int:
+    """OpenCV ``borderInterpolate(p, n, BORDER_REFLECT_101)``."""
+    if n == 1:
+        return 0
+    while p < 0 or p >= n:
+        p = -p if p < 0 else 2 * n - 2 - p
+    return p
+
+
+@nb.njit(cache=True)
+def _lut_row(x, lut, out):  # pragma: no cover - compiled
+    """``out[j] = lut(x[j])``: piecewise-linear lookup on ``len(lut)`` evenly spaced samples of
+    [0, 1]; inputs outside [0, 1] take the end values. Branch-free, so it vectorises."""
+    c = out.dtype.type
+    last = lut.shape[0] - 1
+    scale = c(last)
+    zero = c(0.0)
+    for j in range(x.shape[0]):
+        t = min(max(x[j] * scale, zero), scale)
+        i = min(int(t), last - 1)
+        f = t - c(i)
+        lo = lut[i]
+        out[j] = lo + f * (lut[i + 1] - lo)
+
+
+@nb.njit(cache=True)
+def _exp_row(x, bits, fbits, shift, bias):  # pragma: no cover - compiled
+    """``x = exp(x)`` in place for ``x <= 0``, vectorisable (float32; ``np.exp`` is a scalar call).
+
+    ``exp(x) = 2^n e^r`` with ``n = round(x / ln 2)``, ``r = x - n ln 2`` (Cody-Waite, two-part
+    ``ln 2``) in [-0.35, 0.35], ``e^r`` by its degree-7 Taylor polynomial (relative error < 1e-8),
+    ``2^n`` built as the float with exponent field ``n + bias`` (``bits`` viewed as ``fbits``).
+    Inputs below -87 give ``exp(-87)`` (~1.6e-38, i.e. 0 next to ``eps`` = 1e-12).
+    """
+    c = x.dtype.type
+    lo, l2e, half = c(-87.0), c(1.4426950408889634), c(0.5)
+    ln2_hi, ln2_lo = c(0.693359375), c(-2.12194440e-4)
+    k2, k3, k4, k5, k6, k7 = c(1.0 / 2), c(1.0 / 6), c(1.0 / 24), c(1.0 / 120), c(1.0 / 720), c(1.0 / 5040)
+    one = c(1.0)
+    for j in range(x.shape[0]):
+        y = max(x[j], lo)
+        n = np.floor(y * l2e + half)
+        r = (y - n * ln2_hi) - n * ln2_lo
+        x[j] = one + r * (one + r * (k2 + r * (k3 + r * (k4 + r * (k5 + r * (k6 + r * k7))))))
+        bits[j] = (np.int64(n) + bias) << shift
+    for j in range(x.shape[0]):
+        x[j] = x[j] * fbits[j]
+
+
+@nb.njit(cache=True)
+def _copy_row(x, out):  # pragma: no cover - compiled
+    for j in range(x.shape[0]):
+        out[j] = x[j]
+
+
+@nb.njit(parallel=True, cache=True, nogil=True)
+def expose_weigh(src, lut, use_lut, prm, mode, wsum, img_out, w_out, fast_exp, bits_proto, par):  # pragma: no cover - compiled
+    """Exposure ``x = lut(src)`` (or ``src`` itself) and its Mertens weight (Eq. 30), row by row.
+
+    ``src (3, H, W)``; ``lut`` a table of :func:`deepexposure.fusion.exposure_lut` (read only when
+    ``use_lut``); ``prm = (c1, c2, c3, -c3 / (2 sigma^2), eps)`` in the images' dtype.
+    ``mode`` 0: ``img_out = x`` only; 1: ``wsum += W`` (nothing else written); 2: ``img_out = x``, ``w_out = W / wsum``;
+    3: ``w_out = W``, ``wsum += W``. ``W = C^c1 S^c2 E^c3 + eps`` with contrast
+    ``C = |(up + down - 2 c) + (left + right - 2 c)|`` of the grey ``0.299 r + 0.587 g + 0.114 b``
+    (this order: exactly 0 on flat areas, as the batched path), saturation
+    ``S = sqrt(((r-g)^2 + (g-b)^2 + (b-r)^2) / 3)``, exposedness ``E = exp(-c3 sum_c (x_c - 0.5)^2
+    / (2 sigma^2))`` (``fast_exp``: by :func:`_exp_row`, whose float-building needs ``bits_proto``, an
+    empty array of the signed integer type as wide as the images' dtype). Each parallel task takes a block of rows and keeps the exposed rows and their
+    grey in a ring of three rows, so every sample is looked up about once.
+    """
+    nblk = (src.shape[1] + _BLOCK - 1) // _BLOCK
+    if par:
+        for blk in nb.prange(nblk):
+            _expose_weigh_block(src, lut, use_lut, prm, mode, wsum, img_out, w_out, fast_exp, bits_proto, blk * _BLOCK)
+    else:
+        for blk in range(nblk):
+            _expose_weigh_block(src, lut, use_lut, prm, mode, wsum, img_out, w_out, fast_exp, bits_proto, blk * _BLOCK)
+
+
+@nb.njit(cache=True)
+def _expose_weigh_block(src, lut, use_lut, prm, mode, wsum, img_out, w_out, fast_exp, bits_proto, a):  # pragma: no cover - compiled
+    """Rows ``a .. a + _BLOCK - 1`` of :func:`expose_weigh` (serial: the parallel loop only calls this)."""
+    c = src.dtype.type
+    _, h, w = src.shape
+    c1, c2, c3, escale, eps = prm[0], prm[1], prm[2], prm[3], prm[4]
+    zero, one, third, half, m2 = c(0.0), c(1.0), c(1.0 / 3.0), c(0.5), c(-2.0)
+    kr, kg, kb = c(0.299), c(0.587), c(0.114)
+    jl, jr = _refl(-1, w), _refl(w, w)
+    e = min(a + _BLOCK, h)
+    ring = np.empty((3, 3, w), dtype=src.dtype)  # exposed rows r - 1, r, r + 1 (slot = row % 3)
+    grey = np.empty((3, w + 2), dtype=src.dtype)  # their grey, one reflected column each side
+    wrow = np.empty(w, dtype=src.dtype)
+    erow = np.empty(w, dtype=src.dtype)
+    bits = np.empty(w, dtype=bits_proto.dtype)
+    fbits = bits.view(src.dtype)
+    shift, bias = (23, 127) if bits_proto.itemsize == 4 else (52, 1023)
+    for q in range(a - 1, e + 1):  # fill row q, then weigh row q - 1
+        slot = q % 3
+        rq = _refl(q, h)
+        for ch in range(3):
+            if use_lut:
+                _lut_row(src[ch, rq], lut, ring[slot, ch])
+            else:
+                _copy_row(src[ch, rq], ring[slot, ch])
+        n0, n1, n2, gr = ring[slot, 0], ring[slot, 1], ring[slot, 2], grey[slot]
+        for j in range(w):
+            gr[j + 1] = n0[j] * kr + n1[j] * kg + n2[j] * kb
+        gr[0] = gr[1 + jl]
+        gr[w + 1] = gr[1 + jr]
+        r = q - 1
+        if r < a:
+            continue
+        cur = r % 3
+        if mode == 0:
+            for ch in range(3):
+                _copy_row(ring[cur, ch], img_out[ch, r])
+            continue
+        gu, gc, gd = grey[(r - 1) % 3], grey[cur], grey[(r + 1) % 3]
+        if c1 != zero:
+            for j in range(w):
+                v = gu[j + 1] + gd[j + 1]
+                v = v + m2 * gc[j + 1]
+                v = v + gc[j]
+                v = v + gc[j + 2]
+                v = v + m2 * gc[j + 1]
+                wrow[j] = abs(v)
+            if c1 != one:
+                for j in range(w):
+                    wrow[j] = wrow[j] ** c1
+        else:
+            for j in range(w):
+                wrow[j] = one
+        x0, x1, x2 = ring[cur, 0], ring[cur, 1], ring[cur, 2]
+        if c2 != zero:
+            for j in range(w):
+                p, q2, d = x0[j] - x1[j], x1[j] - x2[j], x2[j] - x0[j]
+                erow[j] = p * p * third + q2 * q2 * third + d * d * third
+            if c2 == one:
+                for j in range(w):
+                    wrow[j] = wrow[j] * np.sqrt(erow[j])
+            else:
+                for j in range(w):
+                    wrow[j] = wrow[j] * erow[j] ** (half * c2)
+        if c3 != zero:
+            for j in range(w):
+                p, q2, d = x0[j] - half, x1[j] - half, x2[j] - half
+                erow[j] = p * p * escale + q2 * q2 * escale + d * d * escale
+            if fast_exp:
+                _exp_row(erow, bits, fbits, shift, bias)
+            else:
+                for j in range(w):
+                    erow[j] = np.exp(erow[j])
+            for j in range(w):
+                wrow[j] = wrow[j] * erow[j]
+        if mode == 1:
+            for j in range(w):
+                wsum[r, j] += wrow[j] + eps
+        elif mode == 2:
+            for j in range(w):
+                w_out[r, j] = (wrow[j] + eps) / wsum[r, j]
+            for ch in range(3):
+                _copy_row(ring[cur, ch], img_out[ch, r])
+        else:
+            for j in range(w):
+                v = wrow[j] + eps
+                w_out[r, j] = v
+                wsum[r, j] += v
+
+
+@nb.njit(parallel=True, cache=True, nogil=True)
+def down4(src, dst, par):  # pragma: no cover - compiled
+    """``dst = pyr_down(src)``: ``src (C, h, w) -> dst (C, ceil(h/2), ceil(w/2))`` (``cv2.pyrDown``).
+
+    Separable unscaled ``[1, 4, 6, 4, 1]`` sums (``(t0 + t4) + 4 t1 + 4 t3 + 6 t2``), reflect-101,
+    even samples kept, then ``/ 256``.
+    """
+    if par:
+        for i in nb.prange(dst.shape[1]):
+            _down_row(src, dst, i)
+    else:
+        for i in range(dst.shape[1]):
+            _down_row(src, dst, i)
+
+
+@nb.njit(cache=True)
+def _down_row(src, dst, i):  # pragma: no cover - compiled
+    c = src.dtype.type
+    n_ch, h, w = src.shape
+    n = dst.shape[2]
+    four, six, scale = c(4.0), c(6.0), c(1.0 / 256.0)
+    tmp = np.empty(w + 4, dtype=src.dtype)
+    r0, r1, r2, r3, r4 = _refl(2 * i - 2, h), _refl(2 * i - 1, h), _refl(2 * i, h), _refl(2 * i + 1, h), _refl(2 * i + 2, h)
+    for ch in range(n_ch):
+        s0, s1, s2, s3, s4 = src[ch, r0], src[ch, r1], src[ch, r2], src[ch, r3], src[ch, r4]
+        for x in range(w):
+            v = s0[x] + s4[x]
+            v = v + four * s1[x]
+            v = v + four * s3[x]
+            tmp[x + 2] = v + six * s2[x]
+        for p in (0, 1, w + 2, w + 3):
+            tmp[p] = tmp[_refl(p - 2, w) + 2]
+        out = dst[ch, i]
+        for j in range(n):
+            q = 2 * j
+            v = tmp[q] + tmp[q + 4]
+            v = v + four * tmp[q + 1]
+            v = v + four * tmp[q + 3]
+            v = v + six * tmp[q + 2]
+            out[j] = v * scale
+
+
+@nb.njit(cache=True)
+def _up_row(src, r, tmp, row):  # pragma: no cover - compiled
+    """Row ``r`` of ``64 * pyr_up(src)`` (unscaled) for channels 0-2 of
+    ``src (C, hs, ws)`` into ``row (3, 2 ws)``; ``tmp (ws + 2,)``.
+
+    ``up[2i] = s[i-1] + 6 s[i] + s[i+1]``, ``up[2i+1] = 4 s[i] + 4 s[i+1]`` along each axis, with
+    ``s[-1] = s[lo]``, ``s[n] = s[hi]`` (reflect-101 of the zero-inserted signal).
+    """
+    c = src.dtype.type
+    _, hs, ws = src.shape
+    four, six = c(4.0), c(6.0)
+    i = r // 2
+    lo_r, hi_r = _refl(-2, 2 * hs) // 2, _refl(2 * hs, 2 * hs) // 2
+    lo_c, hi_c = _refl(-2, 2 * ws) // 2, _refl(2 * ws, 2 * ws) // 2
+    rb = i + 1 if i + 1 < hs else hi_r
+    for ch in range(3):
+        sb, sc = src[ch, rb], src[ch, i]
+        if r % 2 == 0:
+            sa = src[ch, i - 1 if i >= 1 else lo_r]
+            for x in range(ws):
+                v = sa[x] + sb[x]
+                tmp[x + 1] = v + six * sc[x]
+        else:
+            for x in range(ws):
+                v = four * sc[x]
+                tmp[x + 1] = v + four * sb[x]
+        tmp[0] = tmp[1 + lo_c]
+        tmp[ws + 1] = tmp[1 + hi_c]
+        out = row[ch]
+        for k in range(ws):
+            v = tmp[k] + tmp[k + 2]
+            out[2 * k] = v + six * tmp[k + 1]
+            v = four * tmp[k + 1]
+            out[2 * k + 1] = v + four * tmp[k + 2]
+
+
+@nb.njit(parallel=True, cache=True, nogil=True)
+def laplacian_accumulate(g, g_next, out, par):  # pragma: no cover - compiled
+    """``out += g[3] * (g[:3] - pyr_up(g_next[:3]))``: one exposure's weighted Laplacian band (Eq. 31).
+
+    ``g (4, h, w)`` is level l of the exposure's Gaussian image (channels 0-2) and weight (3),
+    ``g_next (4, ceil(h/2), ceil(w/2))`` level l + 1, ``out (3, h, w)`` the fused band l.
+    """
+    if par:
+        for r in nb.prange(g.shape[1]):
+            _laplacian_row(g, g_next, out, r)
+    else:
+        for r in range(g.shape[1]):
+            _laplacian_row(g, g_next, out, r)
+
+
+@nb.njit(cache=True)
+def _laplacian_row(g, g_next, out, r):  # pragma: no cover - compiled
+    c = g.dtype.type
+    w = g.shape[2]
+    ws = g_next.shape[2]
+    scale = c(1.0 / 64.0)
+    tmp = np.empty(ws + 2, dtype=g.dtype)
+    row = np.empty((3, 2 * ws), dtype=g.dtype)
+    _up_row(g_next, r, tmp, row)
+    wt = g[3, r]
+    for ch in range(3):
+        gi, up, o = g[ch, r], row[ch], out[ch, r]
+        for x in range(w):
+            band = gi[x] - up[x] * scale
+            o[x] += band * wt[x]
+
+
+@nb.njit(parallel=True, cache=True, nogil=True)
+def weighted_add(g, out, par):  # pragma: no cover - compiled
+    """``out += g[3] * g[:3]``: the coarsest band (the Gaussian top level is its own Laplacian band)."""
+    if par:
+        for r in nb.prange(g.shape[1]):
+            _weighted_row(g, out, r)
+    else:
+        for r in range(g.shape[1]):
+            _weighted_row(g, out, r)
+
+
+@nb.njit(cache=True)
+def _weighted_row(g, out, r):  # pragma: no cover - compiled
+    wt = g[3, r]
+    for ch in range(3):
+        gi, o = g[ch, r], out[ch, r]
+        for x in range(g.shape[2]):
+            o[x] += gi[x] * wt[x]
+
+
+@nb.njit(parallel=True, cache=True, nogil=True)
+def up_add(coarse, fine, par):  # pragma: no cover - compiled
+    """``fine += pyr_up(coarse)``: one step of collapsing the Laplacian pyramid. ``(3, h, w)``."""
+    if par:
+        for r in nb.prange(fine.shape[1]):
+            _up_add_row(coarse, fine, r)
+    else:
+        for r in range(fine.shape[1]):
+            _up_add_row(coarse, fine, r)
+
+
+@nb.njit(cache=True)
+def _up_add_row(coarse, fine, r):  # pragma: no cover - compiled
+    c = fine.dtype.type
+    w = fine.shape[2]
+    ws = coarse.shape[2]
+    scale = c(1.0 / 64.0)
+    tmp = np.empty(ws + 2, dtype=fine.dtype)
+    row = np.empty((3, 2 * ws), dtype=fine.dtype)
+    _up_row(coarse, r, tmp, row)
+    for ch in range(3):
+        up, o = row[ch], fine[ch, r]
+        for x in range(w):
+            o[x] += up[x] * scale
