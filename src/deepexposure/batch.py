@@ -22,9 +22,10 @@ On every engine:
 - each item is submitted once. Per-item errors are the function's business: it returns them as
   values. An exception it raises anyway stops an in-process run (as any bug does) and fails just that
   item on the parallel engines (:class:`ItemFailed` with its type and message). An item whose worker *process* died (killed, out of memory, node lost) comes back as
-  :class:`ItemFailed`; on Ray it is first submitted again, up to ``retries`` times, with
-  ``retry=True`` so the function can tell a retry from a first attempt (the crashed attempt may have
-  written part of its outputs). Ray's own task retries are off, so no item ever runs twice at once.
+  :class:`ItemFailed` after it was submitted again, up to ``retries`` times, with ``retry=True`` so
+  the function can tell a retry from a first attempt (the crashed attempt may have written part of
+  its outputs). Only the dead worker's item is retried, and Ray's own task retries are off, so no
+  item runs twice at once and no finished item runs again.
 
 The payload (e.g. the retouching method and the list of protected inputs) is sent to each worker
 once, not with every item: pickled into each worker process at start, or put into Ray's object
@@ -63,7 +64,7 @@ class Engine:
     address: str | None = None
     """ray: the cluster to join (e.g. 'ray://head:10001' or 'auto'); None starts a local one"""
     retries: int = 2
-    """ray: times an item whose worker or node died is submitted again"""
+    """times an item whose worker process (or node) died is submitted again (worker processes and Ray)"""
     window: int = 0
     """items in flight at most (0: 4 per worker)"""
 
@@ -144,49 +145,122 @@ def _one_line(e: BaseException) -> str:
 
 
 # -- worker processes ---------------------------------------------------------------------------
-_PAYLOAD: dict[str, Any] = {}
-
-
-def _process_init(payload: Any, threads: int) -> None:
+def _worker_main(conn, work: Work, payload: Any, threads: int) -> None:
+    """A worker process: receive ``(ticket, item, retry)``, send ``(ticket, ok, result or error line)``; None ends it."""
     import torch
 
     torch.set_num_threads(threads)
-    _PAYLOAD["local"] = payload
+    while True:
+        msg = conn.recv()
+        if msg is None:
+            break
+        ticket, item, retry = msg
+        try:
+            out = (ticket, True, work(payload, item, retry))
+        except Exception as e:  # the function raised: one item fails, the batch goes on
+            out = (ticket, False, _one_line(e))
+        conn.send(out)
+    conn.close()
 
 
-def _process_call(work: Work, item: Any) -> Any:
-    return work(_PAYLOAD["local"], item, False)
+class _Worker:
+    """One worker process with its pipe; ``job`` is ``(ticket, item, attempt)`` while it works on one."""
+
+    def __init__(self, ctx, work: Work, payload: Any, threads: int):
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker_main, args=(child, work, payload, threads), daemon=True)
+        self.proc.start()
+        child.close()
+        self.job: tuple[int, Any, int] | None = None
+
+    def stop(self, wait: bool) -> None:
+        if wait and self.proc.is_alive():
+            try:
+                self.conn.send(None)
+            except OSError:
+                pass
+            self.proc.join(timeout=10)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+        self.conn.close()
 
 
 def _process_map(work: Work, payload: Any, items: Iterable[T], engine: Engine, on_result) -> Iterator[tuple[T, Any]]:
+    """N worker processes, each fed one item at a time; a dead worker is replaced and only its item retried.
+
+    (Python's ``ProcessPoolExecutor`` fails *every* pending item when one worker dies, so an item that
+    another worker had finished, outputs written, would be run a second time.)
+    """
     import multiprocessing
-    from concurrent.futures import Future, ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
+    from multiprocessing.connection import wait
 
     n = engine.workers
     threads = max(1, default_jobs() // n)
     # spawn, not fork: forking a process whose torch thread pools already run can deadlock
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_process_init, initargs=(payload, threads)) as pool:
-        def submit(item) -> Future:
-            fut = pool.submit(_process_call, work, item)
-            if on_result:
-                fut.add_done_callback(lambda _f: on_result())
-            return fut
-
-        def finish(item, fut: Future) -> Any:
-            try:
-                return fut.result()
-            except BrokenProcessPool as e:
-                return ItemFailed(f"a worker process died ({e or 'killed'})")
-            except Exception as e:  # the function raised: one item fails, the batch goes on
-                return ItemFailed(_one_line(e))
-
-        try:
-            yield from _in_order(items, engine.window or 4 * n, submit, finish)
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+    workers = [_Worker(ctx, work, payload, threads) for _ in range(n)]
+    window = engine.window or 4 * n
+    source = iter(items)
+    held: dict[int, Any] = {}  # ticket -> item, until it is yielded
+    results: dict[int, Any] = {}
+    retry_q: deque[tuple[int, Any, int]] = deque()
+    next_ticket = next_out = 0
+    exhausted = ok = False
+    try:
+        while True:
+            for w in workers:  # give every idle worker an item: retries first, then new ones within the window
+                if w.job is not None:
+                    continue
+                if retry_q:
+                    w.job = retry_q.popleft()
+                elif not exhausted and next_ticket - next_out < window:
+                    try:
+                        item = next(source)
+                    except StopIteration:
+                        exhausted = True
+                        continue
+                    held[next_ticket] = item
+                    w.job = (next_ticket, item, 0)
+                    next_ticket += 1
+                else:
+                    continue
+                w.conn.send((w.job[0], w.job[1], w.job[2] > 0))
+            while next_out in results:
+                yield held.pop(next_out), results.pop(next_out)
+                next_out += 1
+            busy = [w for w in workers if w.job is not None]
+            if not busy:
+                if exhausted and not retry_q:
+                    break
+                continue
+            ready = set(wait([w.conn for w in busy] + [w.proc.sentinel for w in busy]))
+            for i, w in enumerate(workers):
+                if w.job is None or not (w.conn in ready or w.proc.sentinel in ready):
+                    continue
+                ticket, item, attempt = w.job
+                try:
+                    got, good, value = w.conn.recv()
+                    results[got] = value if good else ItemFailed(value)
+                    w.job = None
+                    if on_result:
+                        on_result()
+                    continue
+                except (EOFError, OSError):  # the worker died with this item
+                    pass
+                code = w.proc.exitcode
+                w.stop(wait=False)
+                workers[i] = _Worker(ctx, work, payload, threads)
+                if attempt >= engine.retries:
+                    results[ticket] = ItemFailed(f"its worker process died (exit code {code}), {attempt + 1} attempt(s)")
+                    if on_result:
+                        on_result()
+                else:
+                    retry_q.append((ticket, item, attempt + 1))
+        ok = True
+    finally:
+        for w in workers:
+            w.stop(wait=ok)
 
 
 # -- Ray ------------------------------------------------------------------------------------------

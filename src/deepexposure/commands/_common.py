@@ -36,7 +36,7 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
                    help="local: this machine (default); ray: a Ray cluster, every file readable and writable by every node (needs the ray extra)")
     g.add_argument("--address", default=None, metavar="ADDR", help="with --engine ray: the cluster to join (default: start a local one)")
     g.add_argument("--retries", type=int, default=2, metavar="N",
-                   help="with --engine ray: times a photo whose worker or node died is submitted again (default 2)")
+                   help="times a photo whose worker process (or Ray node) died is submitted again (default 2)")
 
 
 def engine_from_args(args: argparse.Namespace):

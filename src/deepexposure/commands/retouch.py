@@ -141,6 +141,7 @@ def retouch_many(method, files: list[Path], out_dir: Path, args, protect: list[P
     ok = failed = skipped = 0
     claimed: dict[str, Path] = {}  # every output path of the batch -> the photo that writes it
     jobs: list[RetouchJob] = []
+    parallel = engine is not None and (engine.kind == "ray" or engine.workers > 1)
     for src, rel in zip(files, rels):
         dst = output_path_for(src, out_dir, args.format, rel)
         paths = output_paths(dst, write_recipe=not args.no_recipe, explain=args.explain)
@@ -150,7 +151,7 @@ def retouch_many(method, files: list[Path], out_dir: Path, args, protect: list[P
             failed += 1
             continue
         claimed.update({_key(p): src for p in paths})
-        fresh = engine is not None and engine.kind == "ray" and not any(p.exists() or p.is_symlink() for p in paths)
+        fresh = parallel and not any(p.exists() or p.is_symlink() for p in paths)  # only retries (parallel engines) read it
         jobs.append(RetouchJob(src, dst, overwrite=args.overwrite, quality=args.quality, write_recipe=not args.no_recipe,
                                explain=args.explain, max_pixels=args.max_pixels, skip_existing=skip_existing, fresh=fresh))
     bar = tqdm(total=len(jobs), desc="retouch", unit="photo", disable=quiet or len(jobs) < 2)
