@@ -6,9 +6,6 @@ The Ray tests start a local 2-CPU cluster (slow; skipped when Ray is not install
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,47 +15,24 @@ import deepexposure
 from deepexposure.batch import Engine, ItemFailed, ordered_map, ray_available
 
 SRC = Path(deepexposure.__file__).resolve().parents[1]
-needs_ray = pytest.mark.skipif(not ray_available(), reason="Ray is not installed (pip install 'deepexposure[ray]')")
 
 
-def crash_once(marks: str, item: int, retry: bool) -> tuple[int, bool]:
-    """Item 2's first attempt kills its worker; every item records that it finished (a second finish raises)."""
-    root = Path(marks)
-    if item == 2 and not retry:
-        os._exit(3)
-    with open(root / f"done_{item}", "x") as f:  # "x": an item finished twice would fail here
-        f.write("1")
-    return item * 10, retry
-
-
-def always_crash(marks: str, item: int, retry: bool) -> int:
-    if item == 1:
-        os._exit(4)
-    return item
-
-
-def raises_on_odd(marks: str, item: int, retry: bool) -> int:
-    if item % 2:
-        raise KeyError(f"odd {item}")
-    return item
+def _check_flaky(out: list, marks: Path, n: int) -> None:
+    """What :func:`tests.batch_work.flaky` must give with one retry: order kept, only the dead worker's item retried."""
+    assert [i for i, _ in out] == list(range(n))
+    res = dict(out)
+    assert res[2] == (20, True)  # retried after its worker died
+    assert isinstance(res[5], ItemFailed) and "2 attempt(s)" in res[5].reason
+    assert isinstance(res[7], ItemFailed) and "KeyError" in res[7].reason and "seven" in res[7].reason
+    assert [res[i] for i in range(n) if i not in (2, 5, 7)] == [(i * 10, False) for i in range(n) if i not in (2, 5, 7)]
+    assert sorted(p.name for p in marks.iterdir()) == sorted(f"done_{i}" for i in range(n) if i not in (5, 7))
 
 
 @pytest.mark.slow
 def test_worker_processes_keep_order_retry_only_the_dead_workers_item(tmp_path):
-    out = list(ordered_map(crash_once, str(tmp_path), range(8), Engine(jobs=2, retries=1)))
-    assert [i for i, _ in out] == list(range(8))
-    assert [r for _, r in out] == [(i * 10, i == 2) for i in range(8)]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f"done_{i}" for i in range(8)]
+    from .batch_work import flaky
 
-
-@pytest.mark.slow
-def test_worker_processes_give_up_after_retries_and_report_raised_errors(tmp_path):
-    out = dict(ordered_map(always_crash, str(tmp_path), range(4), Engine(jobs=2, retries=1)))
-    assert isinstance(out[1], ItemFailed) and "2 attempt(s)" in out[1].reason
-    assert [out[i] for i in (0, 2, 3)] == [0, 2, 3]
-    out = dict(ordered_map(raises_on_odd, str(tmp_path), range(4), Engine(jobs=2)))
-    assert out[0] == 0 and out[2] == 2
-    assert isinstance(out[1], ItemFailed) and out[1].reason == "KeyError: 'odd 1'"
+    _check_flaky(list(ordered_map(flaky, str(tmp_path), range(9), Engine(jobs=2, retries=1))), tmp_path, 9)
 
 
 def test_engine_options_are_checked():
@@ -67,29 +41,29 @@ def test_engine_options_are_checked():
             Engine(**bad)
 
 
-def _env() -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = os.pathsep.join([str(SRC), *filter(None, [env.get("PYTHONPATH")])])
-    return env
+def _retouch(*args) -> tuple[int, list[str], list[str]]:
+    """``deepexposure retouch ARGS`` (this process; workers are fresh ones): exit code, stdout lines, error lines."""
+    import contextlib
+    import io
 
+    from deepexposure.cli import main
 
-def _retouch(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "deepexposure", "retouch", *map(str, args)], env=_env(),
-                          capture_output=True, text=True, timeout=300)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["retouch", *map(str, args)])
+    return code, out.getvalue().splitlines(), [ln for ln in err.getvalue().splitlines() if ln.startswith("error:")]
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    """Six photos in two subfolders and a broken file: the serial run's outputs and report."""
+    """Six photos in two subfolders and a broken file; the serial run's outputs (``serial/``) and report."""
     from .toy import write_smooth_photos
 
     root = tmp_path_factory.mktemp("batch")
     write_smooth_photos(root / "in" / "a", 3, (6, 8), 120, 8, 160)
     write_smooth_photos(root / "in" / "b", 3, (5, 7), 100, 10, 140)
     (root / "in" / "b" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
-    r = _retouch(root / "in", "-o", root / "serial")
-    assert r.returncode == 1, r.stderr
-    return root, r
+    return root, _retouch(root / "in", "-o", root / "serial")
 
 
 def _same_outputs(a: Path, b: Path) -> None:
@@ -105,50 +79,46 @@ def _same_outputs(a: Path, b: Path) -> None:
             assert np.array_equal(np.asarray(Image.open(a / f)), np.asarray(Image.open(b / f))), f
 
 
-def _report(r: subprocess.CompletedProcess, root: Path, out: str) -> tuple[list[str], list[str]]:
-    lines = [ln.replace(f"/{out}/", "/OUT/") for ln in r.stdout.splitlines()]
-    return lines, [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+def _same_report(run: tuple, serial: tuple, out: str) -> None:
+    assert run[0] == serial[0] == 1  # the broken file
+    assert [ln.replace(f"/{out}/", "/serial/") for ln in run[1]] == serial[1]
+    assert run[2] == serial[2] and len(run[2]) == 1 and "broken.jpg" in run[2][0]
+    assert serial[1][-1] == "6 retouched, 1 failed"
 
 
 @pytest.mark.slow
 def test_jobs_2_same_outputs_recipes_and_report_as_jobs_1(folder):
-    root, serial = folder
-    r = _retouch(root / "in", "-o", root / "jobs2", "--jobs", "2")
-    assert r.returncode == 1, r.stderr
-    _same_outputs(root / "serial", root / "jobs2")
-    assert _report(r, root, "jobs2") == _report(serial, root, "serial")
-    lines, errors = _report(r, root, "jobs2")
-    assert lines[-1] == "6 retouched, 1 failed" and len(errors) == 1 and "broken.jpg" in errors[0]
+    folder, serial = folder
+    run = _retouch(folder / "in", "-o", folder / "jobs2", "--jobs", "2")
+    _same_outputs(folder / "serial", folder / "jobs2")
+    _same_report(run, serial, "jobs2")
 
 
-@pytest.mark.slow
-@needs_ray
-def test_ray_engine_same_outputs_recipes_and_report(folder):
-    root, serial = folder
-    r = _retouch(root / "in", "-o", root / "ray", "--engine", "ray", "--jobs", "2")
-    assert r.returncode == 1, r.stderr
-    _same_outputs(root / "serial", root / "ray")
-    assert _report(r, root, "ray") == _report(serial, root, "serial")
-
-
-@pytest.mark.slow
-@needs_ray
-def test_ray_retries_only_the_dead_task_and_reports_errors(tmp_path):
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray cluster with 2 CPUs; the workers can unpickle the tests' functions without importing them."""
+    if not ray_available():
+        pytest.skip("Ray is not installed (pip install 'deepexposure[ray]')")
     import ray
     import ray.cloudpickle
 
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers need not import the tests
+    from . import batch_work
+
+    ray.cloudpickle.register_pickle_by_value(batch_work)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": str(SRC)}})
-    try:
-        out = list(ordered_map(crash_once, str(tmp_path), range(6), Engine("ray", retries=1)))
-        assert [r for _, r in out] == [(i * 10, i == 2) for i in range(6)]
-        assert sorted(p.name for p in tmp_path.iterdir()) == [f"done_{i}" for i in range(6)]
-        out = dict(ordered_map(always_crash, str(tmp_path), range(3), Engine("ray", retries=1)))
-        assert isinstance(out[1], ItemFailed) and "2 attempt(s)" in out[1].reason and [out[0], out[2]] == [0, 2]
-        out = dict(ordered_map(raises_on_odd, str(tmp_path), range(3), Engine("ray")))
-        assert isinstance(out[1], ItemFailed) and "odd 1" in out[1].reason and [out[0], out[2]] == [0, 2]
-    finally:
-        ray.shutdown()
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_engine_same_outputs_recipes_report_and_retries(folder, ray_cluster, tmp_path):
+    from .batch_work import flaky
+
+    folder, serial = folder
+    run = _retouch(folder / "in", "-o", folder / "ray", "--engine", "ray")
+    _same_outputs(folder / "serial", folder / "ray")
+    _same_report(run, serial, "ray")
+    _check_flaky(list(ordered_map(flaky, str(tmp_path), range(9), Engine("ray", retries=1))), tmp_path, 9)
 
 
 def test_engine_usage_errors_are_one_line(tmp_path, capsys):

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -147,9 +148,11 @@ def _one_line(e: BaseException) -> str:
 # -- worker processes ---------------------------------------------------------------------------
 def _worker_main(conn, work: Work, payload: Any, threads: int) -> None:
     """A worker process: receive ``(ticket, item, retry)``, send ``(ticket, ok, result or error line)``; None ends it."""
-    import torch
-
-    torch.set_num_threads(threads)
+    torch = sys.modules.get("torch")  # imported with the payload (e.g. a model); else set for a later import
+    if torch is not None:
+        torch.set_num_threads(threads)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
     while True:
         msg = conn.recv()
         if msg is None:
