@@ -121,6 +121,41 @@ def test_ray_engine_same_outputs_recipes_report_and_retries(folder, ray_cluster,
     _check_flaky(list(ordered_map(flaky, str(tmp_path), range(9), Engine("ray", retries=1))), tmp_path, 9)
 
 
+def _without_timings(report) -> dict:
+    d = report.to_dict()
+    for rows in d["per_image"].values():
+        for r in rows:
+            r.pop("seconds")
+    for summary in d["summary"].values():
+        summary.pop("seconds")
+    return d
+
+
+@pytest.mark.slow
+def test_eval_on_ray_gives_the_serial_report(tmp_path, ray_cluster):
+    import torch
+
+    from deepexposure import synth as S
+    from deepexposure.evaluate import EvalConfig, evaluate_paired
+    from deepexposure.io import write_image
+    from deepexposure.methods import get_method
+
+    (tmp_path / "src").mkdir()
+    g = torch.Generator().manual_seed(0)
+    for i in range(5):
+        base = torch.rand(1, 3, 4, 6, generator=g) * 0.8 + 0.1
+        write_image(tmp_path / "src" / f"p{i}.png", torch.nn.functional.interpolate(base, size=(40, 60), mode="bilinear"))
+    S.make_benchmark(sorted((tmp_path / "src").iterdir()), tmp_path / "b", S.SynthConfig(seed=0, size=48))
+    (tmp_path / "b" / "input" / "p2.png").write_bytes(b"broken")  # a pair that cannot be read: skipped on both
+    methods = {m: get_method(m) for m in ("identity", "auto", "oracle-global")}
+    cfg = EvalConfig(long_edge=48, sheet=3, sheet_tile=32)
+    serial, serial_tiles = evaluate_paired(tmp_path / "b", methods, cfg, progress=False)
+    ray_report, ray_tiles = evaluate_paired(tmp_path / "b", methods, cfg, progress=False, engine=Engine("ray"))
+    assert serial.n_images == 4 and len(serial.skipped) == 1
+    assert _without_timings(ray_report) == _without_timings(serial)
+    assert {k: [t.tolist() for t in v] for k, v in ray_tiles.items()} == {k: [t.tolist() for t in v] for k, v in serial_tiles.items()}
+
+
 def test_engine_usage_errors_are_one_line(tmp_path, capsys):
     from deepexposure.cli import main
 

@@ -30,13 +30,13 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
     """``--jobs``, ``--engine``, ``--address``, ``--retries``: where the items of a batch run (:mod:`deepexposure.batch`)."""
     g = p.add_argument_group("parallel")
     g.add_argument("--jobs", type=int, default=None, metavar="N",
-                   help="photos processed at a time in worker processes (default 1: in this process; 0: one per core); "
+                   help="photos (eval: pairs) processed at a time in worker processes (default 1: in this process; 0: one per core); "
                    "with --engine ray and no --address: the CPUs of the local Ray cluster (default: all cores)")
     g.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local: this machine (default); ray: a Ray cluster, every file readable and writable by every node (needs the ray extra)")
     g.add_argument("--address", default=None, metavar="ADDR", help="with --engine ray: the cluster to join (default: start a local one)")
     g.add_argument("--retries", type=int, default=2, metavar="N",
-                   help="times a photo whose worker process (or Ray node) died is submitted again (default 2)")
+                   help="times a photo (pair) whose worker process or Ray node died is submitted again (default 2)")
 
 
 def engine_from_args(args: argparse.Namespace):
