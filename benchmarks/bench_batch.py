@@ -95,15 +95,20 @@ def bench_retouch(args, tmp: Path) -> dict:
     res: dict = {"photos": args.photos, "small": args.small, "megapixels": args.megapixels,
                  "size": list(Image.open(photos[0]).size), "make_s": made, "configs": {}}
     times: dict[str, dict[str, float]] = {k: {} for k in CONFIGS}
-    for size, folder in (("small", small), ("big", tmp / "big")):  # configurations alternate
-        for name, opts in CONFIGS.items():
+    load: dict[str, dict[str, list[float]]] = {k: {} for k in CONFIGS}
+    order = list(CONFIGS.items())
+    for size, folder in (("small", small), ("big", tmp / "big")):  # configurations alternate: A B C, then C B A
+        for name, opts in order:
+            before = os.getloadavg()[0]
             times[name][size] = run_retouch(folder, tmp / "out", opts)
-            print(f"{name:22s} {size:5s} {times[name][size]:8.1f} s", flush=True)
+            load[name][size] = [before, os.getloadavg()[0]]
+            print(f"{name:22s} {size:5s} {times[name][size]:8.1f} s  load {load[name][size]}", flush=True)
+        order.reverse()
     for name, t in times.items():
         n, m = args.photos, args.small
         rate = (n - m) / (t["big"] - t["small"]) if t["big"] > t["small"] else float("nan")
         res["configs"][name] = {"wall_s": t["big"], "wall_small_s": t["small"], "photos_per_min": 60 * n / t["big"],
-                                "steady_photos_per_min": 60 * rate, "start_s": t["small"] - m / rate}
+                                "steady_photos_per_min": 60 * rate, "start_s": t["small"] - m / rate, "load_avg_before_after": load[name]}
     return res
 
 
@@ -174,10 +179,10 @@ def write(res: dict) -> None:
                      f"{c['start_s']:.1f} | {c['steady_photos_per_min'] / base:.2f}x |")
     d = res["ddp"]
     lines += ["", f"## DDP training step time ({d['settings']})", "",
-              "| launch | median s/step | steps timed | vs 1 process |", "|---|---|---|---|"]
+              "| launch | median s/step | steps timed | speed-up vs 1 process |", "|---|---|---|---|"]
     one = d["median_step_s"]["1 process"]
     for name, s in d["median_step_s"].items():
-        lines.append(f"| {name} | {s:.3f} | {len(d['runs'][name])} | {one / s:.2f}x faster |")
+        lines.append(f"| {name} | {s:.3f} | {len(d['runs'][name])} | {one / s:.2f}x |")
     if res.get("note"):
         lines += ["", res["note"]]
     (RESULTS / "batch.md").write_text("\n".join(lines) + "\n")
@@ -191,7 +196,13 @@ def main() -> None:
     ap.add_argument("--ddp-steps", type=int, default=6)
     ap.add_argument("--repeats", type=int, default=1, help="DDP runs per launch")
     ap.add_argument("--note", default="", help="a sentence added to the markdown (e.g. why fewer photos)")
+    ap.add_argument("--render", action="store_true", help="only rewrite the markdown from results/batch.json (with --note)")
     args = ap.parse_args()
+    if args.render:
+        res = json.loads((RESULTS / "batch.json").read_text())
+        res["note"] = args.note or res.get("note", "")
+        write(res)
+        return
     sys.path.insert(0, str(ROOT / "src"))
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     res: dict = {"argv": " ".join(sys.argv[1:]), "machine": f"{cpus} CPUs ({platform.processor() or platform.machine()}), shared with other jobs",
