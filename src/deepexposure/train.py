@@ -467,6 +467,9 @@ class Trainer:
             instead of the bare discriminator score; the discriminator is still trained unpaired.
         warn: called with a one-line message for each unusable checkpoint skipped on resume
             (default: :func:`warnings.warn`).
+        dist: this process's place in a multi-process run (:func:`deepexposure.distributed.init_from_env`;
+            None: one process). Each rank computes its rows of every global batch, gradients are
+            averaged before each optimiser step, and only rank 0 writes files.
 
     The discriminator is built right after ``seed_everything(cfg.seed)``; build the agent after the
     same call (as ``deepexposure train`` does) and the run's initial weights depend on the seed alone.
