@@ -23,13 +23,16 @@ from deepexposure.agents.whitebox import (
     edit_cost,
     entropy_penalty,
     policy_step,
+    pretrain_objective,
     range_penalty,
     reuse_penalty,
     rollout,
     state_planes,
+    unused_log_probs,
 )
-from deepexposure.filters import FILTER_NAMES, FILTERS, apply_filter, white_balance
+from deepexposure.filters import FILTER_NAMES, FILTERS, apply_filter, global_exposure, white_balance
 from deepexposure.methods import get_method
+from deepexposure.pretrain import quantize_8bit
 from deepexposure.recipe import Recipe, render
 from deepexposure.train import TrainConfig, Trainer
 
@@ -345,17 +348,146 @@ def test_references_teach_the_missing_edit():
     assert mse() < 0.7 * mse0, (mse0, mse())
 
 
+# -- supervised pre-training (not in the paper) ----------------------------------------------------
+
+
+class _Shifted(nn.Module):
+    """The policy with ``shift (48,)`` added to its outputs: a differentiable handle on ``theta`` for the checks."""
+
+    def __init__(self, policy: WhiteBoxPolicy, shift: torch.Tensor):
+        super().__init__()
+        self.policy, self.shift, self.n_edits = policy, shift, policy.n_edits
+
+    def forward(self, img, used, steps):
+        logits, raw = self.policy(img, used, steps)
+        return logits + self.shift[:N_FILTERS], raw + self.shift[N_FILTERS:]
+
+    def filter_params(self, raw):
+        return self.policy.filter_params(raw)
+
+
+def _tiny_policy(n_edits: int, seed: int = 0) -> WhiteBoxPolicy:
+    torch.manual_seed(seed)
+    return WhiteBoxPolicy.create(base_channels=4, n_edits=n_edits, image_size=16).double()
+
+
+def test_unused_log_probs_is_the_masked_softmax():
+    logits = torch.randn(3, N_FILTERS, generator=torch.Generator().manual_seed(0))
+    used = torch.zeros(3, N_FILTERS)
+    used[1, [0, 4]] = 1
+    used[2] = 1  # everything used: all filters again
+    lp = unused_log_probs(logits, used)
+    for b in range(3):
+        keep = [f for f in range(N_FILTERS) if used[b, f] < 0.5] or list(range(N_FILTERS))
+        want = torch.full((N_FILTERS,), float("-inf"))
+        want[keep] = torch.log_softmax(logits[b, keep], 0)
+        assert torch.allclose(lp[b], want)
+
+
+@pytest.mark.slow
+def test_pretraining_path_gradient_matches_finite_differences():
+    """For fixed filter draws the cost's gradient (filters, clamps, penalties, the images the next step
+    sees) is the exact derivative: float64 gradcheck through two steps."""
+    policy = _tiny_policy(2)
+    refs = random_crops(2, 1, 16).double()
+    inputs = (refs * 0.6).clamp(0, 1)
+    cfg = WhiteBoxConfig(n_edits=2, base_channels=4, image_size=16)
+
+    def cost(shift):
+        res = pretrain_objective(_Shifted(policy, shift), inputs, refs, cfg, torch.Generator().manual_seed(5), samples=2)
+        return res.cost.mean()
+
+    shift = (0.1 * torch.randn(N_FILTERS + N_PARAMS, generator=torch.Generator().manual_seed(1))).double().requires_grad_()
+    assert torch.autograd.gradcheck(cost, (shift,), eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=True)
+
+
+@pytest.mark.slow
+def test_pretraining_gradient_is_unbiased_for_the_expected_cost():
+    """One edit: E[C] = sum_F pi(F) C(F) is computable by enumerating the 8 filters. The estimator's
+    gradient (path-wise + leave-one-out score function), averaged over many draws, equals its gradient."""
+    torch.set_num_threads(1)
+    policy = _tiny_policy(1, seed=2)
+    refs = random_crops(3, 1, 16)[:1].double()
+    inputs = quantize_8bit(global_exposure(refs.float(), torch.tensor([[-1.0]]))).double()
+    cfg = WhiteBoxConfig(n_edits=1, base_channels=4, image_size=16)
+    shift0 = torch.zeros(N_FILTERS + N_PARAMS, dtype=torch.float64)
+    shift0[:N_FILTERS] = torch.linspace(-1, 1, N_FILTERS, dtype=torch.float64)  # a far from uniform pi_1
+
+    def exact(shift):
+        pol = _Shifted(policy, shift)
+        zeros = torch.zeros(1, N_FILTERS, dtype=torch.float64)
+        logits, raw = pol(inputs, zeros, torch.zeros(1, dtype=torch.long))
+        probs, params = torch.softmax(logits, 1), pol.filter_params(raw)
+        total = entropy_penalty(probs, cfg.entropy_penalty)
+        for f in range(N_FILTERS):
+            out = apply_chosen_filters(inputs, torch.tensor([f]), params)
+            c = 10 * torch.log10((out.clamp(0, 1) - refs).pow(2).mean() + 1e-4) + cfg.range_penalty * range_penalty(out)
+            total = total + probs[:, f] * c
+        return total.sum()
+
+    s = shift0.clone().requires_grad_()
+    want = torch.autograd.grad(exact(s), s)[0]
+    s = shift0.clone().requires_grad_()
+    res = pretrain_objective(_Shifted(policy, s), inputs, refs, cfg, torch.Generator().manual_seed(0), samples=2000)
+    got = torch.autograd.grad(res.loss, s)[0]
+    cos = float(torch.nn.functional.cosine_similarity(got, want, dim=0))
+    assert cos > 0.97 and abs(float(got.norm() / want.norm()) - 1) < 0.15, (cos, float(got.norm() / want.norm()))
+    # the filter-choice part alone (logits) is only right through the score-function term
+    lg, lw = got[:N_FILTERS], want[:N_FILTERS]
+    assert float(torch.nn.functional.cosine_similarity(lg, lw, dim=0)) > 0.9, (lg, lw)
+
+
+@pytest.mark.slow
+def test_pretraining_learns_to_undo_a_known_underexposure():
+    """Inputs are their references 1.5 EV too dark: after a short supervised pre-training the agent's
+    greedy edit brightens them and brings them much closer to the references."""
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    refs = random_crops(3, 2, size=16) * 0.8
+    inputs = quantize_8bit(global_exposure(refs, torch.full((refs.shape[0], 1), -1.5)))
+    agent = WhiteBoxAgent(WhiteBoxConfig(n_edits=2, base_channels=8, image_size=16, pretrain_samples=2), batch_size=8)
+    for g in agent.opt_policy.param_groups:
+        g["lr"] = 3e-3
+
+    def mse():
+        with torch.no_grad():
+            return float((rollout(agent.policy, inputs, greedy=True).final - refs).pow(2).mean())
+
+    mse0 = mse()
+    first = agent.pretrain_step(torch.arange(8), inputs, refs)
+    for _ in range(24):
+        m = agent.pretrain_step(torch.arange(8), inputs, refs)
+    assert m["pretrain_psnr"] > first["pretrain_psnr"] + 5, (first, m)
+    assert mse() < 0.3 * mse0, (mse0, mse())
+    with torch.no_grad():  # the mean brightness moves most of the way to the references'
+        out = rollout(agent.policy, inputs, greedy=True).final
+    assert abs(float(out.mean() - refs.mean())) < 0.5 * float(refs.mean() - inputs.mean())
+
+
 # -- resume and the exported model -------------------------------------------------------------
 
 
-def _tiny_trainer(run, tmp_path, steps=8, p_steps=4, ckpt_every=7):
+def _tiny_trainer(run, tmp_path, steps=8, p_steps=4, ckpt_every=7, pretrain_steps=0):
     targets = random_crops(0, 2, 16)
     inputs = random_crops(1, 2, 16)
-    acfg = WhiteBoxConfig(n_edits=2, buffer_size=8, base_channels=4, image_size=16, lr_policy=1e-3, lr_value=1e-3)
+    acfg = WhiteBoxConfig(n_edits=2, buffer_size=8, base_channels=4, image_size=16, lr_policy=1e-3, lr_value=1e-3,
+                          pretrain_samples=2)
     tcfg = TrainConfig(steps=steps, p_steps=p_steps, d_steps=2, disc_base_channels=4, batch_size=4, image_size=16,
-                       seed=3, sample_every=0, ckpt_every=ckpt_every)
+                       seed=3, sample_every=0, ckpt_every=ckpt_every, pretrain_steps=pretrain_steps)
     torch.manual_seed(123)
-    return Trainer(WhiteBoxAgent(acfg, 4), tcfg, inputs, targets, tmp_path / run)
+    refs = (inputs * 1.3).clamp(0, 1) if pretrain_steps else None
+    return Trainer(WhiteBoxAgent(acfg, 4), tcfg, inputs, targets, tmp_path / run, references=refs)
+
+
+def test_pretraining_resume_matches_uninterrupted_run(tmp_path):
+    """Checkpoint at step 7 of 10 supervised steps (then 1 + 1 RL): the filter draws continue where they were."""
+    straight, second = straight_and_resumed(lambda run: _tiny_trainer(run, tmp_path, steps=1, p_steps=1, pretrain_steps=10))
+    assert second.step == 12
+    assert_same_training_state(straight, second)
+    with (tmp_path / "resumed" / "log.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["phase"] for r in rows] == ["-1"] * 10 + ["0", "1"]
+    assert all(float(r["pretrain_psnr"]) > 0 for r in rows[:10])
 
 
 def test_resume_matches_uninterrupted_run(tmp_path):

@@ -53,6 +53,18 @@ def test_explicit_exposures_and_explain(photos, tmp_path):
     assert sheet.size[0] > 4 * 160  # original, segments, 3 steps, result
 
 
+def test_segmented_fusion_recipe_says_its_exposures_are_a_fused_bracket(photos, tmp_path):
+    """The exposures of a fused render are chosen region by region but applied to the whole frame: the
+    recipe says so, and it is true (the same exposures in the opposite segment order give the same bytes)."""
+    from deepexposure.pipeline import BRACKET_NOTE
+
+    for name, evs in (("fwd", "-1,0.5,1.5"), ("rev", "1.5,0.5,-1")):
+        assert _run("retouch", photos / "coffee.jpg", "-o", tmp_path / name, "--exposures", evs, "--quiet") == 0
+    recipe = json.loads((tmp_path / "fwd" / "coffee.jpg.recipe.json").read_text())
+    assert BRACKET_NOTE in recipe["notes"] and "fused bracket" in BRACKET_NOTE
+    assert (tmp_path / "fwd" / "coffee.jpg").read_bytes() == (tmp_path / "rev" / "coffee.jpg").read_bytes()
+
+
 def test_apply_edited_recipe_rerenders(photos, tmp_path):
     out = tmp_path / "out"
     assert _run("retouch", photos / "coffee.jpg", "-o", out, "--exposures", "0,0", "--quiet", "--format", "png") == 0

@@ -19,7 +19,7 @@ import imagecodecs
 import numpy as np
 import pytest
 import tifffile
-from PIL import Image
+from PIL import Image, TiffImagePlugin
 
 from deepexposure.io import is_temp_name
 
@@ -51,6 +51,12 @@ def _seeds(rng: np.random.Generator) -> dict[str, bytes]:
     tifffile.imwrite(b, rgb16, photometric="rgb", compression="zlib")
     out["16.tif"] = b.getvalue()
     out["8.tif"] = pil("TIFF", rgb8)
+    info = TiffImagePlugin.ImageFileDirectory_v2()  # camera EXIF in sub-IFDs, as TIFF-based RAWs hold it
+    info[271] = "FuzzCam"
+    info[0x8769] = {0x829A: TiffImagePlugin.IFDRational(1, 250), 0x8827: 400, 0xA434: "Fuzz 50mm", 0x927C: b"MN" * 40}
+    info[0x8825] = {1: "N", 2: (TiffImagePlugin.IFDRational(52), TiffImagePlugin.IFDRational(30), TiffImagePlugin.IFDRational(0))}
+    info.tagtype[0x8769] = info.tagtype[0x8825] = 4
+    out["exif.tif"] = pil("TIFF", rgb8, tiffinfo=info)
     return out
 
 
@@ -114,4 +120,4 @@ def test_fuzz_retouch(tmp_path):
     recipes = {n[: -len(".recipe.json")] for n in outs if n.endswith(".recipe.json")}
     assert images == recipes, "an image without its recipe or a recipe without its image"
     assert len(images) + len(errors) == n_files
-    assert {f"seed.{k}" for k in ("jpg", "png", "webp")} <= images  # the valid seeds do get through
+    assert {f"seed.{k}" for k in ("jpg", "png", "webp", "exif.tif")} <= images  # the valid seeds do get through

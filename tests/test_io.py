@@ -81,18 +81,25 @@ def icc_linear_rgb() -> bytes:
     return header + body
 
 
-def make_dng(path: Path, cfa: np.ndarray, neutral=(1.0, 1.0, 1.0), orientation: int = 1, white: int = 4095) -> Path:
-    """A minimal valid Bayer (RGGB) DNG whose camera space is linear sRGB (ColorMatrix1 = XYZ->sRGB)."""
+def make_dng(path: Path, cfa: np.ndarray, neutral=(1.0, 1.0, 1.0), orientation: int = 1, white: int = 4095,
+             exif: dict | None = None) -> Path:
+    """A minimal valid Bayer (RGGB) DNG whose camera space is linear sRGB (ColorMatrix1 = XYZ->sRGB),
+    written by Pillow; ``exif`` ``{tag: value}`` becomes its Exif sub-IFD, as cameras write it."""
+    from PIL import TiffImagePlugin
+
+    rational = TiffImagePlugin.IFDRational
     m = [3.2406, -1.5372, -0.4986, -0.9689, 1.8758, 0.0415, 0.0557, -0.2040, 1.0570]
-    tags = [
-        (254, "I", 1, 0, True), (33421, "H", 2, (2, 2), True), (33422, "B", 4, (0, 1, 1, 2), True),
-        (271, "s", 0, "Test", True), (272, "s", 0, "Synthetic", True), (274, "H", 1, orientation, True),
-        (50706, "B", 4, (1, 4, 0, 0), True), (50708, "s", 0, "Test Synthetic", True),
-        (50721, "2i", 9, [v for x in m for v in (round(x * 10000), 10000)], True), (50778, "H", 1, 21, True),
-        (50728, "2I", 3, [v for n in neutral for v in (round(n * 1000), 1000)], True),
-        (50714, "H", 1, 0, True), (50717, "H", 1, white, True),
-    ]
-    tifffile.imwrite(path, cfa.astype(np.uint16), photometric=32803, extratags=tags, metadata=None)
+    info = TiffImagePlugin.ImageFileDirectory_v2()
+    for tag, typ, value in [
+        (254, 4, 0), (33421, 3, (2, 2)), (33422, 1, bytes((0, 1, 1, 2))), (262, 3, 32803),
+        (271, 2, "Test"), (272, 2, "Synthetic"), (274, 3, orientation),
+        (50706, 1, bytes((1, 4, 0, 0))), (50708, 2, "Test Synthetic"),
+        (50721, 10, tuple(rational(round(x * 10000), 10000) for x in m)), (50778, 3, 21),
+        (50728, 5, tuple(rational(round(n * 1000), 1000) for n in neutral)), (50714, 3, 0), (50717, 3, white),
+    ] + ([(0x8769, 4, exif)] if exif else []):
+        info[tag] = value
+        info.tagtype[tag] = typ
+    Image.fromarray(cfa.astype(np.uint16)).save(path, format="TIFF", tiffinfo=info)
     return path
 
 
@@ -617,7 +624,8 @@ class TestRaw:
         # blue photosites read half; the camera's as-shot neutral says blue is half as sensitive
         p = make_dng(tmp_path / "a.dng", self.bayer(1024, 1024, 512), neutral=(1.0, 1.0, 0.5))
         r = dio.read_image(p)
-        assert (r.is_raw, r.format, r.bit_depth, r.alpha, r.exif) == (True, "DNG", 16, None, None)
+        assert (r.is_raw, r.format, r.bit_depth, r.alpha) == (True, "DNG", 16, None)
+        assert {t: v for t, v in metadata._parse_exif(r.exif[6:]).items()} == {271: "Test", 272: "Synthetic", 274: 1}
         assert r.img_srgb.shape == (1, 3, 32, 48)
         centre_lin = r.img_lin[0, :, 8:-8, 8:-8]
         # linear and not auto-brightened: the stored 1024 / 4095 comes back

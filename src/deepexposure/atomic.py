@@ -107,7 +107,7 @@ def atomic_write(path: Path, fill: Callable[[BinaryIO], None], overwrite: bool, 
         while True:
             tmp = parent / temp_name(path.name)
             try:
-                f = open(tmp, "xb")  # exclusive create; the umask applies, as for any new file
+                f = open(tmp, "x+b")  # exclusive create (readable: the TIFF writer patches its IFD0); the umask applies, as for any new file
                 break
             except FileExistsError:
                 continue

@@ -9,7 +9,7 @@ import sys
 from . import __version__
 
 #: subcommand modules, in ``--help`` order; each has ``register(subparsers)``
-COMMANDS = ["retouch", "apply", "demo", "train", "eval", "synth", "prepare", "methods", "serve"]
+COMMANDS = ["retouch", "apply", "demo", "train", "eval", "synth", "prepare", "methods", "serve", "denoise", "restore"]
 
 #: options whose value is a comma list that may start with '-' (``--ev -1,0,1``)
 _LIST_OPTIONS = ("--ev", "--exposures")

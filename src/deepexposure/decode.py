@@ -32,6 +32,7 @@ from .metadata import (
     _icc_to_srgb,
     _icc_to_srgb_16bit,
     _normalise_exif,
+    exif_from_tiff,
 )
 
 #: Default decompression-bomb limit of :func:`read_image`, in pixels (width x height as declared):
@@ -314,13 +315,14 @@ def _png16_pixels(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     return np.ascontiguousarray(arr[..., :3]), (arr[..., 3] if arr.shape[2] == 4 else None)
 
 
-def _pil_exif(im: Image.Image, fmt: str) -> tuple[int, bytes | None]:
-    """``(orientation, normalised EXIF or None)``; a corrupt EXIF block is dropped (orientation 1)."""
+def _pil_exif(im: Image.Image, fmt: str, path: Path) -> tuple[int, bytes | None]:
+    """``(orientation, normalised EXIF or None)``; a corrupt EXIF block is dropped (orientation 1).
+    A TIFF's EXIF is its own IFDs (:func:`~deepexposure.metadata.exif_from_tiff`)."""
     try:
         orientation = im.getexif().get(_TAG_ORIENTATION, 1)
     except (SyntaxError, ValueError, TypeError, KeyError, IndexError, OSError, struct.error, UnicodeDecodeError):
         return 1, None
-    return orientation, (_normalise_exif(im.info.get("exif")) if fmt != "TIFF" else None)
+    return orientation, (_normalise_exif(im.info.get("exif")) if fmt != "TIFF" else exif_from_tiff(path))
 
 
 def _read_pil(path: Path, fmt: str, max_pixels: int | None) -> LoadedImage:
@@ -329,7 +331,7 @@ def _read_pil(path: Path, fmt: str, max_pixels: int | None) -> LoadedImage:
         _check_size(path, *im.size, max_pixels)
         png16 = fmt == "PNG" and _png_bit_depth(path) == 16
         im.load()
-        orientation, exif = _pil_exif(im, fmt)
+        orientation, exif = _pil_exif(im, fmt, path)
         icc = im.info.get("icc_profile")
         if png16:
             colour, alpha = _png16_pixels(path)
@@ -378,7 +380,7 @@ def _read_tiff16(path: Path, max_pixels: int | None) -> LoadedImage | None:
         color = 65535 - color
     alpha = arr[..., ncolor] if arr.shape[2] > ncolor else None
     rgb, note = _icc_to_srgb_16bit(color[..., 0] if ncolor == 1 else color, icc)
-    return _loaded(path, "TIFF", rgb, alpha, orientation, 16, None, note)
+    return _loaded(path, "TIFF", rgb, alpha, orientation, 16, exif_from_tiff(path), note)
 
 
 def _loaded(path: Path, fmt: str, rgb: np.ndarray, alpha: np.ndarray | None, orientation: int, depth: int,
@@ -439,7 +441,7 @@ def _read_raw(path: Path, max_pixels: int | None) -> LoadedImage:
     img_lin = _array_to_tensor(rgb16)
     img_srgb = linear_to_srgb(img_lin).clamp_(0.0, 1.0)
     return LoadedImage(img_srgb=img_srgb, alpha=None, path=path, format=path.suffix[1:].upper(), bit_depth=16,
-                       exif=None, icc_note=None, is_raw=True)
+                       exif=exif_from_tiff(path), icc_note=None, is_raw=True)
 
 
 def read_image(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> LoadedImage:

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from .atomic import _EXISTS, _NAME_MAX, WriteError, atomic_write
-from .metadata import _EXIF_PREFIX, _normalise_exif, _parse_exif, _srgb_icc
+from .metadata import _EXIF_PREFIX, _normalise_exif, _parse_exif, _srgb_icc, exif_sub_ifds, sub_ifd_bytes
 
 #: Extensions :func:`write_image` can write.
 WRITE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff"})
@@ -123,7 +123,7 @@ def _encode_png16(f: BinaryIO, arr: np.ndarray, exif: bytes | None, icc: bytes |
 
 
 #: IFD0 tags copied from the EXIF block into TIFF outputs (ASCII): description, make, model,
-#: date/time, artist, copyright. (The Exif sub-IFD itself is not written into TIFFs.)
+#: date/time, artist, copyright; the Exif and GPS sub-IFDs follow (:func:`_add_sub_ifds`).
 _TIFF_EXIF_TAGS = (270, 271, 272, 306, 315, 33432)
 
 
@@ -143,14 +143,50 @@ def _tiff_extratags(exif: bytes | None) -> list[tuple]:
     return out
 
 
+def _add_sub_ifds(f: BinaryIO, subs: dict[int, dict]) -> None:
+    """Give the classic little-endian TIFF just written to ``f`` (readable) the Exif / GPS sub-IFDs ``subs``
+    (:func:`~deepexposure.metadata.exif_sub_ifds`). tifffile writes no sub-IFDs, so they are appended,
+    followed by a copy of IFD0 with their pointer tags added; the header is pointed at that copy (the
+    first IFD0, a few hundred bytes, stays in the file unused; every other offset is unchanged)."""
+    if not subs:
+        return
+    f.seek(0)
+    head = f.read(8)
+    if head[:4] != b"II*\x00":
+        return
+    (ifd0,) = struct.unpack("<I", head[4:])
+    f.seek(ifd0)
+    (n,) = struct.unpack("<H", f.read(2))
+    table = f.read(12 * n)
+    entries = {struct.unpack_from("<H", table, 12 * i)[0]: table[12 * i : 12 * i + 12] for i in range(n)}
+    next_ifd = f.read(4)
+    pos, blocks = f.seek(0, os.SEEK_END), []
+    for pointer, tags in sorted(subs.items()):
+        pos += pos % 2  # IFDs start on a word boundary
+        blocks.append((pos, sub_ifd_bytes(pointer, tags, pos)))
+        entries[pointer] = struct.pack("<HHII", pointer, 4, 1, pos)
+        pos += len(blocks[-1][1])
+    pos += pos % 2
+    if pos + 6 + 12 * len(entries) >= 1 << 32:  # a classic TIFF's offsets are 32 bit: leave it without them
+        return
+    for at, data in blocks:
+        f.write(b"\0" * (at - f.tell()) + data)
+    f.write(b"\0" * (pos - f.tell()))
+    f.write(struct.pack("<H", len(entries)) + b"".join(entries[t] for t in sorted(entries)) + next_ifd)
+    f.seek(4)
+    f.write(struct.pack("<I", pos))
+    f.seek(0, os.SEEK_END)
+
+
 def _encode(f: BinaryIO, fmt: str, rgb: np.ndarray, alpha: np.ndarray | None, exif: bytes | None,
             quality: int) -> None:
     arr = rgb if alpha is None else np.concatenate([rgb, alpha[:, :, None]], axis=2)
     icc = _srgb_icc()
     if fmt == "TIFF":
         extra: dict[str, Any] = {"extrasamples": ("unassalpha",)} if alpha is not None else {}
-        tifffile.imwrite(f, arr, photometric="rgb", compression="zlib", predictor=True, metadata=None,
+        tifffile.imwrite(f, arr, photometric="rgb", compression="zlib", predictor=True, metadata=None, byteorder="<",
                          iccprofile=icc, extratags=_tiff_extratags(exif), **extra)
+        _add_sub_ifds(f, exif_sub_ifds(exif))
     elif fmt == "PNG" and arr.dtype == np.uint16:
         _encode_png16(f, arr, exif, icc)
     else:
@@ -189,7 +225,7 @@ def write_image(
         alpha: ``(1, 1, H, W)`` / ``(1, H, W)`` float in [0, 1], or None. Not possible for JPEG.
         exif: EXIF block (e.g. ``LoadedImage.exif``), with or without the ``b"Exif\\0\\0"`` prefix;
             written to JPEG, PNG and WebP with the orientation tag reset to 1 (the pixels are upright),
-            and as IFD0 text tags to TIFF; unparseable blocks are dropped.
+            and to TIFF as IFD0 text tags plus the Exif and GPS sub-IFDs; unparseable blocks are dropped.
         quality: 1..100 for JPEG and WebP.
         bit_depth: 8 or 16; None: 16 for TIFF, 8 otherwise.
         overwrite: allow replacing an existing file (never one in ``protect``).

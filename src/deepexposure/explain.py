@@ -5,7 +5,8 @@ whole-frame exposure of the fused bracket, labelled with its EV and the segment 
 and the fused result, side by side (the exposures are not confined to their segments; fusion mixes them). For filter
 recipes: the image after each filter, labelled with the filter and its parameters. Recipes with
 local ops (``local_exposure``, ``local_filters``) get a grid of masks and regions
-(:mod:`deepexposure.explain_local`).
+(:mod:`deepexposure.explain_local`); PixelRL recipes the action map of every step with its counts
+(:mod:`deepexposure.pixelrl.explain`).
 """
 
 from __future__ import annotations
@@ -71,6 +72,10 @@ def explain_image(img_srgb: torch.Tensor, recipe: Recipe, out_srgb: torch.Tensor
         from .explain_local import explain_local
 
         return explain_local(img_srgb, recipe, out_srgb)
+    if any(op["op"] == "pixelrl_actions" for op in recipe.ops):  # per-pixel action maps (PixelRL, Figs. 2, 4, 9)
+        from .pixelrl.explain import explain_actions
+
+        return explain_actions(img_srgb, recipe, out_srgb, _label)
     prev = resize_long_edge(img_srgb, PREVIEW_SIZE, upscale=False).clamp(0, 1)
     panels: list[tuple[torch.Tensor, str]] = [(prev, "original")]
     if recipe.segment_map:

@@ -19,6 +19,9 @@ Reading (:func:`read_image`)
       is impossible the profile is ignored and ``icc_note`` says so in one sentence (``retouch`` copies
       it into the recipe's notes);
     * a corrupt EXIF block dropped (orientation 1), whatever the format;
+    * the EXIF of TIFF inputs and of TIFF-based camera RAWs (DNG, CR2, NEF, ARW, ORF, RW2, ...; ``rawpy``
+      returns none) read from their own IFDs: descriptive IFD0 tags, the Exif and GPS sub-IFDs
+      (:func:`deepexposure.metadata.exif_from_tiff`; the maker note is left behind);
     * 16-bit PNG decoded by libpng through ``imagecodecs``;
     * grey replicated to 3 channels; alpha split off untouched.
 
@@ -29,15 +32,15 @@ Reading (:func:`read_image`)
 
 Writing (:func:`write_image`)
     The format follows the extension: ``.jpg``/``.jpeg`` (8 bit, quality, EXIF), ``.png`` (8 or 16 bit,
-    EXIF), ``.tif``/``.tiff`` (8 or 16 bit, deflate, EXIF's IFD0 text tags), ``.webp`` (8 bit, quality; 100 means
+    EXIF), ``.tif``/``.tiff`` (8 or 16 bit, deflate, EXIF's IFD0 text tags and its Exif and GPS sub-IFDs), ``.webp`` (8 bit, quality; 100 means
     lossless). Writes are atomic (hidden temp file :func:`temp_name` in the target folder, then a rename;
     the temp file is removed on failure, and temp files a killed writer left are removed by the next
     process that writes into that folder), never replace an existing file unless ``overwrite=True`` and
     never touch a protected input. Failures raise :class:`ImageWriteError` (same one-line shape).
 
-Every output embeds an sRGB ICC profile. Limits: EXIF is carried from JPEG, PNG and WebP only (not
-from TIFF or RAW); TIFF outputs get its IFD0 text tags (make, model, date, artist, copyright,
-description), not the Exif sub-IFD. 16-bit TIFFs compressed with LZW, PackBits or JPEG need the optional ``imagecodecs``
+Every output embeds an sRGB ICC profile. Limits: RAWs that are not TIFF-structured (CR3, RAF, CRW, MRW,
+X3F) and BigTIFF inputs bring no EXIF; maker notes are not carried; TIFF outputs get the IFD0 text tags
+(make, model, date, artist, copyright, description) and the Exif and GPS sub-IFDs, not other IFD0 tags. 16-bit TIFFs compressed with LZW, PackBits or JPEG need the optional ``imagecodecs``
 package (``tifffile`` decodes deflate, LZMA and uncompressed data without it).
 
 The code lives in :mod:`deepexposure.decode` (reading), :mod:`deepexposure.encode` (writing),

@@ -7,11 +7,13 @@ Used by :mod:`deepexposure.decode` (orientation applied, profiles converted to s
 from __future__ import annotations
 
 import io as _stdio
+import os
 import struct
 from collections.abc import Callable
+from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, TiffImagePlugin
 
 from .atomic import _one_line
 
@@ -130,9 +132,142 @@ def _icc_to_srgb_16bit(arr: np.ndarray, icc: bytes | None) -> tuple[np.ndarray, 
 _SRGB_ICC: bytes | None = None
 
 
+#: Creation date written into the embedded sRGB profile's header (ICC header bytes 24-35: year, month,
+#: day, hour, minute, second as big-endian uint16). LittleCMS stamps the time the profile was built,
+#: which made every run's outputs differ; a fixed date keeps them byte-identical.
+_SRGB_ICC_DATE = struct.pack(">6H", 2000, 1, 1, 0, 0, 0)
+
+
 def _srgb_icc() -> bytes:
-    """An sRGB ICC profile (LittleCMS's built-in one, about 600 bytes), embedded in every output."""
+    """An sRGB ICC profile (LittleCMS's built-in one, about 600 bytes, dated :data:`_SRGB_ICC_DATE`;
+    it carries no profile ID, so the date is all that changes), embedded in every output."""
     global _SRGB_ICC
     if _SRGB_ICC is None:
-        _SRGB_ICC = _srgb_profile().tobytes()
+        icc = bytearray(_srgb_profile().tobytes())
+        icc[24:36] = _SRGB_ICC_DATE
+        _SRGB_ICC = bytes(icc)
     return _SRGB_ICC
+
+
+# ----------------------------------------------------------------------------------------------
+# EXIF of TIFF-structured files: TIFF, DNG and the TIFF-based camera RAWs (CR2, NEF, ARW, ORF, RW2, ...)
+
+_TAG_EXIF_IFD = 0x8769
+_TAG_GPS_IFD = 0x8825
+#: IFD0 tags carried from a TIFF-structured file into its EXIF block: image description, make, model,
+#: orientation, x / y resolution and unit, software, date/time, artist, copyright (not the tags that
+#: describe the stored raster: sizes, strips, CFA layout, DNG colour data).
+_IFD0_CARRIED = (270, 271, 272, 274, 282, 283, 296, 305, 306, 315, 33432)
+#: Exif sub-IFD tags not carried: the maker note (its internal offsets point into the original file),
+#: the Interoperability IFD pointer (an offset into the original file) and IFD pointers that belong in IFD0.
+_EXIF_DROPPED = (0x927C, 0xA005, 0x8769, 0x8825)
+#: The first 4 bytes of TIFF-structured files -> the standard TIFF header Pillow parses them with.
+#: Olympus ORF (``IIRO``, ``IIRS``, ``MMOR``) and Panasonic RW2 (``IIU\0``) are TIFF with another magic.
+_TIFF_MAGICS = {b"II*\x00": b"II*\x00", b"MM\x00*": b"MM\x00*", b"IIRO": b"II*\x00", b"IIRS": b"II*\x00",
+                b"MMOR": b"MM\x00*", b"IIU\x00": b"II*\x00"}
+#: Bounds on what :func:`exif_from_tiff` reads from a possibly hostile file, checked before Pillow parses it.
+_MAX_IFD_ENTRIES = 4096
+_MAX_IFD_BYTES = 64 << 20
+_TYPE_BYTES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
+
+
+def _ifd_in_bounds(f: BinaryIO, offset: int, bo: str, file_size: int) -> bool:
+    """True when the IFD at ``offset`` has at most :data:`_MAX_IFD_ENTRIES` entries whose out-of-line
+    values total at most :data:`_MAX_IFD_BYTES` bytes: the work Pillow will do to load it is bounded."""
+    if not 8 <= offset < file_size:
+        return False
+    f.seek(offset)
+    head = f.read(2)
+    if len(head) != 2:
+        return False
+    (n,) = struct.unpack(bo + "H", head)
+    table = f.read(12 * n)
+    if n > _MAX_IFD_ENTRIES or len(table) != 12 * n:
+        return False
+    total = 0
+    for i in range(n):
+        _, typ, count = struct.unpack_from(bo + "HHI", table, 12 * i)
+        size = _TYPE_BYTES.get(typ, 1) * count
+        total += size if size > 4 else 0
+    return total <= _MAX_IFD_BYTES
+
+
+def _load_ifd(f: BinaryIO, ifh: bytes, offset: int, group: int | None = None) -> TiffImagePlugin.ImageFileDirectory_v2:
+    ifd = TiffImagePlugin.ImageFileDirectory_v2(ifh, group=group)
+    f.seek(offset)
+    ifd.load(f)
+    return ifd
+
+
+def exif_from_tiff(path: str | os.PathLike) -> bytes | None:
+    """The EXIF block (``b"Exif\\0\\0"`` + TIFF structure, orientation reset to 1) of a TIFF-structured
+    file: TIFF, DNG, and the TIFF-based camera RAWs (CR2, NEF, NRW, ARW, SR2, SRF, PEF, ORF, RW2, 3FR,
+    ERF, IIQ, MOS, ...), whose camera EXIF ``rawpy`` does not return.
+
+    Carried: the descriptive IFD0 tags (:data:`_IFD0_CARRIED`: make, model, date, artist, copyright,
+    ...), the whole Exif sub-IFD (exposure time, aperture, ISO, lens, dates, ...) except the maker
+    note and the interoperability pointer, and the GPS sub-IFD. Files that are not TIFF-structured
+    (CR3, RAF, CRW, MRW, X3F, BigTIFF) and unreadable or oversized EXIF give None; nothing raises.
+    The file is read with seeks, not loaded whole; IFD sizes are bounded before they are parsed.
+    """
+    import warnings
+
+    try:
+        with open(path, "rb") as f, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            head = f.read(8)
+            magic = _TIFF_MAGICS.get(head[:4])
+            if magic is None or len(head) != 8:
+                return None
+            size = os.fstat(f.fileno()).st_size
+            bo = "<" if head[:2] == b"II" else ">"
+            ifh = magic + head[4:8]
+            (offset,) = struct.unpack(bo + "I", head[4:8])
+            if not _ifd_in_bounds(f, offset, bo, size):
+                return None
+            ifd0 = _load_ifd(f, ifh, offset)
+            out = Image.Exif()
+            for tag in _IFD0_CARRIED:
+                if tag in ifd0:
+                    out[tag] = ifd0[tag]
+            for pointer in (_TAG_EXIF_IFD, _TAG_GPS_IFD):
+                sub_offset = ifd0.get(pointer)
+                if isinstance(sub_offset, int) and _ifd_in_bounds(f, sub_offset, bo, size):
+                    sub = _load_ifd(f, ifh, sub_offset, group=pointer)
+                    kept = {t: v for t, v in sub.items() if t not in _EXIF_DROPPED}
+                    if kept:
+                        out[pointer] = kept
+            if not len(out):
+                return None
+            block = out.tobytes()
+    except (OSError, SyntaxError, ValueError, TypeError, KeyError, IndexError, struct.error, UnicodeDecodeError,
+            RecursionError):
+        return None
+    return _normalise_exif(block)
+
+
+def exif_sub_ifds(exif: bytes | None) -> dict[int, dict]:
+    """The Exif and GPS sub-IFDs of an EXIF block: ``{0x8769: {tag: value}, 0x8825: {...}}`` (empty or
+    unparseable ones left out; the maker note and interoperability pointer dropped as in
+    :func:`exif_from_tiff`). Used to write them into TIFF outputs."""
+    ex = _parse_exif(exif[len(_EXIF_PREFIX):] if exif and exif.startswith(_EXIF_PREFIX) else exif or b"")
+    if ex is None:
+        return {}
+    out: dict[int, dict] = {}
+    for pointer in (_TAG_EXIF_IFD, _TAG_GPS_IFD):
+        try:
+            kept = {t: v for t, v in ex.get_ifd(pointer).items() if t not in _EXIF_DROPPED}
+        except (SyntaxError, ValueError, TypeError, KeyError, IndexError, OSError, struct.error, UnicodeDecodeError):
+            continue
+        if kept:
+            out[pointer] = kept
+    return out
+
+
+def sub_ifd_bytes(pointer: int, tags: dict, offset: int) -> bytes:
+    """One little-endian IFD (entries, next-IFD 0, then the values) to be written at file ``offset``;
+    tag types follow Pillow's table for the ``pointer`` group (Exif or GPS)."""
+    ifd = TiffImagePlugin.ImageFileDirectory_v2(b"II*\x00\x00\x00\x00\x00", group=pointer)
+    for tag, value in tags.items():
+        ifd[tag] = value
+    return ifd.tobytes(offset)

@@ -13,6 +13,7 @@ imported only when the method is asked for):
 ``deepexposure-local``         the same policy's exposures rendered per region (``render="local"``, docs/local.md)
 ``deepexposure-local-fusion``  the same, rendered ``local+fusion``
 ``exposure``                   the learned white-box filter agent (Hu et al. 2018)
+``pixelrl``                    PixelRL agents, one per pixel: local colour/exposure actions (Furuta et al. 2019)
 ``exposures``                  explicit per-segment exposures (``evs=[...]``)
 ``identity``                   leave the photo alone
 ``auto``                       global auto-exposure
@@ -70,6 +71,7 @@ class UnknownMethodError(ValueError):
 BUILTIN_METHODS: dict[str, str] = {
     "deepexposure": "deepexposure.agents.deepexposure:DeepExposureMethod",
     "exposure": "deepexposure.agents.whitebox:WhiteBoxMethod",
+    "pixelrl": "deepexposure.pixelrl.method:PixelRLMethod",
     "exposures": "deepexposure.agents.deepexposure:ExplicitExposuresMethod",
     "identity": "deepexposure.baselines:IdentityMethod",
     "auto": "deepexposure.baselines:AutoExposureMethod",

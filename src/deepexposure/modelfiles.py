@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 __all__ = ["ModelFileError", "check_model_dir", "read_model_config", "MODEL_FORMAT", "CONFIG_NAME", "WEIGHTS_NAME", "LEGACY_FILES", "MODEL_LIMITS", "read_json_object", "validate_trunk_config", "trunk_shapes",
-           "read_weights", "validate_model_meta"]
+           "read_weights", "read_state", "validate_model_meta"]
 
 #: Bounds on model metadata (generous for training, small enough to allocate on a laptop).
 MODEL_LIMITS: dict[str, Any] = {
@@ -159,9 +159,14 @@ def trunk_shapes(cfg) -> dict[str, tuple[int, ...]]:
 def read_weights(path: Path, cfg, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """Check the safetensors header against ``trunk_shapes(cfg)`` (names, shapes, float32), then read
     the tensors and check they are finite. Returns the state dict."""
+    return read_state(path, trunk_shapes(cfg), map_location)
+
+
+def read_state(path: Path, expected: dict[str, tuple[int, ...]], map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """:func:`read_weights` for any network: check the header against ``expected`` (state-dict names ->
+    shapes, e.g. of the network built on the ``meta`` device), read, check finite."""
     from safetensors import safe_open
 
-    expected = trunk_shapes(cfg)
     try:
         size = path.stat().st_size
     except FileNotFoundError:

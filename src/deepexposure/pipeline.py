@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -14,7 +15,17 @@ import torch
 from .methods import Method, ReferenceMethod
 from .recipe import Recipe, render
 
-__all__ = ["retouch_tensor", "retouch_file", "RetouchResult", "output_path_for", "output_paths"]
+__all__ = ["retouch_tensor", "retouch_file", "RetouchResult", "output_path_for", "output_paths", "Progress", "STAGES"]
+
+#: ``progress(stage, done, total)``: how far one photo is. ``stage`` is one of :data:`STAGES`, in that
+#: order (``explain`` only with an explain sheet); each stage reports ``(0, total)`` when it starts and
+#: ``(total, total)`` when it ends, ``render`` also each step between (each frame of a fused bracket
+#: built, each other op: :func:`deepexposure.recipe.render_steps`). A callback only observes: the
+#: outputs are the same with or without it.
+Progress = Callable[[str, int, int], None]
+#: The stages of :func:`retouch_file`: decode the file; plan (the method segments and decides, on a
+#: thumbnail); render at full resolution; explain (the sheet); encode (write the image, recipe, sheet).
+STAGES = ("decode", "plan", "render", "explain", "encode")
 
 
 #: what the exposures of a segmented fusion recipe are (added to such recipes' notes)
@@ -22,7 +33,8 @@ BRACKET_NOTE = ("the evs are the exposures of a fused bracket: each is applied t
                 "fused (Mertens); exposure t was chosen for segment t, but is not confined to it")
 
 
-def retouch_tensor(method: Method, img_srgb: torch.Tensor, reference: torch.Tensor | None = None) -> tuple[torch.Tensor, Recipe]:
+def retouch_tensor(method: Method, img_srgb: torch.Tensor, reference: torch.Tensor | None = None,
+                   progress: Progress | None = None) -> tuple[torch.Tensor, Recipe]:
     """Plan a retouch with ``method`` and render it.
 
     Args:
@@ -30,12 +42,15 @@ def retouch_tensor(method: Method, img_srgb: torch.Tensor, reference: torch.Tens
         img_srgb: ``(1, 3, H, W)`` sRGB in [0, 1], full resolution.
         reference: ``(1, 3, H, W)`` the well-exposed version, given only to methods with
             ``needs_reference`` (the oracle ceilings of :mod:`deepexposure.oracle`; ``eval`` only).
+        progress: :data:`Progress` callback for the ``plan`` and ``render`` stages, or None.
     Returns:
         ``(out_srgb (1, 3, H, W) in [0, 1], recipe)``.
     """
     if img_srgb.dim() != 4 or img_srgb.shape[:2] != (1, 3):
         raise ValueError(f"expected (1, 3, H, W) image, got {tuple(img_srgb.shape)}")
+    report = progress or _no_progress
     with torch.no_grad():
+        report("plan", 0, 1)
         if getattr(method, "needs_reference", False):
             if reference is None:
                 raise ValueError(f"method {method.name!r} needs the reference photo (it is an eval-only ceiling)")
@@ -46,8 +61,13 @@ def retouch_tensor(method: Method, img_srgb: torch.Tensor, reference: torch.Tens
         recipe.image.setdefault("height", int(img_srgb.shape[-2]))
         if recipe.segments and any(op.get("op") == "exposure_fusion" for op in recipe.ops):
             recipe.notes.append(BRACKET_NOTE)
-        out = render(recipe, img_srgb)
+        report("plan", 1, 1)
+        out = render(recipe, img_srgb, None if progress is None else lambda done, total: report("render", done, total))
     return out, recipe
+
+
+def _no_progress(stage: str, done: int, total: int) -> None:
+    pass
 
 
 @dataclass
@@ -102,12 +122,14 @@ def retouch_file(
     explain: bool = False,
     max_pixels: int | None = None,
     protect: list[Path] | None = None,
+    progress: Progress | None = None,
 ) -> RetouchResult:
     """Read ``src``, retouch it, write ``dst`` (+ ``dst.recipe.json`` and, with ``explain``, ``dst.explain.jpg``).
 
     The outputs are one unit: every path is checked before the photo is decoded, everything is
     rendered before the first file is written, and if a write still fails the files this call
     created are removed again. 16-bit inputs are written with 16 bits where the format holds them.
+    ``progress`` (:data:`Progress`) is told each stage of :data:`STAGES` as it starts and ends.
 
     Raises :class:`deepexposure.io.ImageReadError` / ``WriteError`` (``ImageWriteError`` for images) with a one-line message.
     """
@@ -117,8 +139,11 @@ def retouch_file(
     for p in paths:
         check_output_path(p, protect or [src], overwrite=overwrite)
     kwargs = {} if max_pixels is None else {"max_pixels": max_pixels}
+    report = progress or _no_progress
+    report("decode", 0, 1)
     loaded = read_image(src, **kwargs)
-    out, recipe = retouch_tensor(method, loaded.img_srgb)
+    report("decode", 1, 1)
+    out, recipe = retouch_tensor(method, loaded.img_srgb, progress=progress)
     recipe.image["source"] = src.name
     alpha = loaded.alpha if dst.suffix.lower() in (".png", ".tif", ".tiff", ".webp") else None
     if loaded.alpha is not None and alpha is None:
@@ -131,21 +156,27 @@ def retouch_file(
     if explain:
         from .explain import explain_image
 
+        report("explain", 0, 1)
         sheet = explain_image(loaded.img_srgb, recipe, out)
+        report("explain", 1, 1)
     recipe_bytes = (recipe.to_json() + "\n").encode("utf-8") if write_recipe else None
     written: list[Path] = []
+    report("encode", 0, len(paths))
     try:
         write_image(dst, out, alpha=alpha, exif=loaded.exif, quality=quality, bit_depth=depth,
                     overwrite=overwrite, protect=protect or [src])
         written.append(dst)
+        report("encode", len(written), len(paths))
         if recipe_bytes is not None:
             from .atomic import atomic_write_bytes
 
             atomic_write_bytes(paths[1], recipe_bytes, overwrite=overwrite)
             written.append(paths[1])
+            report("encode", len(written), len(paths))
         if sheet is not None:
             write_image(paths[-1], sheet, quality=90, overwrite=overwrite)
             written.append(paths[-1])
+            report("encode", len(written), len(paths))
     except (WriteError, OSError):  # ImageWriteError is a WriteError
         for p in written:  # all or nothing: no image without its recipe and sheet
             p.unlink(missing_ok=True)

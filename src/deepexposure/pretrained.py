@@ -54,15 +54,17 @@ def resolve_model_dir(model: str | Path | None, default: Path) -> Path:
     return p
 
 
-def save_pretrained(directory: str | Path, trunk: Trunk, config: dict[str, Any]) -> Path:
+def save_pretrained(directory: str | Path, trunk: Trunk | torch.nn.Module, config: dict[str, Any]) -> Path:
     """Write a model folder: ``config.json`` (``config`` plus the format tag and ``"network"``, the
-    trunk's :class:`~deepexposure.nets.TrunkConfig`) and ``model.safetensors``, each atomically.
+    trunk's :class:`~deepexposure.nets.TrunkConfig`, or the ``config`` dataclass of another network such as
+    :class:`~deepexposure.pixelrl.net.PixelRLNet`) and ``model.safetensors``, each atomically.
     First-format files left in the folder by an older version are removed, so it holds one model."""
     from safetensors.torch import save as st_save
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    full = {"format": MODEL_FORMAT, "version": MODEL_FORMAT_VERSION, **config, "network": asdict(trunk.config)}
+    net_cfg: Any = trunk.config
+    full = {"format": MODEL_FORMAT, "version": MODEL_FORMAT_VERSION, **config, "network": asdict(net_cfg)}
     tensors = {k: v.detach().cpu().contiguous() for k, v in trunk.state_dict().items()}
     atomic_write_bytes(directory / WEIGHTS_NAME, st_save(tensors), overwrite=True)
     atomic_write_bytes(directory / CONFIG_NAME, json.dumps(full, indent=2).encode(), overwrite=True)

@@ -33,6 +33,8 @@ nesting before any work; the same rules, as a JSON Schema, are :func:`recipe_sch
 
 - ``local_exposure`` / ``local_filters``: per-region exposures / white-box filters rendered through
   edge-aware masks rebuilt from ``segment_map`` (:mod:`deepexposure.local`, ``docs/local.md``).
+- ``pixelrl_actions``: PixelRL's per-pixel action maps, one per step, zlib-compressed
+  (:mod:`deepexposure.pixelrl.recipe_op`, ``docs/pixelrl.md``).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ __all__ = ["Recipe", "RecipeError", "render", "RECIPE_FORMAT", "RECIPE_VERSION",
 
 RECIPE_FORMAT = "deepexposure-recipe"
 RECIPE_VERSION = 1
-_OPS = ("exposure_fusion", "filter", "clahe", "local_exposure", "local_filters")
+_OPS = ("exposure_fusion", "filter", "clahe", "local_exposure", "local_filters", "pixelrl_actions")
 
 #: Bounds of everything a recipe may hold; the validator and :func:`recipe_schema` both read them.
 LIMITS: dict[str, Any] = {
@@ -83,6 +85,7 @@ _OP_KEYS = {
     "clahe": ("op", "clip_limit", "kernel_size"),
     "local_exposure": ("op", "evs", "masks", "fuse_original", "fusion"),
     "local_filters": ("op", "masks", "regions"),
+    "pixelrl_actions": ("op", "task", "actions", "shape", "maps", "counts"),
 }
 _TOP_KEYS = ("format", "version", "image", "method", "segments", "segment_map", "ops", "notes")
 
@@ -351,6 +354,13 @@ def validate_recipe_dict(d: Any, source: str = "recipe") -> None:
             from types import SimpleNamespace
 
             validate_local_op(op, SimpleNamespace(segment_map=d.get("segment_map")), f"{source}: ops[{i}]")
+        elif op["op"] == "pixelrl_actions":  # per-pixel action maps: deepexposure.pixelrl.recipe_op
+            from .pixelrl.recipe_op import OpError, validate_actions_op
+
+            try:
+                validate_actions_op(op, f"{source}: ops[{i}]", LIMITS["max_bytes"])
+            except OpError as e:
+                raise RecipeError(str(e)) from None
 
 
 def recipe_schema() -> dict:
@@ -415,6 +425,12 @@ def recipe_schema() -> dict:
         "required": ["op", *(["evs"] if kind == "local_exposure" else ["regions"])],
         "properties": {"op": {"const": kind}, **{k: {} for k in _OP_KEYS[kind] if k != "op"}},
     } for kind in ("local_exposure", "local_filters")]
+    pixelrl_op = {  # the maps are checked against shape and actions by deepexposure.pixelrl.method
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["op", "task", "actions", "shape", "maps"],
+        "properties": {"op": {"const": "pixelrl_actions"}, **{k: {} for k in _OP_KEYS["pixelrl_actions"] if k != "op"}},
+    }
     string = {"type": "string", "maxLength": LIMITS["max_string"]}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -433,7 +449,7 @@ def recipe_schema() -> dict:
             "segments": {"type": "array", "maxItems": LIMITS["max_segments"], "items": {"type": "object"}},
             "segment_map": {"type": "array", "maxItems": LIMITS["max_map_rows"], "items": string},
             "ops": {"type": "array", "minItems": 1, "maxItems": LIMITS["max_ops"],
-                    "items": {"oneOf": [fusion_op_schema, *filter_ops, clahe_op, *local_ops]}},
+                    "items": {"oneOf": [fusion_op_schema, *filter_ops, clahe_op, *local_ops, pixelrl_op]}},
             "notes": {"type": "array", "maxItems": LIMITS["max_notes"], "items": string},
         },
     }
@@ -470,16 +486,24 @@ def fusion_op(evs: list[float], fusion_cfg=None, include_original: bool = True) 
     }
 
 
-def _render_fusion(op: dict, img_srgb: torch.Tensor, recipe: Recipe) -> torch.Tensor:
+def _fusion_sources(op: dict) -> list[float | None]:
+    """The frames an ``exposure_fusion`` op fuses: None for the original, then its exposures."""
+    return ([None] if bool(op.get("include_original", True)) else []) + [float(e) for e in op["evs"]]
+
+
+def _no_tick() -> None:
+    pass
+
+
+def _render_fusion(op: dict, img_srgb: torch.Tensor, recipe: Recipe, tick: Callable[[], None] = _no_tick) -> torch.Tensor:
     cfg = _fusion_config(op.get("fusion", {}), "recipe")
-    evs = [float(e) for e in op["evs"]]
-    include = bool(op.get("include_original", True))
-    sources: list[float | None] = ([None] if include else []) + evs
+    sources = _fusion_sources(op)
     if sources == [None]:
         return img_srgb
     img_lin = srgb_to_linear(img_srgb)  # decoded once, re-exposed per source (twice: two passes)
 
     def make(i: int) -> torch.Tensor:
+        tick()  # one step of the render's progress per frame built
         ev = sources[i]
         if ev is None:
             return img_srgb
@@ -490,49 +514,83 @@ def _render_fusion(op: dict, img_srgb: torch.Tensor, recipe: Recipe) -> torch.Te
     return exposure_fusion_streaming(make, len(sources), cfg).clamp_(0.0, 1.0)
 
 
-def _render_filter(op: dict, img_srgb: torch.Tensor, recipe: Recipe) -> torch.Tensor:
+def _render_filter(op: dict, img_srgb: torch.Tensor, recipe: Recipe, tick: Callable[[], None] = _no_tick) -> torch.Tensor:
     params = torch.tensor([op["params"]], dtype=img_srgb.dtype, device=img_srgb.device)
     return apply_filter(op["name"], img_srgb, params).clamp(0.0, 1.0)
 
 
-def _render_clahe(op: dict, img_srgb: torch.Tensor, recipe: Recipe) -> torch.Tensor:
+def _render_clahe(op: dict, img_srgb: torch.Tensor, recipe: Recipe, tick: Callable[[], None] = _no_tick) -> torch.Tensor:
     return clahe(img_srgb, clip_limit=float(op.get("clip_limit", 0.01)), kernel_size=_opt_int(op.get("kernel_size")))
 
 
-def _render_local(op: dict, img_srgb: torch.Tensor, recipe: Recipe) -> torch.Tensor:
+def _render_local(op: dict, img_srgb: torch.Tensor, recipe: Recipe, tick: Callable[[], None] = _no_tick) -> torch.Tensor:
     from .local import render_local_op  # local ops need the recipe's segment map
 
     return render_local_op(recipe, op, img_srgb)
 
 
-#: op name -> ``renderer(op, img_srgb (1, 3, H, W), recipe) -> (1, 3, H, W)``, both sRGB in [0, 1]
-#: (``recipe`` gives an op the recipe's segment map); one entry per op of the format.
-OP_RENDERERS: dict[str, Callable[[dict, torch.Tensor, Recipe], torch.Tensor]] = {
+def _render_pixelrl(op: dict, img_srgb: torch.Tensor, recipe: Recipe, tick: Callable[[], None] = _no_tick) -> torch.Tensor:
+    from .pixelrl.recipe_op import render_actions_op
+
+    return render_actions_op(op, img_srgb)
+
+
+#: op name -> ``renderer(op, img_srgb (1, 3, H, W), recipe, tick) -> (1, 3, H, W)``, both sRGB in [0, 1]
+#: (``recipe`` gives an op the recipe's segment map; ``tick()`` reports one of the op's
+#: :func:`render_steps`, for progress); one entry per op of the format.
+OP_RENDERERS: dict[str, Callable[[dict, torch.Tensor, Recipe, Callable[[], None]], torch.Tensor]] = {
     "exposure_fusion": _render_fusion,
     "filter": _render_filter,
     "clahe": _render_clahe,
     "local_exposure": _render_local,
     "local_filters": _render_local,
+    "pixelrl_actions": _render_pixelrl,
 }
 
 
+def render_steps(op: dict) -> int:
+    """Progress steps of one op in :func:`render`: one per frame built for an ``exposure_fusion`` of
+    ``K > 1`` frames (``2 K``: :func:`~deepexposure.fusion.exposure_fusion_streaming` builds each frame
+    once per pass), one for any other op."""
+    k = len(_fusion_sources(op)) if op.get("op") == "exposure_fusion" else 1
+    return 2 * k if k > 1 else 1
+
+
 @torch.no_grad()
-def render(recipe: Recipe, img_srgb: torch.Tensor) -> torch.Tensor:
+def render(recipe: Recipe, img_srgb: torch.Tensor, progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """Apply a recipe's ops in order.
 
     Args:
         recipe: the recipe.
         img_srgb: ``(1, 3, H, W)`` sRGB in [0, 1], any resolution (filters are resolution-independent).
+        progress: called as ``progress(done, total)``, ``done`` rising from 0 to ``total`` (the sum of
+            the ops' :func:`render_steps`): at the start, per fused frame built and after each op. It
+            only observes; the result does not depend on it.
     Returns:
         ``(1, 3, H, W)`` sRGB in [0, 1].
     """
     recipe.validate()  # cheap; programmatic recipes get the same checks as files
+    total = sum(render_steps(op) for op in recipe.ops)
+    done = 0
+
+    def tick() -> None:
+        nonlocal done
+        done = min(done + 1, total)
+        if progress is not None:
+            progress(done, total)
+
+    if progress is not None:
+        progress(0, total)
     out = img_srgb
     for op in recipe.ops:
         renderer = OP_RENDERERS.get(op["op"])
         if renderer is None:  # validate() rejects these; kept for programmatic recipes
             raise RecipeError(f"recipe: unknown op {op['op']!r}")
-        out = renderer(op, out, recipe)
+        start = done
+        out = renderer(op, out, recipe, tick)
+        done = start + render_steps(op)  # an op that ticks less (or more) still ends at its share
+        if progress is not None:
+            progress(done, total)
     return out
 
 

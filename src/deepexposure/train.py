@@ -199,7 +199,8 @@ class TrainConfig:
     default used 10000 (runs with 1000 and 3000 scored lower on validation); the white-box default 50000."""
     pretrain_steps: int = 0
     """supervised steps before discriminator pre-training: the policy is fitted to the references
-    through its own renderer (deepexposure.pretrain; DeepExposure only; needs --references or
+    through its own renderer (deepexposure.pretrain; the white-box agent: through its own filters,
+    WhiteBoxAgent.pretrain_step; needs --references or
     --pairs-from). Not in the paper; 0 turns it off."""
     pretrain_lr: float = 3e-4
     """Adam learning rate of the policy during supervised pre-training."""
@@ -336,8 +337,8 @@ class Checkpoints:
     """The checkpoint folders of a run: ``RUN/checkpoints/step_N``, the ``latest`` pointer, rotation,
     and the choice of the newest usable one on resume (the files in a folder: :meth:`Trainer.save_checkpoint`)."""
 
-    def __init__(self, run_dir: Path, keep: int):
-        self.run_dir, self.root, self.keep = run_dir, run_dir / "checkpoints", keep
+    def __init__(self, run_dir: Path, keep: int, required: Sequence[str] = ("state.safetensors", "discriminator.safetensors")):
+        self.run_dir, self.root, self.keep, self.required = run_dir, run_dir / "checkpoints", keep, tuple(required)
 
     def all(self) -> list[Path]:
         """The folders ``step_N``, newest (highest N) first, complete or not."""
@@ -373,7 +374,7 @@ class Checkpoints:
         """The newest checkpoint that :func:`verify_checkpoint` accepts, and the newer ones it rejected."""
         bad: list[tuple[Path, str]] = []
         for path in self.all():
-            reason = verify_checkpoint(path)
+            reason = verify_checkpoint(path, self.required)
             if reason is None:
                 return path, bad
             bad.append((path, reason))
@@ -506,7 +507,7 @@ class Trainer:
         if cfg.pretrain_steps and self.references is None:
             raise ValueError("supervised pre-training (--pretrain-steps) needs paired data: --references or --pairs-from")
         if cfg.pretrain_steps and not isinstance(agent, Pretrainable):
-            raise ValueError(f"{type(agent).__name__} has no supervised pre-training (--pretrain-steps is for DeepExposure)")
+            raise ValueError(f"{type(agent).__name__} has no supervised pre-training (--pretrain-steps is for DeepExposure and the white-box agent)")
         self.step = 0  # counts both pre-training phases too
         self.total = cfg.pretrain_steps + cfg.p_steps + cfg.steps
         self.fake_pool = FakePool(cfg.fake_pool, cfg.image_size, self.device)
@@ -779,13 +780,14 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def verify_checkpoint(path: str | Path) -> str | None:
+def verify_checkpoint(path: str | Path, required: Sequence[str] = ("state.safetensors", "discriminator.safetensors")) -> str | None:
     """Why checkpoint folder ``path`` cannot be resumed from, or None if it can.
 
     Reads every file: ``state.json`` must parse; each file it lists must exist and match its
     SHA-256 (checkpoints written before the list existed skip this); every ``*.safetensors`` must
     load and every ``*.json`` parse. Whether the networks fit the current settings is not checked
-    here (:meth:`Trainer.load_checkpoint` does).
+    here (:meth:`Trainer.load_checkpoint` does). ``required``: files every checkpoint of this kind of
+    run has (a PixelRL run has no discriminator).
     """
     from safetensors.torch import load_file
 
@@ -804,7 +806,7 @@ def verify_checkpoint(path: str | Path) -> str | None:
             return f"{name} is missing"
         if _sha256(f) != digest:
             return f"{name} does not match its SHA-256"
-    for name in ("state.safetensors", "discriminator.safetensors"):
+    for name in required:
         if not (path / name).is_file():
             return f"{name} is missing"
     for f in sorted(path.iterdir()):

@@ -28,6 +28,10 @@ The gradient of ``-Q`` reaches the parameters through the differentiable filter,
 range penalty, the (frozen) discriminator and the (frozen) value network; it also reaches the
 filter logits through the entropy penalty, as in the original code.
 
+Supervised pre-training (:meth:`WhiteBoxAgent.pretrain_step`, not in the paper): with paired data the
+policy is first fitted to the references through its own filters, by the unbiased gradient of the
+expected final error (:func:`pretrain_objective`); the RL phase then continues from it.
+
 Out-of-order training (Algorithm 1): a :class:`TrajectoryBuffer` holds ``buffer_size`` in-flight
 trajectories. Each training step draws ``batch_size`` of them, replaces the finished ones by fresh
 inputs, applies one step and puts the results back. Finished images wait in the buffer (they are
@@ -66,6 +70,9 @@ __all__ = [
     "reuse_penalty",
     "range_penalty",
     "edit_cost",
+    "PretrainResult",
+    "unused_log_probs",
+    "pretrain_objective",
     "WhiteBoxAgent",
     "WhiteBoxMethod",
     "DEFAULT_MODEL_DIR",
@@ -120,6 +127,9 @@ class WhiteBoxConfig:
     photo; the cost pulls each edit towards doing nothing unless the discriminator pays for it."""
     exploration: float = 0.05
     """eps: filters are drawn from (1 - eps) softmax + eps / 8 while training (original code: 0.05)."""
+    pretrain_samples: int = 4
+    """supervised pre-training (--pretrain-steps; not in the paper): filter sequences drawn per
+    image; each one's baseline is the mean cost of the others (leave-one-out). At least 2."""
 
     def __post_init__(self):
         self.adam_betas = tuple(self.adam_betas)
@@ -129,6 +139,8 @@ class WhiteBoxConfig:
             raise ValueError(f"image_size must be a multiple of 16, got {self.image_size}")
         if not 0.0 <= self.exploration < 1.0:
             raise ValueError(f"exploration must be in [0, 1), got {self.exploration}")
+        if self.pretrain_samples < 2:
+            raise ValueError(f"pretrain_samples must be >= 2 (leave-one-out baseline), got {self.pretrain_samples}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -359,6 +371,126 @@ def range_penalty(img: torch.Tensor) -> torch.Tensor:
     return (torch.relu(img - 1.0) ** 2 + torch.relu(-img) ** 2).mean(dim=(1, 2, 3))
 
 
+# -- supervised pre-training (not in the paper) ---------------------------------------------------
+
+#: ``cost = 10 log10(MSE + PRETRAIN_MSE_EPS)``: the negative PSNR, capped at 40 dB for a perfect fit
+PRETRAIN_MSE_EPS = 1e-4
+
+
+def unused_log_probs(logits: torch.Tensor, used: torch.Tensor) -> torch.Tensor:
+    """``log pi_1`` restricted to the filters not used yet and renormalised, ``(B, 8), (B, 8) -> (B, 8)``.
+
+    ``log softmax(logits)`` over the unused filters, ``-inf`` on the used ones (every filter used:
+    over all 8). Its argmax is the greedy inference choice of :func:`policy_step`.
+    """
+    unused = used < 0.5
+    unused = unused | ~unused.any(dim=1, keepdim=True)
+    return torch.log_softmax(logits.masked_fill(~unused, float("-inf")), dim=1)
+
+
+@dataclass
+class PretrainResult:
+    """One pre-training roll-out of ``B * K`` trajectories (``K`` per image, sample-major).
+
+    ``loss ()`` is what to minimise (its gradient is the estimator of :func:`pretrain_objective`);
+    ``cost (B*K,)`` each trajectory's cost in dB (with its path-wise graph), ``mse (B*K,)`` its final error, ``final`` its
+    last image, ``actions (n_edits, B*K)``, ``entropy (B*K,)`` the mean entropy of ``pi_1`` and
+    ``reuse_mass (B*K,)`` the mean probability ``pi_1`` put on used filters.
+    """
+
+    loss: torch.Tensor
+    cost: torch.Tensor
+    mse: torch.Tensor
+    final: torch.Tensor
+    actions: torch.Tensor
+    entropy: torch.Tensor
+    reuse_mass: torch.Tensor
+
+
+def pretrain_objective(
+    policy: WhiteBoxPolicy,
+    inputs: torch.Tensor,
+    references: torch.Tensor,
+    cfg: WhiteBoxConfig,
+    generator: torch.Generator | None = None,
+    samples: int | None = None,
+) -> PretrainResult:
+    """The supervised pre-training loss of the white-box agent (not in the paper).
+
+    Each image ``x`` is edited ``K = samples`` times (default ``cfg.pretrain_samples``) by the
+    policy, as at inference: ``n_edits`` steps, each a filter drawn from ``pi_1`` restricted to the
+    unused filters (:func:`unused_log_probs`; greedy inference takes its argmax), with the
+    deterministic parameters ``a_2 = pi_2(s, a_1)``. A trajectory ``tau`` costs::
+
+        C(tau) = 10 log10(mean((s_T - y)^2) + 1e-4)                    the final image's negative PSNR (dB)
+                 + sum_t [ w_range range(x_t)                          unclamped overflow, as in the RL reward
+                           + w_ent (log 8 + sum_F pi_1 log pi_1)         eq. (13)
+                           + w_reuse sum_{F used} pi_1(F) ]              the expected reuse penalty of section 5.4
+
+    and the objective is ``J = E_{tau ~ pi}[C(tau)]``, averaged over images (the mean PSNR the
+    benchmark reports, at the thumbnail). Its gradient has two parts, the paper's two policy
+    gradients with the reference in place of the critic and the exact return in place of ``Q``:
+
+    * the filter parameters (``pi_2``, eq. 7): the path-wise gradient ``dC/d theta`` through the
+      differentiable filters of the sampled trajectory (and through the images the later steps see);
+    * the filter choice (``pi_1``, eq. 6): the score function ``(C - b) d/d theta sum_t log pi_1(a_t | s_t)``
+      with the leave-one-out baseline ``b`` = the mean cost of the image's other ``K - 1``
+      trajectories (REINFORCE leave-one-out; Kool et al. 2019).
+
+    Together they are an unbiased estimate of ``dJ/d theta`` (tested against the exact expectation
+    over the 8 choices). Why this and not a relaxation: a soft mixture ``sum_F pi(F) F(s)`` or a
+    straight-through Gumbel choice trains on images (or gradients) the agent never produces at
+    inference, and is biased; here every trained image is one the agent can output, and the
+    discrete choice is learned from the same cost as the parameters.
+
+    Args:
+        inputs, references: ``(B, 3, S, S)`` sRGB in [0, 1], pixel-aligned pairs.
+        cfg: ``n_edits`` must match the policy; the penalty weights ``range_penalty``,
+            ``entropy_penalty``, ``reuse_penalty`` (in dB) are the RL reward's.
+        generator: draws the filter choices.
+    """
+    k = int(samples if samples is not None else cfg.pretrain_samples)
+    if k < 2:
+        raise ValueError(f"pretrain_objective needs >= 2 samples per image (leave-one-out baseline), got {k}")
+    if inputs.shape != references.shape:
+        raise ValueError(f"references {tuple(references.shape)} do not match inputs {tuple(inputs.shape)}")
+    b = inputs.shape[0]
+    img = inputs.repeat(k, 1, 1, 1)
+    refs = references.repeat(k, 1, 1, 1).to(img)
+    n = img.shape[0]
+    used = torch.zeros(n, N_FILTERS, device=img.device, dtype=img.dtype)
+    steps = torch.zeros(n, dtype=torch.long, device=img.device)
+    log_pi = img.new_zeros(n)
+    penalty = img.new_zeros(n)
+    ent = img.new_zeros(n)
+    reuse = img.new_zeros(n)
+    actions = []
+    for _ in range(policy.n_edits):
+        logits, raw = policy(img, used, steps)
+        probs = torch.softmax(logits, dim=1)
+        logp = unused_log_probs(logits, used)
+        action = torch.multinomial(logp.detach().exp().cpu(), 1, generator=generator).squeeze(1).to(img.device)
+        log_pi = log_pi + logp.gather(1, action[:, None]).squeeze(1)
+        out = apply_chosen_filters(img, action, policy.filter_params(raw))
+        mass = (probs * used).sum(dim=1)
+        penalty = (penalty + cfg.range_penalty * range_penalty(out) + entropy_penalty(probs, cfg.entropy_penalty)
+                   + cfg.reuse_penalty * mass)
+        ent = ent - torch.special.xlogy(probs, probs).sum(1).detach()
+        reuse = reuse + mass.detach()
+        img = out.clamp(0.0, 1.0)
+        used = torch.maximum(used, torch.nn.functional.one_hot(action, N_FILTERS).to(used))
+        steps = steps + 1
+        actions.append(action)
+    mse = (img - refs).pow(2).mean(dim=(1, 2, 3))
+    cost = 10.0 * torch.log10(mse + PRETRAIN_MSE_EPS) + penalty
+    c = cost.detach().view(k, b)
+    baseline = (c.sum(0, keepdim=True) - c) / (k - 1)
+    advantage = (c - baseline).reshape(n)
+    loss = cost.mean() + (advantage * log_pi).mean()
+    t = float(policy.n_edits)
+    return PretrainResult(loss, cost, mse.detach(), img.detach(), torch.stack(actions), ent / t, reuse / t)
+
+
 # -- the trajectory buffer (Algorithm 1) -----------------------------------------------------------
 
 
@@ -475,7 +607,7 @@ class WhiteBoxAgent(nn.Module):
     #: :meth:`train_step` takes ``references`` (paired training; the buffer knows each entry's input)
     supports_references = True
 
-    log_fields = ["reward", "d_gain", "advantage", "entropy", "reuse_rate", "range_penalty", "finished"] + [
+    log_fields = ["pretrain_psnr", "pretrain_cost", "reuse_mass", "reward", "d_gain", "advantage", "entropy", "reuse_rate", "range_penalty", "finished"] + [
         f"use_{n}" for n in FILTER_NAMES
     ]
 
@@ -490,6 +622,9 @@ class WhiteBoxAgent(nn.Module):
         self.opt_policy = torch.optim.Adam(self.policy.parameters(), lr=cfg.lr_policy, betas=cfg.adam_betas)
         self.opt_value = torch.optim.Adam(self.value.parameters(), lr=cfg.lr_value, betas=cfg.adam_betas)
         self.buffer: TrajectoryBuffer | None = None  # filled at the first training step
+        # Filter draws of supervised pre-training (the trainer's generator is not passed to
+        # pretrain_step): seeded from the seed the networks were built with, saved in checkpoints.
+        self.pretrain_gen = torch.Generator().manual_seed(torch.initial_seed() + 7919)
 
     # -- trainer interface -------------------------------------------------------------------
     def prepare(self, inputs: torch.Tensor, progress=None) -> None:
@@ -509,10 +644,35 @@ class WhiteBoxAgent(nn.Module):
         return {"policy": (self.cfg.lr_policy, self.cfg.lr_policy_final), "value": (self.cfg.lr_value, self.cfg.lr_value_final)}
 
     def extra_state(self) -> dict[str, torch.Tensor]:
-        return self.buffer.state_dict() if self.buffer is not None else {}
+        state = self.buffer.state_dict() if self.buffer is not None else {}
+        return {**state, "pretrain_rng": self.pretrain_gen.get_state()}
 
     def load_extra_state(self, state: dict[str, torch.Tensor]) -> None:
         self.buffer = TrajectoryBuffer.from_state_dict(state, self.cfg.n_edits) if "buffer_images" in state else None
+        if "pretrain_rng" in state:  # checkpoints from before pre-training existed have none
+            self.pretrain_gen.set_state(state["pretrain_rng"].to(torch.uint8).cpu())
+
+    def pretrain_step(self, idx: torch.Tensor, inputs: torch.Tensor, references: torch.Tensor) -> dict[str, float]:
+        """One supervised Adam step on ``inputs[idx]`` against ``references[idx]`` (``--pretrain-steps``; not in the paper).
+
+        Minimises :func:`pretrain_objective` (the expected negative PSNR of the agent's own
+        ``n_edits``-filter edit, plus the RL reward's penalties) with the policy optimiser; the
+        trainer sets its learning rate (``--pretrain-lr``). The value network is left alone.
+        """
+        res = pretrain_objective(self.policy, inputs[idx], references[idx], self.cfg, self.pretrain_gen)
+        self.opt_policy.zero_grad(set_to_none=True)
+        res.loss.backward(inputs=list(self.policy.parameters()))
+        self.opt_policy.step()
+        counts = torch.bincount(res.actions.flatten(), minlength=N_FILTERS).float() / res.actions.shape[1]
+        metrics = {
+            "pretrain_mse": float(res.mse.mean()),
+            "pretrain_psnr": float((-10.0 * torch.log10(res.mse.clamp_min(1e-10))).mean()),
+            "pretrain_cost": float(res.cost.detach().mean()),
+            "entropy": float(res.entropy.mean()),
+            "reuse_mass": float(res.reuse_mass.mean()),
+        }
+        metrics.update({f"use_{n}": float(c) for n, c in zip(FILTER_NAMES, counts)})
+        return metrics
 
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, inputs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..pipeline import Progress
 
 
 def float_list(text: str) -> list[float]:
@@ -103,7 +109,7 @@ def _method_from_args(args: argparse.Namespace):
         if name not in ("deepexposure", "exposures"):
             raise ValueError(f"--render {render} needs a method that chooses one exposure per region (deepexposure, exposures), not {name!r}")
         opts["render"] = render
-    if name in ("deepexposure", "exposure"):
+    if name in ("deepexposure", "exposure", "pixelrl"):
         if args.model:
             opts["model"] = args.model
         if args.segments and name == "deepexposure":
@@ -131,3 +137,37 @@ def warn(msg: object) -> None:
 def say(msg: str) -> None:
     """Print one line to stdout (a per-file progress line) without breaking a progress bar."""
     _write(str(msg), sys.stdout)
+
+
+@contextlib.contextmanager
+def photo_progress(name: str, quiet: bool) -> Iterator[Progress | None]:
+    """One photo's stages on a terminal: a tqdm line on stderr, ``<name>: render 5/10``, removed when
+    the photo is done (below the batch's bar when there is one).
+
+    Yields the :data:`~deepexposure.pipeline.Progress` callback to hand to
+    :func:`~deepexposure.pipeline.retouch_file`, or None (nothing shown, nothing called) with
+    ``--quiet`` or when stderr is not a terminal.
+    """
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(total=1, desc=name, leave=False, file=sys.stderr, unit="step", dynamic_ncols=True)
+    shown = ""
+
+    def update(stage: str, done: int, total: int) -> None:
+        nonlocal shown
+        if stage != shown:  # a new stage is drawn at once; steps within a stage at tqdm's rate
+            shown = stage
+            bar.set_description_str(f"{name}: {stage}", refresh=False)
+            bar.reset(total=max(total, 1))  # redraws
+            if done:
+                bar.update(done)
+        else:
+            bar.update(done - bar.n)
+
+    try:
+        yield update
+    finally:
+        bar.close()

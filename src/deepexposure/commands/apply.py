@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._common import error, say
+from ._common import error, photo_progress, say
 
 
 def register(sub) -> None:
@@ -21,6 +21,7 @@ def register(sub) -> None:
     p.add_argument("--format", choices=["jpg", "png", "tif", "webp"], default=None, help="output format in folder mode (default: as the input)")
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--quiet", action="store_true", help="no progress (a photo's stages on a terminal), per-file lines or summary")
     p.set_defaults(func=run)
 
 
@@ -29,13 +30,19 @@ def _apply_one(recipe, src: Path, dst: Path, args, protect: list[Path]) -> None:
     from ..recipe import render
 
     check_output_path(dst, protect, overwrite=args.overwrite)
-    loaded = read_image(src)
-    out = render(recipe, loaded.img_srgb)
-    fmt = _WRITE_FORMATS.get(dst.suffix.lower())
-    depth = 16 if loaded.bit_depth == 16 and fmt is not None and 16 in _WRITE_DEPTHS[fmt] else None
-    alpha = loaded.alpha if fmt != "JPEG" else None
-    write_image(dst, out, alpha=alpha, exif=loaded.exif, quality=args.quality, bit_depth=depth,
-                overwrite=args.overwrite, protect=protect)
+    with photo_progress(src.name, args.quiet) as progress:  # decode, render, encode on a terminal
+        report = progress or (lambda stage, done, total: None)
+        report("decode", 0, 1)
+        loaded = read_image(src)
+        report("decode", 1, 1)
+        out = render(recipe, loaded.img_srgb, None if progress is None else lambda done, total: report("render", done, total))
+        fmt = _WRITE_FORMATS.get(dst.suffix.lower())
+        depth = 16 if loaded.bit_depth == 16 and fmt is not None and 16 in _WRITE_DEPTHS[fmt] else None
+        alpha = loaded.alpha if fmt != "JPEG" else None
+        report("encode", 0, 1)
+        write_image(dst, out, alpha=alpha, exif=loaded.exif, quality=args.quality, bit_depth=depth,
+                    overwrite=args.overwrite, protect=protect)
+        report("encode", 1, 1)
 
 
 def run(args) -> int:
@@ -87,7 +94,8 @@ def run(args) -> int:
             failed += 1
             continue
         ok += 1
-        say(f"{src} -> {dst}")
-    if not single:
+        if not args.quiet:
+            say(f"{src} -> {dst}")
+    if not single and not args.quiet:
         print(f"{ok} rendered, {failed} failed")
     return 1 if failed else 0

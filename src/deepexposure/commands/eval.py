@@ -6,6 +6,11 @@ retouch``; the outputs are scored with MSE/PSNR (8-bit scale), SSIM, CIEDE2000 a
 histogram intersection. Writes OUT/eval.md (table), OUT/eval.json (all numbers, per image) and
 OUT/eval_sheet.png (input | each method | reference for --sheet images); --name changes "eval".
 --jobs N scores N pairs at a time in worker processes, --engine ray on a Ray cluster: the same report.
+
+``--task denoise|restore --clean DIR``: PixelRL's benchmark instead (deepexposure.pixelrl.evaluate):
+the clean photos of DIR, degraded from a fixed seed (``--noise gaussian:15,gaussian:25,...``, or text
+overlays), scored for noisy, random agents, Gaussian, NL-means, BM3D and PixelRL (PSNR, SSIM,
+seconds per image); writes OUT/NAME.md and OUT/NAME.json.
 """
 
 from __future__ import annotations
@@ -22,7 +27,12 @@ def register(sub) -> None:
 
     d = EvalConfig()
     p = sub.add_parser("eval", help="score methods on a paired folder (input/ + reference/)", description=__doc__)
-    p.add_argument("--paired", type=Path, required=True, help="folder with input/ and reference/ subfolders")
+    p.add_argument("--paired", type=Path, default=None, help="folder with input/ and reference/ subfolders (--task retouch)")
+    p.add_argument("--task", choices=["retouch", "denoise", "restore"], default="retouch",
+                   help="retouch: methods against references (default); denoise/restore: PixelRL's benchmark on --clean photos")
+    p.add_argument("--clean", type=Path, default=None, help="with --task denoise/restore: folder of clean photos")
+    p.add_argument("--noise", default="gaussian:15,gaussian:25,gaussian:50", help="with --task denoise: noise levels (comma list)")
+    p.add_argument("--color", action="store_true", help="with --task denoise/restore: colour photos (default: grey, as the paper)")
     p.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated method names (default: {DEFAULT_METHODS})")
     p.add_argument("--out", type=Path, required=True, help="output folder for eval.md, eval.json, eval_sheet.png")
     p.add_argument("--sheet", type=int, default=d.sheet, metavar="N", help=f"images on the contact sheet, 0 = none (default {d.sheet})")
@@ -67,8 +77,59 @@ def _build_methods(names: list[str], args) -> tuple[dict, dict[str, str]]:
     return methods, failed
 
 
+def _run_restore(args) -> int:
+    import json
+
+    from ..atomic import atomic_write_bytes
+    from ..io import list_images
+    from ..pixelrl.evaluate import RESTORE_METHODS, evaluate_restoration, format_restore_markdown
+    from ..pixelrl.model import load_model
+    from ._common import say
+
+    if args.clean is None or not args.clean.is_dir():
+        error(f"--task {args.task} needs --clean DIR, a folder of clean photos")
+        return 2
+    names = [m.strip() for m in (args.methods if args.methods != DEFAULT_METHODS else ",".join(RESTORE_METHODS)).split(",") if m.strip()]
+    bad = [m for m in names if m not in RESTORE_METHODS]
+    if bad:
+        error(f"unknown method {bad[0]!r} for --task {args.task} (known: {', '.join(RESTORE_METHODS)})")
+        return 2
+    out, stem = args.out, args.name
+    if not args.overwrite and any((out / f"{stem}.{e}").exists() for e in ("md", "json")):
+        error(f"{out}: holds an earlier evaluation (use --overwrite)")
+        return 2
+    model = None
+    if "pixelrl" in names or "random" in names:
+        try:
+            model = load_model(args.model[0] if args.model else None, args.task, args.device)
+        except (ValueError, FileNotFoundError) as e:
+            error(e)
+            return 2
+    levels = [x.strip() for x in args.noise.split(",") if x.strip()]
+    try:
+        rep = evaluate_restoration(list_images([args.clean]), args.task, levels, names, model, args.long_edge or 500,
+                                   args.color, args.seed, progress=None if args.quiet else say)
+    except ValueError as e:
+        error(e)
+        return 2
+    md = format_restore_markdown(rep)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / f"{stem}.md", md.encode(), overwrite=args.overwrite)
+    data = {"task": rep.task, "images": rep.images, "rows": rep.rows, "per_image_psnr": rep.per_image, "errors": rep.errors,
+            "model": str(model.path) if model else None, "long_edge": args.long_edge or 500, "color": args.color, "seed": args.seed}
+    atomic_write_bytes(out / f"{stem}.json", json.dumps(data, indent=2).encode(), overwrite=args.overwrite)
+    print(md, end="")
+    return 1 if rep.errors else 0
+
+
 def run(args) -> int:
     from ..data import DatasetError, PairedFolder
+
+    if args.task != "retouch":
+        return _run_restore(args)
+    if args.paired is None:
+        error("eval needs --paired DIR (or --task denoise/restore --clean DIR)")
+        return 2
     from ..evaluate import EvalConfig, evaluate_paired, format_markdown, write_report
 
     engine = engine_from_args(args)

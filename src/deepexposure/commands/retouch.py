@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..batch import Engine
-from ._common import add_engine_options, add_method_options, engine_from_args, error, method_from_args, say
+from ._common import add_engine_options, add_method_options, engine_from_args, error, method_from_args, photo_progress, say
 
 
 def register(sub) -> None:
@@ -39,7 +39,7 @@ def add_output_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--explain", action="store_true", help="also write <name>.explain.jpg: segments, each step, the result")
     g.add_argument("--no-recipe", action="store_true", help="do not write <output>.recipe.json")
     g.add_argument("--max-pixels", type=int, default=None, help="refuse images larger than this many pixels")
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--quiet", action="store_true", help="no progress bars (the batch, one photo's stages), per-file lines or summary")
 
 
 def make_out_dir(out_dir: Path) -> bool:
@@ -73,6 +73,8 @@ class RetouchJob:
     skip_existing: bool = False
     fresh: bool = True
     """none of the photo's outputs existed when the batch was planned: a retry may replace what a crashed attempt wrote"""
+    stages: bool = False
+    """show the photo's stages on a terminal (runs in this process only; workers have no terminal of their own)"""
 
 
 @dataclass(frozen=True)
@@ -99,11 +101,12 @@ def retouch_job(payload: tuple, job: RetouchJob, retry: bool = False) -> Outcome
         return Outcome("skipped", f"{src}: skipped, {dst} exists")
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
-        res = retouch_file(
-            method, src, dst,
-            overwrite=job.overwrite or redo, quality=job.quality, write_recipe=job.write_recipe,
-            explain=job.explain, max_pixels=job.max_pixels, protect=protect,
-        )
+        with photo_progress(src.name, not job.stages) as progress:  # the stages of one photo, on a terminal
+            res = retouch_file(
+                method, src, dst,
+                overwrite=job.overwrite or redo, quality=job.quality, write_recipe=job.write_recipe,
+                explain=job.explain, max_pixels=job.max_pixels, protect=protect, progress=progress,
+            )
     except (ValueError, OSError, RuntimeError, MemoryError) as e:
         msg = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {getattr(e, 'strerror', None) or e}"
         return Outcome("failed", msg if msg.startswith(str(src)) else f"{src}: {msg}")
@@ -153,7 +156,8 @@ def retouch_many(method, files: list[Path], out_dir: Path, args, protect: list[P
         claimed.update({_key(p): src for p in paths})
         fresh = parallel and not any(p.exists() or p.is_symlink() for p in paths)  # only retries (parallel engines) read it
         jobs.append(RetouchJob(src, dst, overwrite=args.overwrite, quality=args.quality, write_recipe=not args.no_recipe,
-                               explain=args.explain, max_pixels=args.max_pixels, skip_existing=skip_existing, fresh=fresh))
+                               explain=args.explain, max_pixels=args.max_pixels, skip_existing=skip_existing, fresh=fresh,
+                               stages=not (quiet or parallel)))
     bar = tqdm(total=len(jobs), desc="retouch", unit="photo", disable=quiet or len(jobs) < 2)
     try:
         for job, res in ordered_map(retouch_job, (method, protect), jobs, engine or Engine(), on_result=lambda: bar.update(1)):

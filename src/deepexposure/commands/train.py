@@ -1,4 +1,5 @@
-"""``deepexposure train --algo de1|de2|exposure --inputs DIR --targets DIR --out RUN_DIR``.
+"""``deepexposure train --algo de1|de2|exposure --inputs DIR --targets DIR --out RUN_DIR``
+(PixelRL, paired and supervised by clean photos: ``--algo pixelrl --task denoise|restore|enhance [--inputs DIR]``).
 
 Learns a retouching style from unpaired photo folders: ``--inputs`` are photos like the ones you
 want retouched, ``--targets`` photos in the style you like. ``--seed`` fixes every random draw,
@@ -25,7 +26,7 @@ from ..config import ConfigError, add_dataclass_options, dataclass_from_args
 from ..train import FIXED_SETTINGS, OPERATIONAL_SETTINGS, Agent, TrainConfig
 from ._common import UsageError, error, warn
 
-ALGOS = ("de1", "de2", "exposure")
+ALGOS = ("de1", "de2", "exposure", "pixelrl")
 
 
 def _agent_config_cls(algo: str):
@@ -68,7 +69,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("train", help="train an agent on unpaired photo folders", description=__doc__)
     p.add_argument("--algo", choices=ALGOS, default=None,
-                   help="de1: DeepExposure I, de2: DeepExposure II, exposure: white-box filter agent (default: de2, or the run's on --resume)")
+                   help="de1: DeepExposure I, de2: DeepExposure II, exposure: white-box filter agent, pixelrl: PixelRL "
+                        "(docs/pixelrl.md) (default: de2, or the run's on --resume)")
     p.add_argument("--inputs", type=Path, help="folder of photos to learn to retouch")
     p.add_argument("--targets", type=Path, help="folder of photos in the wanted style (unpaired)")
     p.add_argument("--references", type=Path, default=None,
@@ -102,6 +104,9 @@ def register(sub) -> None:
     from ..agents.whitebox import WhiteBoxConfig
 
     add_dataclass_options(p, WhiteBoxConfig, "white-box agent (--algo exposure)", skip=("image_size",))
+    from ..pixelrl.train import PixelRLConfig
+
+    add_dataclass_options(p, PixelRLConfig, "PixelRL (--algo pixelrl)")
     p.set_defaults(func=run)
 
 
@@ -216,10 +221,19 @@ def _check_resume_changes(changes: dict[str, tuple], allow: bool) -> str | None:
     return None
 
 
+def _is_pixelrl(args) -> bool:
+    if args.algo is not None or not args.resume:
+        return args.algo == "pixelrl"
+    cfg_path = args.out / "config.json"
+    return cfg_path.exists() and json.loads(cfg_path.read_text()).get("algo") == "pixelrl"
+
+
 def run(args) -> int:
     if args.export_step is not None:
         return _export(args)
     try:
+        if _is_pixelrl(args):
+            return _run_pixelrl(args)
         return _run(args)
     except ConfigError as e:
         error(e.option_message)
@@ -359,4 +373,82 @@ def _run(args) -> int:
     procs = f" on {dist.world} processes" if dist is not None else ""
     print(f"trained {trainer.step} steps ({split}; the log's 'step' counts all of them){procs} in {time.time() - t0:.0f} s; model: {model_dir}")
     print(f"use it: deepexposure retouch --method {'exposure' if algo == 'exposure' else 'deepexposure'} --model {run_dir} PHOTO -o OUT")
+    return 0
+
+
+def _run_pixelrl(args) -> int:
+    """``deepexposure train --algo pixelrl``: the command's options -> a run (see commands/train.py).
+
+    ``--inputs DIR``: the clean (denoise, restore) or well-exposed (enhance) training photos; default
+    the scikit-image sample photos. ``--resume`` takes the run's saved settings; changed options follow
+    the same rules as the other agents (operational ones apply, maths needs ``--allow-changes``).
+    """
+    from typing import Any
+
+    from ..config import dataclass_from_args
+    from ..io import list_images
+    from ..pixelrl.train import PAIRED_KINDS, PhotoCrops, PixelRLConfig, PixelRLTrainer
+    from ..synth import skimage_photo_paths
+    from ..train import CheckpointError, seed_everything
+
+    run_dir: Path = args.out
+    saved = None
+    if args.resume:
+        cfg_path = run_dir / "config.json"
+        if not cfg_path.exists():
+            error(f"{run_dir}: nothing to resume (no config.json)")
+            return 2
+        saved = json.loads(cfg_path.read_text())
+    cfg = dataclass_from_args(PixelRLConfig, args, saved["train"] if saved else None)
+    inputs = args.inputs or (Path(saved["inputs"]) if saved and saved.get("inputs") else None)
+    if inputs is not None and not inputs.is_dir():
+        error(f"{inputs}: --inputs must be a folder of photos")
+        return 2
+    extra: dict[str, Any] = {"algo": "pixelrl", "inputs": str(inputs.resolve()) if inputs else None,
+                             "command": " ".join(["deepexposure", *getattr(args, "argv", sys.argv[1:])])}
+    if saved is not None:
+        changes = _resume_changes(saved, {"train": dataclasses.asdict(cfg), "agent": {}, **extra})
+        changes.pop("targets", None)
+        refusal = _check_resume_changes(changes, args.allow_changes)
+        if refusal:
+            error(refusal)
+            return 2
+        if changes:
+            print(f"resume: {_format_changes(changes)}")
+        extra["command"] = saved.get("command", extra["command"])
+        extra["resumes"] = [*saved.get("resumes", []), {"command": " ".join(["deepexposure", *getattr(args, "argv", [])]),
+                            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                            "changes": {k: list(v) for k, v in _jsonable(changes).items()}}]
+    photos = list_images([inputs]) if inputs is not None else skimage_photo_paths()
+    cache = args.cache_dir or run_dir / "cache"
+    try:
+        if cfg.task == "enhance":
+            from ..pairs import SyntheticPairs
+
+            data: Any = SyntheticPairs(photos, size=cfg.image_size, seed=cfg.seed, kinds=PAIRED_KINDS, cache_dir=cache)
+            for p, why in data.skipped:
+                warn(f"{p}: skipped ({why})")
+        else:
+            data = PhotoCrops(photos, cfg.photo_size, gray=True, cache_dir=cache, warn=warn)
+    except ValueError as e:
+        error(f"{inputs or 'scikit-image photos'}: {e}")
+        return 2
+    extra["n_photos"] = len(photos)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)  # seed first, then build
+    try:
+        trainer = PixelRLTrainer(cfg, data, run_dir, extra, progress=not args.quiet, warn=warn)
+    except ValueError as e:
+        error(e)
+        return 2
+    t0 = time.time()
+    try:
+        model = trainer.fit(resume=args.resume)
+    except (FileExistsError, FileNotFoundError, CheckpointError) as e:
+        error(e)
+        return 2
+    print(f"trained {trainer.step} episodes in {time.time() - t0:.0f} s; model: {model}")
+    use = {"denoise": "deepexposure denoise", "restore": "deepexposure restore", "enhance": "deepexposure retouch --method pixelrl"}[cfg.task]
+    print(f"use it: {use} --model {run_dir} PHOTO -o OUT")
     return 0

@@ -1,0 +1,68 @@
+"""PixelRL as a retouching method (its recipe op: :mod:`deepexposure.pixelrl.recipe_op`).
+
+``deepexposure retouch --method pixelrl`` runs the enhancement agents (Table VII) on a working copy
+of the photo (long edge ``work_size``, 512 by default: the paper's test images are 384x512) and
+records what every pixel did at every step (a ``pixelrl_actions`` op). ``retouch``
+renders the recipe it writes, so ``apply`` on the same photo gives the same pixels. ``denoise`` and
+``restore`` plan at full resolution with the same op (``C`` = 1 for a grey photo, 3 for colour).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..recipe import Recipe
+from .model import load_model, model_info, run_agent
+from .recipe_op import actions_op
+
+__all__ = ["PixelRLMethod", "PixelRLRestorer"]
+
+
+def _is_gray(img_srgb: torch.Tensor) -> bool:
+    return bool((img_srgb.amax(1) - img_srgb.amin(1)).max() < 1e-6)
+
+
+class PixelRLMethod:
+    """``--method pixelrl``: local colour and exposure enhancement by the PixelRL agents (Table VII).
+
+    ``model``: a model folder or training run (default: the shipped ``pixelrl-enhance``);
+    ``work_size``: long edge the agents look at (the maps are applied to the full photo)."""
+
+    name = "pixelrl"
+
+    def __init__(self, model: str | Path | None = None, work_size: int = 512, device: str = "cpu"):
+        self.model = load_model(model, "enhance", device)
+        if self.model.config["task"] != "enhance":
+            raise ValueError(f"{self.model.path}: a {self.model.config['task']} model; --method pixelrl needs an enhance model")
+        self.work_size = int(work_size)
+        self.device = device
+
+    def plan(self, img_srgb: torch.Tensor) -> Recipe:
+        from ..resize import resize_long_edge
+
+        small = resize_long_edge(img_srgb, self.work_size, upscale=False).to(self.device)
+        run = run_agent(self.model.net, self.model.task, small, tile=512)
+        return Recipe(ops=[actions_op(self.model.task, run.maps)], method=model_info(self.model),
+                      notes=[f"PixelRL agents acted on a {small.shape[-1]}x{small.shape[-2]} working copy; "
+                             "their action maps are applied to the full photo (nearest neighbour)"])
+
+
+class PixelRLRestorer:
+    """The method behind ``deepexposure denoise`` / ``restore``: the agents act on the full-resolution photo
+    (grey photos as one channel, colour photos channel by channel), ``tile`` px at a time."""
+
+    def __init__(self, task: str, model: str | Path | None = None, device: str = "cpu", tile: int = 1024):
+        self.model = load_model(model, task, device)
+        if self.model.config["task"] not in ("denoise", "restore"):
+            raise ValueError(f"{self.model.path}: a {self.model.config['task']} model; {task} needs a denoise or restore model")
+        self.name = f"pixelrl-{task}"
+        self.device, self.tile = device, tile
+
+    def plan(self, img_srgb: torch.Tensor) -> Recipe:
+        x = img_srgb.to(self.device)
+        if _is_gray(x):
+            x = x[:, :1]
+        run = run_agent(self.model.net, self.model.task, x, tile=self.tile)
+        return Recipe(ops=[actions_op(self.model.task, run.maps)], method=model_info(self.model))
