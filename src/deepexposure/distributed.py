@@ -12,8 +12,8 @@ rank produced are gathered (:func:`gather_rows`), so the discriminator's memory 
 What the maths allows. Sums over the batch are then taken in another order (per rank, then across
 ranks), so weights agree with a one-process run up to float32 rounding, which Adam's normalisation
 carries forward: ``tests/test_distributed.py`` checks a 2-process CPU run against a 1-process run at
-the same global batch to an absolute 1e-4 on every weight after a few steps (the largest differences
-seen are of order 1e-6). Logged metrics are means over the ranks, exact for means (losses, ``ev_mean``)
+the same global batch to an absolute 1e-4 on every weight after a few steps (at most about 6e-6
+seen). Logged metrics are means over the ranks: the global value for means (losses, ``ev_mean``)
 and approximate for ``ev_std`` (the mean of the ranks' standard deviations).
 
 Why not ``torch.nn.parallel.DistributedDataParallel``: it reduces gradients in hooks that assume one
