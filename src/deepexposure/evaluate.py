@@ -31,11 +31,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from .batch import Engine
 from .data import PairedFolder
 from .metrics import HIST_QUANTITIES, collect_statistics, histogram_intersection_from_stats, paired_metrics
 from .resize import PAPER_LONG_EDGE, resize_long_edge
 
-__all__ = ["EvalConfig", "EvalReport", "evaluate_paired", "write_report", "format_markdown", "contact_sheet", "METRICS"]
+__all__ = ["EvalConfig", "EvalReport", "PairScores", "score_pair", "evaluate_paired", "write_report", "format_markdown", "contact_sheet", "METRICS"]
 
 #: paired metrics: name -> (column title, higher is better)
 METRICS = {
@@ -106,12 +107,76 @@ def _tile(img: torch.Tensor, size: int) -> np.ndarray:
     return tensor_to_uint8(resize_long_edge(img.float().cpu(), size).clamp(0, 1))
 
 
+@dataclass
+class PairScores:
+    """One pair's part of an evaluation (what :func:`score_pair` returns; small enough to send between processes)."""
+
+    index: int
+    name: str
+    skipped: str | None = None
+    """why the pair could not be read (then nothing else is set)"""
+    ref_stats: torch.Tensor | None = None
+    rows: dict[str, dict] = field(default_factory=dict)
+    stats: dict[str, torch.Tensor] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    tiles: dict[str, np.ndarray] | None = None
+
+
+def score_pair(payload: tuple, i: int, retry: bool = False) -> PairScores:
+    """Read pair ``i`` of ``ds``, run every method on it and score it (step 1-3 of the module docstring).
+
+    ``payload`` is ``(ds, methods, cfg, sheet_indices)``; the per-item function of
+    :func:`deepexposure.batch.ordered_map` (``retry`` changes nothing: scoring writes no file).
+    """
+    from .io import ImageReadError
+    from .pipeline import retouch_tensor
+
+    ds, methods, cfg, sheet_idx = payload
+    pair = ds.pairs[i]
+    res = PairScores(i, pair.name)
+    try:
+        inp, ref = ds.load(i, cfg.long_edge)
+    except (ImageReadError, OSError) as e:
+        res.skipped = str(e)
+        return res
+    if cfg.quantize:
+        inp, ref = _quantize(inp), _quantize(ref)
+    # the same patch positions for every method and the reference: one seed per image
+    img_seed = cfg.seed * 1_000_003 + i
+    ref = ref.float()
+    device = torch.device(cfg.device)
+    res.ref_stats = collect_statistics([ref], seed=img_seed, contrast=cfg.contrast)
+    on_sheet = i in sheet_idx
+    if on_sheet:
+        res.tiles = {"input": _tile(inp, cfg.sheet_tile), "reference": _tile(ref, cfg.sheet_tile)}
+    for m, method in methods.items():
+        t0 = time.perf_counter()
+        try:
+            out, _ = retouch_tensor(method, inp.to(device), reference=ref.to(device))
+        except Exception as e:  # a failing method must not stop the others
+            res.errors[m] = f"{pair.name}: {type(e).__name__}: {e}"
+            if res.tiles is not None:
+                res.tiles[m] = np.zeros_like(res.tiles["input"])
+            continue
+        seconds = time.perf_counter() - t0
+        out = out.detach().float().cpu().clamp(0, 1)
+        if cfg.quantize:
+            out = _quantize(out)
+        vals = paired_metrics(out, ref)
+        res.rows[m] = {"name": pair.name, **{k: float(v[0]) for k, v in vals.items()}, "seconds": seconds}
+        res.stats[m] = collect_statistics([out], seed=img_seed, contrast=cfg.contrast)
+        if res.tiles is not None:
+            res.tiles[m] = _tile(out, cfg.sheet_tile)
+    return res
+
+
 def evaluate_paired(
     dataset: PairedFolder | Path,
     methods: dict[str, Any],
     cfg: EvalConfig = EvalConfig(),
     *,
     progress: bool = True,
+    engine: Engine | None = None,
 ) -> tuple[EvalReport, dict[str, list[np.ndarray]]]:
     """Run every method on every pair and score it.
 
@@ -120,14 +185,15 @@ def evaluate_paired(
         methods: ``{display name: Method}`` (see :func:`deepexposure.methods.get_method`).
         cfg: options.
         progress: show a tqdm bar.
+        engine: where the pairs are scored (:mod:`deepexposure.batch`; default this process). Every
+            engine gives the same report, apart from the timings.
     Returns:
         ``(report, tiles)`` where ``tiles[name]`` are uint8 ``(h, w, 3)`` contact-sheet tiles per
         sheet row: ``"input"``, each method, ``"reference"`` (pass them to :func:`contact_sheet`).
     """
     from tqdm import tqdm
 
-    from .io import ImageReadError
-    from .pipeline import retouch_tensor
+    from .batch import Engine, ItemFailed, ordered_map
 
     ds = dataset if isinstance(dataset, PairedFolder) else PairedFolder(Path(dataset))
     names = list(methods)
@@ -138,45 +204,31 @@ def evaluate_paired(
     errors: dict[str, list[str]] = {m: [] for m in names}
     sheet_idx = set(_sheet_indices(len(ds), cfg.sheet))
     tiles: dict[str, list[np.ndarray]] = {k: [] for k in ["input", *names, "reference"]}
-    device = torch.device(cfg.device)
     n_ok = 0
-    for i in tqdm(range(len(ds)), desc="eval", unit="img", disable=not progress):
-        pair = ds.pairs[i]
-        try:
-            inp, ref = ds.load(i, cfg.long_edge)
-        except (ImageReadError, OSError) as e:
-            report.skipped.append({"path": str(pair.input), "reason": str(e)})
-            continue
-        if cfg.quantize:
-            inp, ref = _quantize(inp), _quantize(ref)
-        n_ok += 1
-        # the same patch positions for every method and the reference: one seed per image
-        img_seed = cfg.seed * 1_000_003 + i
-        ref = ref.float()
-        stats["reference"].append(collect_statistics([ref], seed=img_seed, contrast=cfg.contrast))
-        on_sheet = i in sheet_idx
-        if on_sheet:
-            report.sheet_names.append(pair.name)
-            tiles["input"].append(_tile(inp, cfg.sheet_tile))
-            tiles["reference"].append(_tile(ref, cfg.sheet_tile))
-        for m in names:
-            t0 = time.perf_counter()
-            try:
-                out, _ = retouch_tensor(methods[m], inp.to(device), reference=ref.to(device))
-            except Exception as e:  # a failing method must not stop the others
-                errors[m].append(f"{pair.name}: {type(e).__name__}: {e}")
-                if on_sheet:
-                    tiles[m].append(np.zeros_like(tiles["input"][-1]))
+    bar = tqdm(total=len(ds), desc="eval", unit="img", disable=not progress)
+    try:
+        for i, res in ordered_map(score_pair, (ds, methods, cfg, sheet_idx), range(len(ds)), engine or Engine(),
+                                  on_result=lambda: bar.update(1)):
+            if isinstance(res, ItemFailed):
+                res = PairScores(i, ds.pairs[i].name, skipped=res.reason)
+            if res.skipped is not None:
+                report.skipped.append({"path": str(ds.pairs[i].input), "reason": res.skipped})
                 continue
-            seconds = time.perf_counter() - t0
-            out = out.detach().float().cpu().clamp(0, 1)
-            if cfg.quantize:
-                out = _quantize(out)
-            vals = paired_metrics(out, ref)
-            rows[m].append({"name": pair.name, **{k: float(v[0]) for k, v in vals.items()}, "seconds": seconds})
-            stats[m].append(collect_statistics([out], seed=img_seed, contrast=cfg.contrast))
-            if on_sheet:
-                tiles[m].append(_tile(out, cfg.sheet_tile))
+            n_ok += 1
+            assert res.ref_stats is not None  # set for every pair that was read
+            stats["reference"].append(res.ref_stats)
+            if res.tiles is not None:
+                report.sheet_names.append(res.name)
+                for k, t in res.tiles.items():
+                    tiles[k].append(t)
+            for m in names:
+                if m in res.errors:
+                    errors[m].append(res.errors[m])
+                else:
+                    rows[m].append(res.rows[m])
+                    stats[m].append(res.stats[m])
+    finally:
+        bar.close()
     report.n_images = n_ok
     report.per_image = rows
     report.errors = {m: e for m, e in errors.items() if e}

@@ -68,15 +68,19 @@ def gradient_penalty(
     real: torch.Tensor,
     fake: torch.Tensor,
     generator: torch.Generator | None = None,
+    eps: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``E[(||grad_x D(x_hat)||_2 - 1)^2]`` on random interpolates ``x_hat = eps real + (1 - eps) fake``.
 
     ``disc`` maps images ``(B, 3, H, W)`` to scores ``(B, 1)`` (features are computed inside the
-    caller's ``disc``). Per-image gradient norms over all pixels and channels.
+    caller's ``disc``). Per-image gradient norms over all pixels and channels. ``eps (B, 1, 1, 1)``
+    in [0, 1] is drawn from ``generator`` unless given (a multi-process run draws the global batch's
+    and passes each rank its rows).
     """
     b = real.shape[0]
-    # drawn on the CPU (the generator's device) and moved: the same numbers on every device
-    eps = torch.rand(b, 1, 1, 1, generator=generator, dtype=real.dtype).to(real.device)
+    if eps is None:  # drawn on the CPU (the generator's device) and moved: the same numbers on every device
+        eps = torch.rand(b, 1, 1, 1, generator=generator, dtype=real.dtype)
+    eps = eps.to(real)
     x_hat = (eps * real + (1 - eps) * fake).detach().requires_grad_(True)
     score = disc(x_hat)
     (grad,) = torch.autograd.grad(score.sum(), x_hat, create_graph=True)
@@ -95,8 +99,9 @@ def discriminator_loss(
     lambda_gp: float = 10.0,
     generator: torch.Generator | None = None,
     loss: str = "wgan-gp",
+    eps: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eq. (12) (``loss="wgan-gp"``) or the logistic loss (module docstring).
+    """Eq. (12) (``loss="wgan-gp"``) or the logistic loss (module docstring); ``eps``: see :func:`gradient_penalty`.
 
     Returns ``(L_D, gap)`` with ``gap = E[D(real)] - E[D(fake)]`` (the Wasserstein estimate for
     WGAN-GP; for the logistic loss the mean logit gap, logged under the same name).
@@ -104,7 +109,7 @@ def discriminator_loss(
     if loss not in GAN_LOSSES:
         raise ValueError(f"discriminator loss must be one of {GAN_LOSSES}, got {loss!r}")
     d_real, d_fake = disc(torch.cat([real, fake.detach()])).split([real.shape[0], fake.shape[0]])  # one call
-    gp = gradient_penalty(disc, real, fake.detach(), generator)
+    gp = gradient_penalty(disc, real, fake.detach(), generator, eps)
     gap = d_real.mean() - d_fake.mean()
     if loss == "wgan-gp":
         main = -gap

@@ -52,6 +52,7 @@ import torch
 from torch import nn
 
 from .config import ConfigError, check_config
+from .distributed import DistContext, gather_rows, mean_metrics, on_main
 from .gan import DISC_CHANNELS, GAN_LOSSES, Discriminator, discriminator_loss
 from .nets import Trunk, TrunkConfig
 from .pretrained import load_trunk, save_trunk
@@ -467,13 +468,17 @@ class Trainer:
             instead of the bare discriminator score; the discriminator is still trained unpaired.
         warn: called with a one-line message for each unusable checkpoint skipped on resume
             (default: :func:`warnings.warn`).
+        dist: this process's place in a multi-process run (:func:`deepexposure.distributed.init_from_env`;
+            None: one process). Each rank computes its rows of every global batch, gradients are
+            averaged before each optimiser step, and only rank 0 writes files.
 
     The discriminator is built right after ``seed_everything(cfg.seed)``; build the agent after the
     same call (as ``deepexposure train`` does) and the run's initial weights depend on the seed alone.
     """
 
     def __init__(self, agent: Agent, cfg: TrainConfig, inputs: torch.Tensor, targets: torch.Tensor, run_dir: str | Path, extra_config: dict | None = None, progress: bool = False,
-                 references: torch.Tensor | None = None, warn: Callable[[str], None] | None = None, pairs=None):
+                 references: torch.Tensor | None = None, warn: Callable[[str], None] | None = None, pairs=None,
+                 dist: DistContext | None = None):
         if pairs is not None:  # inputs and references come from (and are renewed by) the pool
             inputs, references = pairs.inputs.clone(), pairs.references.clone()
             pairs.on_rows = self._pool_rows
@@ -507,6 +512,22 @@ class Trainer:
         self.total = cfg.pretrain_steps + cfg.p_steps + cfg.steps
         self.fake_pool = FakePool(cfg.fake_pool, cfg.image_size, self.device)
         self.ckpts = Checkpoints(self.run_dir, cfg.keep_checkpoints)
+        self.dist, self.rows, self.is_main = dist, slice(None), dist is None or dist.is_main
+        if dist is not None:
+            self._shard(dist)
+
+    def _shard(self, dist: DistContext) -> None:
+        """Multi-process run (:mod:`deepexposure.distributed`): this rank's rows, gradients averaged over the ranks."""
+        from .distributed import Shardable, average_gradients, rows
+
+        if not isinstance(self.agent, Shardable):
+            raise ValueError(f"{type(self.agent).__name__} cannot be trained on several processes (docs/scaling.md)")
+        for what, n in (("--batch-size", self.cfg.batch_size), ("--disc-batch", self.cfg.disc_batch)):
+            if n % dist.world:
+                raise ValueError(f"{what} {n} does not split evenly over {dist.world} processes")
+        self.rows = self.agent.rows = rows(dist, self.cfg.batch_size)
+        for opt in [self.opt_disc, *self.agent.optimizers().values()]:
+            average_gradients(dist, opt)
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def config_dict(self) -> dict:
@@ -545,8 +566,13 @@ class Trainer:
 
     # -- one step ------------------------------------------------------------------------------
     def _disc_update(self, fakes: torch.Tensor) -> dict[str, float]:
+        """One discriminator step on ``fakes`` (the global batch); a multi-process run computes its rows of it."""
+        from .distributed import rows
+
         real = self.targets[self._sample_idx(self.targets.shape[0], fakes.shape[0])]
-        loss, w = discriminator_loss(self.disc, real, fakes, self.cfg.lambda_gp, self.gen, self.cfg.gan_loss)
+        eps = torch.rand(fakes.shape[0], 1, 1, 1, generator=self.gen, dtype=real.dtype)  # the gradient penalty's
+        r = rows(self.dist, fakes.shape[0])
+        loss, w = discriminator_loss(self.disc, real[r], fakes[r], self.cfg.lambda_gp, self.gen, self.cfg.gan_loss, eps=eps[r])
         self.opt_disc.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_disc.step()
@@ -568,10 +594,10 @@ class Trainer:
             idx = self._sample_idx(self.inputs.shape[0], b)
             metrics["phase"] = -1
             assert isinstance(self.agent, Pretrainable) and self.references is not None  # checked in __init__
-            metrics.update(self.agent.pretrain_step(idx, self.inputs, self.references))
+            metrics.update(self.agent.pretrain_step(idx[self.rows], self.inputs, self.references))
         elif self.step - self.cfg.pretrain_steps < self.cfg.p_steps:
             idx = self._sample_idx(self.inputs.shape[0], b)
-            fakes = self.agent.generate(idx, self.inputs, self.gen)
+            fakes = gather_rows(self.dist, self.agent.generate(idx[self.rows], self.inputs, self.gen))
             metrics["phase"] = 0
             if self.fake_pool.size:
                 self.fake_pool.add(fakes)
@@ -583,11 +609,12 @@ class Trainer:
             memory = []
             for _ in range(self.cfg.g_steps):
                 idx = self._sample_idx(self.inputs.shape[0], b)
+                mine = idx[self.rows]
                 if self.references is None:  # unpaired: the agent's defaults
-                    m, fakes = self.agent.train_step(idx, self.inputs, self.disc, self.gen)
+                    m, fakes = self.agent.train_step(mine, self.inputs, self.disc, self.gen)
                 else:
-                    m, fakes = self.agent.train_step(idx, self.inputs, self.disc, self.gen, references=self.references, fidelity_weight=self.cfg.fidelity_weight)
-                memory.append(fakes)
+                    m, fakes = self.agent.train_step(mine, self.inputs, self.disc, self.gen, references=self.references, fidelity_weight=self.cfg.fidelity_weight)
+                memory.append(gather_rows(self.dist, fakes))
                 metrics.update(m)
             memory_t = torch.cat(memory)
             if self.fake_pool.size:
@@ -597,7 +624,7 @@ class Trainer:
         if self.pairs is not None:
             self.pairs.refresh(self.step)
         self.step += 1
-        return metrics
+        return mean_metrics(self.dist, metrics, self.device)
 
     # -- checkpoints ---------------------------------------------------------------------------
     def checkpoint_dir(self) -> Path:
@@ -697,9 +724,9 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         cfg_path = self.run_dir / "config.json"
         if resume:
-            ckpt, bad = self.ckpts.find_usable()  # before the (slow) preparation
+            ckpt, bad = on_main(self.dist, self.ckpts.find_usable)  # before the (slow) preparation; rank 0 chooses
             self._prepare(int(json.loads((ckpt / "state.json").read_text())["step"]))
-            self._resume_from(ckpt, bad)
+            self._resume_from(ckpt, bad if self.is_main else [])
             resumes = self.extra_config.get("resumes")
             if resumes:  # the command's record of this resume: say where it started
                 resumes[-1].update(from_step=self.step, checkpoint=ckpt.name)
@@ -707,10 +734,12 @@ class Trainer:
             if self.checkpoints():
                 raise FileExistsError(f"{self.run_dir}: already holds a training run (use --resume, or another --out)")
             self._prepare(0)
-        atomic_write_bytes(cfg_path, json.dumps(self.config_dict(), indent=2, default=str).encode(), overwrite=True)
-        log = RunLog(self.run_dir, self.agent.log_fields, self.step)
+        log = None
+        if self.is_main:  # one writer in a multi-process run
+            atomic_write_bytes(cfg_path, json.dumps(self.config_dict(), indent=2, default=str).encode(), overwrite=True)
+            log = RunLog(self.run_dir, self.agent.log_fields, self.step)
         end = self.total if stop_after is None else min(self.total, self.step + stop_after)
-        bar = tqdm(total=self.total, initial=self.step, disable=not self.progress, desc="train", unit="step")
+        bar = tqdm(total=self.total, initial=self.step, disable=not (self.progress and self.is_main), desc="train", unit="step")
         t0 = time.time()
         try:
             while self.step < end:
@@ -719,10 +748,12 @@ class Trainer:
                 opts = self.agent.optimizers()
                 if "policy" in opts:
                     m["lr_policy"] = opts["policy"].param_groups[0]["lr"]
-                if (self.step - 1) % self.cfg.log_every == 0:
-                    log.write(m)
                 bar.update(1)
                 bar.set_postfix({k: f"{m[k]:.3g}" for k in ("wasserstein", "ev_mean") if k in m})
+                if log is None:
+                    continue
+                if (self.step - 1) % self.cfg.log_every == 0:
+                    log.write(m)
                 if self.cfg.sample_every and self.step % self.cfg.sample_every == 0:
                     self._write_sample(log)
                 if self.step % self.cfg.ckpt_every == 0 or self.step == self.total:
@@ -730,8 +761,9 @@ class Trainer:
                     self.export_model()
         finally:
             bar.close()
-            log.close()
-        return self.export_model()
+            if log is not None:
+                log.close()
+        return self.export_model() if self.is_main else self.run_dir / "model"
 
     def export_model(self) -> Path:
         """Write the inference model to ``RUN/model/`` (also done at every checkpoint)."""

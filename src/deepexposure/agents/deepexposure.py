@@ -294,6 +294,8 @@ class DeepExposureAgent(nn.Module):
     supports_references = True
     #: metrics of :meth:`train_step` beyond the trainer's own log columns (none)
     log_fields: tuple[str, ...] = ()
+    #: the rows of each global batch this process computes (a multi-process run sets them; deepexposure.distributed)
+    rows: slice = slice(None)
 
     def __init__(self, cfg: DeepExposureConfig, batch_size: int):
         super().__init__()
@@ -374,7 +376,8 @@ class DeepExposureAgent(nn.Module):
         self.ou.state = state["ou_state"].clone()
 
     def _noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        cols = [self.ou.sample(generator)[:n] for _ in range(self.cfg.n_segments)]
+        """``(n, T)`` exploration noise: the OU process steps for the whole batch, this process takes its :attr:`rows`."""
+        cols = [self.ou.sample(generator)[self.rows][:n] for _ in range(self.cfg.n_segments)]
         return torch.stack(cols, dim=1)
 
     @torch.no_grad()

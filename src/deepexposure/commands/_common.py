@@ -32,6 +32,36 @@ def add_method_options(p: argparse.ArgumentParser, default: str = "deepexposure"
                    "local = each region's exposure through its edge-aware mask; local+fusion = that, fused with the original (docs/local.md)")
 
 
+def add_engine_options(p: argparse.ArgumentParser) -> None:
+    """``--jobs``, ``--engine``, ``--address``, ``--retries``: where the items of a batch run (:mod:`deepexposure.batch`)."""
+    g = p.add_argument_group("parallel")
+    g.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="photos (eval: pairs) processed at a time in worker processes (default 1: in this process; 0: one per core); "
+                   "with --engine ray and no --address: the CPUs of the local Ray cluster (default: all cores)")
+    g.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: this machine (default); ray: a Ray cluster, every file readable and writable by every node (needs the ray extra)")
+    g.add_argument("--address", default=None, metavar="ADDR", help="with --engine ray: the cluster to join (default: start a local one)")
+    g.add_argument("--retries", type=int, default=2, metavar="N",
+                   help="times a photo (pair) whose worker process or Ray node died is submitted again (default 2)")
+
+
+def engine_from_args(args: argparse.Namespace):
+    """The :class:`~deepexposure.batch.Engine` the options ask for (:class:`UsageError` if they cannot be met)."""
+    from ..batch import Engine, ray_available
+
+    if args.engine != "ray" and args.address:
+        raise UsageError("--address needs --engine ray")
+    if args.engine == "ray" and not ray_available():
+        raise UsageError("--engine ray needs Ray: pip install 'deepexposure[ray]'")
+    if args.engine == "ray" and args.address and args.jobs is not None:
+        warn("--jobs is ignored with --address: the cluster's CPUs are used")
+    jobs = args.jobs if args.jobs is not None else (0 if args.engine == "ray" else 1)
+    try:
+        return Engine(args.engine, jobs, args.address, args.retries)
+    except ValueError as e:
+        raise UsageError(f"--{str(e)}") from None
+
+
 class UsageError(ValueError):
     """A bad option value; :func:`deepexposure.cli.main` prints it as one line and exits with 2."""
 

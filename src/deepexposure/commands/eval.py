@@ -5,6 +5,7 @@ synth``). Every method retouches every input through the same code path as ``dee
 retouch``; the outputs are scored with MSE/PSNR (8-bit scale), SSIM, CIEDE2000 and Exposure's
 histogram intersection. Writes OUT/eval.md (table), OUT/eval.json (all numbers, per image) and
 OUT/eval_sheet.png (input | each method | reference for --sheet images); --name changes "eval".
+--jobs N scores N pairs at a time in worker processes, --engine ray on a Ray cluster: the same report.
 
 ``--task denoise|restore --clean DIR``: PixelRL's benchmark instead (deepexposure.pixelrl.evaluate):
 the clean photos of DIR, degraded from a fixed seed (``--noise gaussian:15,gaussian:25,...``, or text
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._common import error, float_list
+from ._common import add_engine_options, engine_from_args, error, float_list
 
 DEFAULT_METHODS = "identity,auto,clahe,fusion,deepexposure"
 
@@ -46,6 +47,7 @@ def register(sub) -> None:
     p.add_argument("--name", default="eval", help="file name stem of the outputs: NAME.md, NAME.json, NAME_sheet.png (default eval)")
     p.add_argument("--overwrite", action="store_true", help="replace existing NAME.* files in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_engine_options(p)
     p.set_defaults(func=run)
 
 
@@ -130,6 +132,7 @@ def run(args) -> int:
         return 2
     from ..evaluate import EvalConfig, evaluate_paired, format_markdown, write_report
 
+    engine = engine_from_args(args)
     names = [m.strip() for m in args.methods.split(",") if m.strip()]
     if not names:
         error("--methods is empty")
@@ -154,7 +157,7 @@ def run(args) -> int:
     cfg = EvalConfig(long_edge=args.long_edge or None, sheet=max(0, args.sheet), seed=args.seed, contrast=args.contrast, device=args.device)
     for p, why in ds.unmatched:
         error(f"{p}: {why} (ignored)")
-    report, tiles = evaluate_paired(ds, methods, cfg, progress=not args.quiet)
+    report, tiles = evaluate_paired(ds, methods, cfg, progress=not args.quiet, engine=engine)
     for m, why in failed.items():
         report.errors[m] = [f"not built: {why}"]
     try:

@@ -6,6 +6,8 @@ want retouched, ``--targets`` photos in the style you like. ``--seed`` fixes eve
 the networks' initial weights included. ``--resume`` continues an interrupted run from its newest
 usable checkpoint with the run's saved settings; options that would change the run's maths are
 refused unless ``--allow-changes`` is given (see docs/training.md, "Reproducibility and resume").
+``torchrun --nproc-per-node N -m deepexposure train ...`` trains on N processes (gloo on CPU, NCCL on
+GPUs): --batch-size stays the global batch, split over them (deepexposure.distributed, docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -280,6 +282,12 @@ def _run(args) -> int:
         error(f"--resume cannot change --algo {saved['algo']} -> {algo}: start a new run (another --out)")
         return 2
     agent_cfg = _agent_config(algo, args, saved["agent"] if saved else None, train_cfg.image_size)
+    from ..distributed import close, init_from_env, main_first
+
+    dist = init_from_env(train_cfg.device)  # torchrun --nproc-per-node N: one of N processes
+    if dist is not None and algo == "exposure":
+        error("--algo exposure cannot train on several processes (its trajectory buffer is not split by rows); run it in one")
+        return 2
     for label, d in (("--inputs", inputs), ("--targets", targets), ("--references", references), ("--hdr", hdr)):
         if d is None:
             continue
@@ -314,25 +322,26 @@ def _run(args) -> int:
         extra["command"] = saved.get("command", extra["command"])  # the first invocation stays on record
         extra["resumes"] = [*saved.get("resumes", []), record]
     try:
-        cache = args.cache_dir or run_dir / "cache"
-        data = _load_data(inputs, targets, train_cfg.image_size, cache, args.min_images, allow_gray)
-        refs = None
-        if references is not None:
-            from ..data import load_references
+        with main_first(dist):  # rank 0 fills the thumbnail cache, the others read it
+            cache = args.cache_dir or run_dir / "cache"
+            data = _load_data(inputs, targets, train_cfg.image_size, cache, args.min_images, allow_gray)
+            refs = None
+            if references is not None:
+                from ..data import load_references
 
-            _fill_cache([references], train_cfg.image_size, cache)
-            refs = load_references(data.input_paths, references, train_cfg.image_size, cache)
-        pool = None
-        if pairs_from is not None:
-            from ..io import list_images
-            from ..pairs import SyntheticPairs
-            from ..pretrain import PairPool
+                _fill_cache([references], train_cfg.image_size, cache)
+                refs = load_references(data.input_paths, references, train_cfg.image_size, cache)
+            pool = None
+            if pairs_from is not None:
+                from ..io import list_images
+                from ..pairs import SyntheticPairs
+                from ..pretrain import PairPool
 
-            stream = SyntheticPairs(list_images([pairs_from]), hdr_dir=hdr, size=train_cfg.image_size, seed=train_cfg.seed,
-                                    kinds=train_cfg.pairs_kinds, cache_dir=cache)
-            for path, reason in stream.skipped:
-                warn(f"{path}: skipped ({reason})")
-            pool = PairPool(stream, train_cfg.pairs_pool, train_cfg.pairs_refresh)
+                stream = SyntheticPairs(list_images([pairs_from]), hdr_dir=hdr, size=train_cfg.image_size, seed=train_cfg.seed,
+                                        kinds=train_cfg.pairs_kinds, cache_dir=cache)
+                for path, reason in stream.skipped:
+                    warn(f"{path}: skipped ({reason})")
+                pool = PairPool(stream, train_cfg.pairs_pool, train_cfg.pairs_refresh)
     except ValueError as e:
         error(e)
         return 2
@@ -345,7 +354,7 @@ def _run(args) -> int:
         torch.set_num_threads(train_cfg.threads)
     try:
         trainer = Trainer(agent, train_cfg, data.inputs, data.targets, run_dir, extra, progress=not args.quiet, references=refs,
-                          warn=warn, pairs=pool)
+                          warn=warn, pairs=pool, dist=dist)
     except ValueError as e:
         error(e)
         return 2
@@ -355,10 +364,14 @@ def _run(args) -> int:
     except (FileExistsError, FileNotFoundError, CheckpointError) as e:
         error(e)
         return 2
+    close(dist)
+    if dist is not None and not dist.is_main:
+        return 0
     c = train_cfg
     phases = [(c.pretrain_steps, "supervised pre-training"), (c.p_steps, "discriminator pre-training"), (c.steps, "training (--steps)")]
     split = " + ".join(f"{n} {what}" for n, what in phases if n)
-    print(f"trained {trainer.step} steps ({split}; the log's 'step' counts all of them) in {time.time() - t0:.0f} s; model: {model_dir}")
+    procs = f" on {dist.world} processes" if dist is not None else ""
+    print(f"trained {trainer.step} steps ({split}; the log's 'step' counts all of them){procs} in {time.time() - t0:.0f} s; model: {model_dir}")
     print(f"use it: deepexposure retouch --method {'exposure' if algo == 'exposure' else 'deepexposure'} --model {run_dir} PHOTO -o OUT")
     return 0
 
