@@ -88,7 +88,8 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "weights" / "deepex
 class DeepExposureConfig:
     """Hyper-parameters of DeepExposure I/II (paper section 5.1 and footnote 2)."""
 
-    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"algo": ("de1", "de2"), "policy_gradient": POLICY_GRADIENTS, "render": ("fused", "local")}
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"algo": ("de1", "de2"), "policy_gradient": POLICY_GRADIENTS, "render": ("fused", "local"),
+                                                   "pretrain_target": ("render", "exposures")}
     """allowed values of the string options (shown by --help, checked by argparse)."""
 
     algo: str = "de2"
@@ -131,6 +132,11 @@ class DeepExposureConfig:
     paper: the bracket of exposures, fused) or 'local' (each segment's exposure through its own mask,
     S^l_T; at full resolution the edge-aware masks of deepexposure.local). It sets what supervised
     pre-training (--pretrain-steps) fits to the references; retouch --render overrides it."""
+    pretrain_target: str = "render"
+    """what supervised pre-training (--pretrain-steps) fits: 'render' (the rendered image against the
+    reference, through the renderer named by render) or 'exposures' (each segment's exposure against
+    the one that maps the input onto the reference inside it, with teacher forcing; about five times
+    cheaper per step; deepexposure.pretrain). Neither is in the paper."""
     ev_penalty: float = 0.0
     """lambda_e: the policy maximises its objective minus lambda_e * mean(e_t^2) (not in the paper; 0
     turns it off). Without it a short run can drive the exposures to +-ev_max, where tanh's gradient
@@ -161,6 +167,8 @@ class DeepExposureConfig:
             raise ValueError(f"policy_gradient must be one of {POLICY_GRADIENTS}, got {self.policy_gradient!r}")
         if self.render not in ("fused", "local"):
             raise ValueError(f"render must be 'fused' or 'local', got {self.render!r}")
+        if self.pretrain_target not in ("render", "exposures"):
+            raise ValueError(f"pretrain_target must be 'render' or 'exposures', got {self.pretrain_target!r}")
 
     @classmethod
     def upgrade_saved(cls, saved: dict) -> dict:
