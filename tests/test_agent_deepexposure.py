@@ -503,10 +503,12 @@ class _TinyDisc(nn.Module):
         return self.lin(f) - 4.0 * (f[:, 3:4] - 0.5) ** 2
 
 
-@pytest.mark.parametrize("algo,paired", [("de1", False), ("de2", False), ("de1", True)])
-def test_paper_terms_match_plain_loop(algo, paired):
+@pytest.mark.parametrize("algo,paired,render", [("de1", False, "fused"), ("de2", False, "fused"), ("de1", True, "fused"),
+                                                ("de2", True, "local"), ("de1", False, "local")])
+def test_paper_terms_match_plain_loop(algo, paired, render):
     """Step t's term and its policy gradient, against a loop that rolls out with the same noise and
-    scores the one-step transition at the noiseless action a_t = pi(s_t) (later steps contribute nothing)."""
+    scores the one-step transition at the noiseless action a_t = pi(s_t) (later steps contribute nothing).
+    With render='local' the episode's result is S^l_T: the final term scores the last transition, not a fusion."""
     from deepexposure.agents.deepexposure import _Scorer
     from deepexposure.filters import local_exposure
     from deepexposure.fusion import exposure_fusion
@@ -514,7 +516,7 @@ def test_paper_terms_match_plain_loop(algo, paired):
 
     torch.manual_seed(0)
     T, B = 3, 2
-    cfg = DeepExposureConfig(algo=algo, n_segments=T, base_channels=8, ev_penalty=0.3, local_reward_weight=0.7)
+    cfg = DeepExposureConfig(algo=algo, n_segments=T, base_channels=8, ev_penalty=0.3, local_reward_weight=0.7, render=render)
     agent = DeepExposureAgent(cfg, batch_size=B)
     s0, masks = torch.rand(B, 3, 64, 64) * 0.6, _masks(B, T)
     noise = torch.randn(B, T) * 0.3
@@ -535,7 +537,9 @@ def test_paper_terms_match_plain_loop(algo, paired):
             ref = cfg.gamma * agent.value(disc_features(nxt)).squeeze(1)
         else:
             ref = cfg.local_reward_weight * score(nxt)
-        if t == T - 1:
+        if t == T - 1 and render == "local":
+            ref = ref + score(nxt)
+        elif t == T - 1:
             fused = exposure_fusion(torch.stack(stack + [global_exposure(s0, a[:, None])], 1), cfg.fusion).clamp(0, 1)
             ref = ref + score(fused)
         ref = ref - cfg.ev_penalty * a**2 / T

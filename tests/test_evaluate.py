@@ -75,3 +75,19 @@ def test_cli(bench, tmp_path, capsys):
     assert (out / "eval.md").is_file() and (out / "eval_sheet.png").is_file()
     assert main(["eval", "--paired", str(bench), "--methods", "identity", "--out", str(out), "--quiet"]) == 2
     assert main(["eval", "--paired", str(tmp_path), "--out", str(out), "--quiet"]) == 2
+
+
+def test_eval_model_option_reaches_every_renderer_of_the_policy(tmp_path):
+    """``eval --model PATH`` serves deepexposure and its local renderers alike; METHOD=PATH names one."""
+    import argparse
+
+    from deepexposure.agents.deepexposure import DeepExposureAgent, DeepExposureConfig
+    from deepexposure.commands.eval import _build_methods
+
+    DeepExposureAgent(DeepExposureConfig(base_channels=8), 1).save_model(tmp_path / "mine")
+    names = ["deepexposure", "deepexposure-local", "deepexposure-local-fusion"]
+    methods, failed = _build_methods(names, argparse.Namespace(model=[str(tmp_path / "mine")], ev=None))
+    assert not failed and all(methods[n].model_dir == (tmp_path / "mine").resolve() for n in names)
+    methods, _ = _build_methods(names, argparse.Namespace(model=[f"deepexposure-local={tmp_path / 'mine'}"], ev=None))
+    assert methods["deepexposure-local"].model_dir == (tmp_path / "mine").resolve()
+    assert methods["deepexposure"].model_dir != methods["deepexposure-local"].model_dir  # the others keep the default

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from deepexposure.agents.deepexposure import DeepExposureAgent, DeepExposureConfig, rollout
@@ -74,3 +75,43 @@ def test_local_render_pretraining_fits_the_local_image_and_is_recorded(tmp_path)
     agent.save_model(tmp_path / "m")
     assert DeepExposureMethod(tmp_path / "m").render == "local"
     assert DeepExposureMethod(tmp_path / "m", render="fused").render == "fused"
+
+
+def test_segment_exposure_targets_recover_a_known_per_segment_field_and_skip_clipped_pixels():
+    """x = y 2^f with f constant per segment: the target of segment t is -f_t; clipped pixels do not count."""
+    from deepexposure.color import linear_to_srgb, srgb_to_linear
+    from deepexposure.pretrain import segment_exposure_targets
+
+    g = torch.Generator().manual_seed(0)
+    ref = 0.1 + 0.3 * torch.rand(2, 3, 16, 16, generator=g)
+    masks = torch.zeros(2, 2, 1, 16, 16)
+    masks[:, 0, :, :, :8], masks[:, 1, :, :, 8:] = 1.0, 1.0
+    f = torch.tensor([[-1.5, 0.5], [1.0, -0.25]])
+    field = (masks[:, :, 0] * f[:, :, None, None]).sum(1, keepdim=True)
+    x = linear_to_srgb((srgb_to_linear(ref) * 2.0**field).clamp(0, 1))
+    assert torch.allclose(segment_exposure_targets(x, ref, masks), -f, atol=1e-3)
+    x_clip = x.clone()
+    x_clip[:, :, :4, :4] = 1.0  # blown out: says nothing about the exposure
+    assert torch.allclose(segment_exposure_targets(x_clip, ref, masks), -f, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_exposure_regression_pretraining_learns_exposures_that_depend_on_the_photo():
+    """Inputs are their references exposed by a random g in [-1.5, 1.5]: regression on per-segment targets
+    teaches the policy -g photo by photo (the references share one brightness, so g is visible)."""
+    seed_everything(0)
+    refs = random_crops(3, 8, size=32) * 0.5 + 0.1
+    g = torch.linspace(-1.5, 1.5, refs.shape[0])[torch.randperm(refs.shape[0])]
+    inputs = quantize_8bit(global_exposure(refs, g.unsqueeze(1)))
+    cfg = DeepExposureConfig(algo="de2", n_segments=2, base_channels=8, image_size=32, pretrain_target="exposures")
+    agent = DeepExposureAgent(cfg, refs.shape[0])
+    agent.prepare(inputs)
+    opt = torch.optim.Adam(agent.policy.parameters(), lr=3e-3)
+    first = None
+    for _ in range(80):
+        m = pretrain_step(agent, opt, inputs, refs, agent.masks)
+        first = first if first is not None else m
+    with torch.no_grad():
+        evs = rollout(agent.policy, inputs, agent.masks, agent.cfg.fusion).evs.mean(1)
+    assert m["pretrain_mse"] < 0.2 * first["pretrain_mse"]
+    assert float(torch.corrcoef(torch.stack([evs, -g]))[0, 1]) > 0.9

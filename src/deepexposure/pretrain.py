@@ -15,6 +15,18 @@ which sidesteps the ambiguity of regressing on oracle exposures directly (the fu
 nearly the same image for many exposure sets). The RL phase (``deepexposure train``) then starts
 from this policy. The papers have no such phase; `docs/training.md` ("Supervised pre-training")
 says when it is used and what it changed.
+
+``DeepExposureConfig.pretrain_target = "exposures"`` regresses on exposures instead (the issue's
+"regression on oracle exposures"): each segment's target is the exposure that maps the input onto
+its reference inside that segment (:func:`segment_exposure_targets`), and the policy is fitted to it
+step by step with teacher forcing (the state ``S^l_t`` is built from the *target* exposures of the
+earlier segments, :func:`exposure_regression_loss`):
+
+    L(theta) = mean_{i,t} ( pi_theta(S0_i, S0_i m_it, S^l*_it) - e*_it )^2
+
+No renderer is unrolled, so a step costs about a fifth of a ``"render"`` step, and the loss does
+not depend on how forgiving the fusion is: the policy learns what each region needs, which both
+renderers (fused and local) then use.
 """
 
 from __future__ import annotations
@@ -23,7 +35,13 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["PairPool", "quantize_8bit", "fidelity_loss", "pretrain_step"]
+from .color import luminance, srgb_to_linear
+from .filters import local_exposure
+
+__all__ = ["PairPool", "quantize_8bit", "fidelity_loss", "segment_exposure_targets", "exposure_regression_loss", "pretrain_step", "PRETRAIN_TARGETS"]
+
+#: values of ``DeepExposureConfig.pretrain_target``
+PRETRAIN_TARGETS = ("render", "exposures")
 
 
 class PairPool:
@@ -111,10 +129,66 @@ def fidelity_loss(agent, inputs: torch.Tensor, references: torch.Tensor, masks: 
     return (out - references).pow(2).mean(), r.evs.detach()
 
 
+@torch.no_grad()
+def segment_exposure_targets(inputs: torch.Tensor, references: torch.Tensor, masks: torch.Tensor, ev_max: float = 3.0,
+                             clip: float = 0.98, floor: float = 1e-3) -> torch.Tensor:
+    """The exposure that maps each segment of the input onto its reference, in stops.
+
+    ``e*_t = sum_p w_tp log2(Y_ref(p) / Y_in(p)) / sum_p w_tp``, with ``Y`` the linear luminance and
+    ``w_tp = m_t(p) [max_c x(p) < clip] [Y_in(p) > floor] [Y_ref(p) > floor]``: pixels clipped or black
+    in the input or black in the reference say nothing about the exposure and are left out. A
+    segment with no such pixel falls back to all its pixels. For a pure exposure error
+    ``x = y 2^f`` (linear light, before clipping) this is minus the mean of the field ``f`` over the
+    segment. Clamped to ``[-ev_max, ev_max]`` (what the policy can output).
+
+    Args:
+        inputs, references: ``(B, 3, H, W)`` sRGB in [0, 1], pixel-aligned.
+        masks: ``(B, T, 1, H, W)`` segment masks in [0, 1].
+    Returns:
+        ``(B, T)`` exposures in stops.
+    """
+    y_in = luminance(srgb_to_linear(inputs)).clamp_min(floor)  # (B,1,H,W)
+    y_ref = luminance(srgb_to_linear(references)).clamp_min(floor)
+    ratio = torch.log2(y_ref / y_in).unsqueeze(1)  # (B,1,1,H,W)
+    valid = ((inputs.amax(1, keepdim=True) < clip) & (y_in > floor) & (y_ref > floor)).unsqueeze(1).to(masks.dtype)
+    w = masks * valid
+    w_all = masks
+    num, den = (w * ratio).flatten(2).sum(2), w.flatten(2).sum(2)
+    num_all, den_all = (w_all * ratio).flatten(2).sum(2), w_all.flatten(2).sum(2).clamp_min(1e-8)
+    few = den < 1.0  # less than one usable pixel's worth of mask
+    e = torch.where(few, num_all / den_all, num / den.clamp_min(1e-8))
+    return e.clamp(-ev_max, ev_max)
+
+
+def exposure_regression_loss(agent, inputs: torch.Tensor, references: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``mean_{b,t} (pi(S0, S0 m_t, S^l*_t) - e*_t)^2`` with teacher forcing (module docstring).
+
+    Args:
+        agent: a :class:`~deepexposure.agents.deepexposure.DeepExposureAgent` (its ``policy`` and ``cfg.ev_max``).
+        inputs, references: ``(B, 3, S, S)`` sRGB in [0, 1].
+        masks: ``(B, T, 1, S, S)`` the inputs' ordered segment masks.
+    Returns:
+        ``(loss (), evs (B, T))`` the policy's exposures (detached).
+    """
+    target = segment_exposure_targets(inputs, references, masks, agent.cfg.ev_max)
+    s_local, errs, evs = inputs, [], []
+    for t in range(masks.shape[1]):
+        m = masks[:, t]
+        e = agent.policy(inputs, inputs * m, s_local)
+        errs.append((e - target[:, t]).pow(2))
+        evs.append(e.detach())
+        s_local = local_exposure(s_local, m, target[:, t : t + 1])
+    return torch.stack(errs, 1).mean(), torch.stack(evs, 1)
+
+
 def pretrain_step(agent, optimizer: torch.optim.Optimizer, inputs: torch.Tensor, references: torch.Tensor,
                   masks: torch.Tensor) -> dict[str, float]:
-    """One Adam step on :func:`fidelity_loss`; returns ``{"pretrain_mse", "ev_mean", "ev_std"}``."""
-    loss, evs = fidelity_loss(agent, inputs, references, masks)
+    """One Adam step on :func:`fidelity_loss` or, with ``agent.cfg.pretrain_target == "exposures"``, on
+    :func:`exposure_regression_loss`; returns ``{"pretrain_mse", "ev_mean", "ev_std"}`` (``pretrain_mse``
+    is the loss: an image MSE or an exposure MSE in stops squared)."""
+    target = getattr(agent.cfg, "pretrain_target", "render")
+    loss_fn = exposure_regression_loss if target == "exposures" else fidelity_loss
+    loss, evs = loss_fn(agent, inputs, references, masks)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()

@@ -88,7 +88,8 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "weights" / "deepex
 class DeepExposureConfig:
     """Hyper-parameters of DeepExposure I/II (paper section 5.1 and footnote 2)."""
 
-    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"algo": ("de1", "de2"), "policy_gradient": POLICY_GRADIENTS, "render": ("fused", "local")}
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"algo": ("de1", "de2"), "policy_gradient": POLICY_GRADIENTS, "render": ("fused", "local"),
+                                                   "pretrain_target": ("render", "exposures")}
     """allowed values of the string options (shown by --help, checked by argparse)."""
 
     algo: str = "de2"
@@ -131,6 +132,11 @@ class DeepExposureConfig:
     paper: the bracket of exposures, fused) or 'local' (each segment's exposure through its own mask,
     S^l_T; at full resolution the edge-aware masks of deepexposure.local). It sets what supervised
     pre-training (--pretrain-steps) fits to the references; retouch --render overrides it."""
+    pretrain_target: str = "render"
+    """what supervised pre-training (--pretrain-steps) fits: 'render' (the rendered image against the
+    reference, through the renderer named by render) or 'exposures' (each segment's exposure against
+    the one that maps the input onto the reference inside it, with teacher forcing; about five times
+    cheaper per step; deepexposure.pretrain). Neither is in the paper."""
     ev_penalty: float = 0.0
     """lambda_e: the policy maximises its objective minus lambda_e * mean(e_t^2) (not in the paper; 0
     turns it off). Without it a short run can drive the exposures to +-ev_max, where tanh's gradient
@@ -161,6 +167,8 @@ class DeepExposureConfig:
             raise ValueError(f"policy_gradient must be one of {POLICY_GRADIENTS}, got {self.policy_gradient!r}")
         if self.render not in ("fused", "local"):
             raise ValueError(f"render must be 'fused' or 'local', got {self.render!r}")
+        if self.pretrain_target not in ("render", "exposures"):
+            raise ValueError(f"pretrain_target must be 'render' or 'exposures', got {self.pretrain_target!r}")
 
     @classmethod
     def upgrade_saved(cls, saved: dict) -> dict:
@@ -389,7 +397,12 @@ class DeepExposureAgent(nn.Module):
     @torch.no_grad()
     def generate_eval(self, idx: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         """Deterministic outputs (no exploration noise, OU state untouched), for sample grids: ``(B, 3, h, w)``."""
-        return rollout(self.exported_policy, inputs[idx], self._masks()[idx], self.cfg.fusion).fused
+        return self.output(rollout(self.exported_policy, inputs[idx], self._masks()[idx], self.cfg.fusion))
+
+    def output(self, r: Rollout) -> torch.Tensor:
+        """The episode's result for the renderer the policy is trained for: ``S^f`` (``render='fused'``)
+        or ``S^l_T`` (``render='local'``: each segment by its own exposure), ``(B, 3, h, w)``."""
+        return r.local[-1] if self.cfg.render == "local" else r.fused
 
     @property
     def exported_policy(self) -> ExposurePolicy:
@@ -404,8 +417,8 @@ class DeepExposureAgent(nn.Module):
             a.lerp_(p, 1.0 - self.cfg.policy_ema)
 
     def reward(self, disc: nn.Module, r: Rollout) -> torch.Tensor:
-        """``R = D(S^f) + w_l D(S^l_T)``, ``(B,)``."""
-        out = disc(r.fused).squeeze(1)
+        """``R = D(S^f) + w_l D(S^l_T)``, ``(B,)`` (``render='local'``: ``S^l_T`` in place of ``S^f``)."""
+        out = disc(self.output(r)).squeeze(1)
         if self.cfg.local_reward_weight:
             out = out + self.cfg.local_reward_weight * disc(r.local[-1]).squeeze(1)
         return out
@@ -423,8 +436,11 @@ class DeepExposureAgent(nn.Module):
         paper), every score the agent maximises is :class:`deepexposure.gan.FidelityScore`'s
         ``D(S) - w * MSE(S, reference)`` instead of ``D(S)``.
 
-        Returns ``(metrics, fakes)``; ``fakes`` are the fused outputs of the noisy roll-out for the
-        discriminator (memory M1).
+        With ``cfg.render == 'local'`` the episode's result is ``S^l_T`` instead of the fused ``S^f``
+        wherever the paper scores ``S^f`` (reward, final term, the discriminator's fakes, the fidelity).
+
+        Returns ``(metrics, fakes)``; ``fakes`` are the outputs (:meth:`output`) of the noisy roll-out
+        for the discriminator (memory M1).
         """
         cfg = self.cfg
         refs = references[idx].to(inputs) if references is not None else None
@@ -450,9 +466,10 @@ class DeepExposureAgent(nn.Module):
         evs = r.evs.detach()
         metrics["ev_mean"] = float(evs.mean())
         metrics["ev_std"] = float(evs.std()) if evs.numel() > 1 else 0.0
+        out = self.output(r).detach()
         if refs is not None:
-            metrics["fidelity_mse"] = float((r.fused.detach() - refs).pow(2).mean())
-        return metrics, r.fused.detach()
+            metrics["fidelity_mse"] = float((out - refs).pow(2).mean())
+        return metrics, out
 
     def direct_objective(self, s0: torch.Tensor, masks: torch.Tensor, noise: torch.Tensor, score) -> tuple:
         """``policy_gradient='direct'``: the objective back-propagated through the whole noisy episode.
@@ -468,12 +485,12 @@ class DeepExposureAgent(nn.Module):
         b, t_steps = s0.shape[0], masks.shape[1]
         reward = None
         if cfg.algo == "de2":
-            d = score(torch.cat([r.fused, *r.local[1:]])).view(t_steps + 1, b)  # one discriminator call
+            d = score(torch.cat([self.output(r), *r.local[1:]])).view(t_steps + 1, b)  # one discriminator call
             d_fused, d_local = d[0], d[1:].t()  # (B,), (B,T)
             w = de2_policy_weights(t_steps, cfg.gamma).to(s0)
             objective = d_fused + cfg.local_reward_weight * (d_local * w).sum(1)
         else:
-            d = score(torch.cat([r.fused, r.local[-1]])).view(2, b)
+            d = score(torch.cat([self.output(r), r.local[-1]])).view(2, b)
             d_fused = d[0]
             reward = d_fused + cfg.local_reward_weight * d[1]
             objective = reward
@@ -500,7 +517,8 @@ class DeepExposureAgent(nn.Module):
 
         ``S'^f`` is the fusion of ``[S0, S^g_1, .., S^g_{T-1}]`` from the behaviour roll-out (stored,
         no graph) and ``global_exposure(S0, a_{T-1})``: the last action is the one that completes the
-        episode, the earlier exposures are part of its state. ``- lambda_e a_t^2 / T`` is added to each
+        episode, the earlier exposures are part of its state (``render='local'``: ``S'^f`` is
+        ``S'_T``, the last step's own transition). ``- lambda_e a_t^2 / T`` is added to each
         term when ``ev_penalty`` is set. The value subtracted in the advantage ``Q - V(s_t)`` does not
         depend on ``a_t``, so it is left out.
         """
@@ -523,10 +541,13 @@ class DeepExposureAgent(nn.Module):
             stack = torch.stack(globals_, dim=1)
             fused = exposure_fusion(stack, cfg.fusion).clamp(0.0, 1.0)
             behaviour = Rollout(torch.stack(evs, dim=1), locals_, stack, fused)
-            d_beh = score(torch.cat([fused, s_local])).view(2, b)
+            d_beh = score(torch.cat([self.output(behaviour), s_local])).view(2, b)
             reward = d_beh[0] + cfg.local_reward_weight * d_beh[1]
-        last = global_exposure(s0, acts[-1].unsqueeze(1)).unsqueeze(1)
-        fused_last = exposure_fusion(torch.cat([stack[:, :t_steps], last], dim=1), cfg.fusion).clamp(0.0, 1.0)
+        if cfg.render == "local":  # the episode's result is S^l_T: the last one-step transition
+            fused_last = one_step[-1]
+        else:
+            last = global_exposure(s0, acts[-1].unsqueeze(1)).unsqueeze(1)
+            fused_last = exposure_fusion(torch.cat([stack[:, :t_steps], last], dim=1), cfg.fusion).clamp(0.0, 1.0)
         a_all = torch.stack(acts, dim=1)  # (B,T)
         if cfg.algo == "de2":
             d = score(torch.cat([fused_last, *one_step])).view(t_steps + 1, b)

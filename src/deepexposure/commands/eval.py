@@ -51,22 +51,29 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+#: the methods a plain ``--model PATH`` (no ``METHOD=``) applies to: every renderer of the DeepExposure
+#: policy, and the white-box agent (one path serves one of the two agents; name them apart with METHOD=PATH)
+PLAIN_MODEL_METHODS = ("deepexposure", "deepexposure-local", "deepexposure-local-fusion", "exposure")
+
+
 def _build_methods(names: list[str], args) -> tuple[dict, dict[str, str]]:
     from ..methods import get_method
 
     models: dict[str, str] = {}
+    plain: str | None = None
     for entry in args.model:
         method, sep, path = entry.partition("=")
-        if sep and method in ("deepexposure", "exposure"):
+        if sep and method and "/" not in method and "\\" not in method:
             models[method] = path
-        else:
-            models.setdefault("deepexposure", entry)
-            models.setdefault("exposure", entry)
+        elif plain is None:
+            plain = entry
     methods, failed = {}, {}
     for name in names:
         opts: dict = {}
         if name in models:
             opts["model"] = models[name]
+        elif plain is not None and name in PLAIN_MODEL_METHODS:
+            opts["model"] = plain
         if name == "fusion" and args.ev is not None:
             opts["ev"] = args.ev
         try:
