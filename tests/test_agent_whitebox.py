@@ -356,10 +356,11 @@ class _Shifted(nn.Module):
 
     def __init__(self, policy: WhiteBoxPolicy, shift: torch.Tensor):
         super().__init__()
-        self.policy, self.shift, self.n_edits = policy, shift, policy.n_edits
+        self.policy, self.shift, self.n_edits, self.n_steps = policy, shift, policy.n_edits, policy.n_steps
+        self.region_mask, self.next_used = policy.region_mask, policy.next_used
 
-    def forward(self, img, used, steps):
-        logits, raw = self.policy(img, used, steps)
+    def forward(self, img, used, steps, mask=None):
+        logits, raw = self.policy(img, used, steps, mask)
         return logits + self.shift[:N_FILTERS], raw + self.shift[N_FILTERS:]
 
     def filter_params(self, raw):

@@ -24,6 +24,13 @@ Learning (eq. 6, 7, 9, 10), with ``V`` the value network on ``(image, state plan
                                                               policy gradient with advantage for a_1 (eq. 6)
     L_V   = mean(delta^2) / 2                              Q held fixed (eq. 10)
 
+Per-region mode (``WhiteBoxConfig.regions = R > 0``; not in the paper, its future work): the
+thumbnail is segmented into ``R`` 0/1 masks ``m_r`` (:func:`region_masks`); a trajectory takes
+``n_edits`` steps for region 0, then region 1, ... (``R * n_edits`` in all). The policy and value
+networks also see the current region's mask; a step is ``s' = s + m_r (clamp(F(s), 0, 1) - s)``
+(:func:`masked_step`), so it changes nothing outside region ``r`` and stays differentiable. The
+used-filter flags restart with each region. At inference the chains become a ``local_filters`` op.
+
 The gradient of ``-Q`` reaches the parameters through the differentiable filter, the clamp-free
 range penalty, the (frozen) discriminator and the (frozen) value network; it also reaches the
 filter logits through the entropy penalty, as in the original code.
@@ -63,6 +70,8 @@ __all__ = [
     "N_FILTERS",
     "N_PARAMS",
     "state_planes",
+    "region_masks",
+    "masked_step",
     "apply_chosen_filters",
     "policy_step",
     "rollout",
@@ -130,6 +139,11 @@ class WhiteBoxConfig:
     pretrain_samples: int = 4
     """supervised pre-training (--pretrain-steps; not in the paper): filter sequences drawn per
     image; each one's baseline is the mean cost of the others (leave-one-out). At least 2."""
+    regions: int = 0
+    """per-region mode (not in the paper; its future work): 0 = the paper's global agent; R > 0 =
+    segment each thumbnail into R regions (:func:`region_masks`) and take ``n_edits`` filter steps
+    for each region in turn, each applied inside that region's mask only; the model writes a
+    ``local_filters`` recipe op (docs/local.md)."""
 
     def __post_init__(self):
         self.adam_betas = tuple(self.adam_betas)
@@ -141,6 +155,8 @@ class WhiteBoxConfig:
             raise ValueError(f"exploration must be in [0, 1), got {self.exploration}")
         if self.pretrain_samples < 2:
             raise ValueError(f"pretrain_samples must be >= 2 (leave-one-out baseline), got {self.pretrain_samples}")
+        if self.regions < 0:
+            raise ValueError(f"regions must be >= 0 (0 = global agent), got {self.regions}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -164,8 +180,33 @@ def state_planes(used: torch.Tensor, steps: torch.Tensor, n_edits: int, size: in
     return vals[:, :, None, None].expand(-1, -1, size, size)
 
 
-def _net_input(img: torch.Tensor, used: torch.Tensor, steps: torch.Tensor, n_edits: int) -> torch.Tensor:
-    return torch.cat([img, state_planes(used, steps, n_edits, img.shape[-1]).to(img)], dim=1)
+def _net_input(img: torch.Tensor, used: torch.Tensor, steps: torch.Tensor, n_edits: int,
+               mask: torch.Tensor | None = None) -> torch.Tensor:
+    planes = [img] if mask is None else [img, mask.to(img)]
+    return torch.cat([*planes, state_planes(used, steps, n_edits, img.shape[-1]).to(img)], dim=1)
+
+
+def region_masks(thumbs: torch.Tensor, regions: int) -> torch.Tensor:
+    """The per-region mode's masks: each thumbnail segmented into ``regions`` 0/1 masks.
+
+    Args:
+        thumbs: ``(B, 3, S, S)`` sRGB in [0, 1].
+        regions: ``R`` (:func:`deepexposure.segment.segment_thumbnail` with ``n_segments = R``,
+            regions ordered by mean luma, darkest first).
+    Returns:
+        ``(B, R, S, S)`` 0/1 masks, one-hot over ``R`` at every pixel.
+    """
+    return torch.cat([_segment(thumbs[i : i + 1], regions)[1] for i in range(thumbs.shape[0])]).to(thumbs)
+
+
+def _segment(thumb: torch.Tensor, regions: int):
+    """``(Segmentation, masks (1, R, S, S))`` of one thumbnail ``(1, 3, S, S)`` (missing regions: empty masks)."""
+    from ..segment import SegmentConfig, segment_thumbnail
+
+    seg = segment_thumbnail(thumb.detach().cpu(), SegmentConfig(n_segments=regions))
+    masks = torch.zeros(1, regions, *thumb.shape[-2:])
+    masks[0, : seg.masks.shape[0]] = seg.masks[:, 0]
+    return seg, masks
 
 
 class WhiteBoxPolicy(nn.Module):
@@ -174,17 +215,23 @@ class WhiteBoxPolicy(nn.Module):
     ``raw[:, offset_f : offset_f + P_f]`` is filter ``f``'s slice, mapped into the filter's range by
     ``FILTERS[f].squash`` (:meth:`filter_params`). The trunk's input is the image plus the 9 state
     planes of :func:`state_planes`.
+
+    Per-region mode (``regions = R > 0``): a trajectory is ``n_steps = R * n_edits`` steps, step
+    ``k`` edits region ``k // n_edits``; the input gains that region's mask as a 4th plane (after
+    the image), the used-filter flags restart with each region and the step plane is ``k / n_steps``.
     """
 
-    def __init__(self, trunk: Trunk, n_edits: int = 5, filters: tuple[str, ...] | list[str] = FILTER_NAMES):
+    def __init__(self, trunk: Trunk, n_edits: int = 5, filters: tuple[str, ...] | list[str] = FILTER_NAMES, regions: int = 0):
         super().__init__()
         names = tuple(filters)
         if names != FILTER_NAMES:
             raise ValueError(f"policy was trained for filters {names}, this build has {FILTER_NAMES}")
-        if trunk.config.out_features != N_FILTERS + N_PARAMS or trunk.config.in_channels != _IN_CHANNELS:
+        if trunk.config.out_features != N_FILTERS + N_PARAMS or trunk.config.in_channels != _in_channels(regions):
             raise ValueError("not a white-box policy network (wrong input or output size)")
         self.trunk = trunk
         self.n_edits = int(n_edits)
+        self.regions = int(regions)
+        self.n_steps = self.n_edits * max(self.regions, 1)
         offsets, o = [], 0
         for name in FILTER_NAMES:
             offsets.append(o)
@@ -192,11 +239,11 @@ class WhiteBoxPolicy(nn.Module):
         self.offsets = offsets
 
     @classmethod
-    def create(cls, base_channels: int = 32, n_edits: int = 5, image_size: int = 64) -> WhiteBoxPolicy:
+    def create(cls, base_channels: int = 32, n_edits: int = 5, image_size: int = 64, regions: int = 0) -> WhiteBoxPolicy:
         cfg = TrunkConfig(
-            _IN_CHANNELS, N_FILTERS + N_PARAMS, base_channels, image_size, kind="whitebox-policy",
+            _in_channels(regions), N_FILTERS + N_PARAMS, base_channels, image_size, kind="whitebox-policy",
         )
-        policy = cls(Trunk(cfg), n_edits)
+        policy = cls(Trunk(cfg), n_edits, regions=regions)
         policy.start_near_neutral()
         return policy
 
@@ -218,9 +265,30 @@ class WhiteBoxPolicy(nn.Module):
             if not torch.allclose(at_zero, probe, atol=1e-5):  # raw 0 is not the identity
                 bias[N_FILTERS + off : N_FILTERS + off + spec.n_params] = math.log(p / (1.0 - p))
 
-    def forward(self, img: torch.Tensor, used: torch.Tensor, steps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.trunk(_net_input(img, used, steps, self.n_edits))
+    def forward(self, img: torch.Tensor, used: torch.Tensor, steps: torch.Tensor,
+                mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``mask (B, 1, S, S)``: the current region's mask (per-region mode only)."""
+        if (mask is None) != (self.regions == 0):
+            raise ValueError("a per-region policy needs the region's mask (and a global one takes none)")
+        out = self.trunk(_net_input(img, used, steps, self.n_steps, mask))
         return out[:, :N_FILTERS], out[:, N_FILTERS:]
+
+    def region_mask(self, masks: torch.Tensor | None, steps: torch.Tensor) -> torch.Tensor | None:
+        """The mask of the region step ``steps[b]`` edits, ``(B, R, S, S), (B,) -> (B, 1, S, S)``; None for a global policy."""
+        if not self.regions:
+            return None
+        if masks is None or masks.dim() != 4 or masks.shape[1] != self.regions:
+            raise ValueError(f"a per-region policy needs masks (B, {self.regions}, S, S), got "
+                             f"{None if masks is None else tuple(masks.shape)}")
+        r = torch.div(steps, self.n_edits, rounding_mode="floor").clamp(max=self.regions - 1).to(masks.device)
+        return masks[torch.arange(masks.shape[0], device=masks.device), r][:, None]
+
+    def next_used(self, used: torch.Tensor, action: torch.Tensor, next_steps: torch.Tensor) -> torch.Tensor:
+        """``used | onehot(action)``; in per-region mode cleared when ``next_steps`` starts a new region."""
+        out = torch.maximum(used, torch.nn.functional.one_hot(action, N_FILTERS).to(used))
+        if self.regions:
+            out = out * (next_steps % self.n_edits != 0).to(out)[:, None]
+        return out
 
     def filter_params(self, raw: torch.Tensor) -> list[torch.Tensor]:
         """Squash ``raw (B, 40)`` into each filter's range: a list of ``(B, P_f)`` in :data:`FILTERS` order."""
@@ -231,8 +299,22 @@ class WhiteBoxPolicy(nn.Module):
         return out
 
 
-def _value_trunk(base_channels: int, image_size: int) -> Trunk:
-    return Trunk(TrunkConfig(_IN_CHANNELS, 1, base_channels, image_size, kind="whitebox-value"))
+def _in_channels(regions: int) -> int:
+    return _IN_CHANNELS + (1 if regions else 0)
+
+
+def _value_trunk(base_channels: int, image_size: int, regions: int = 0) -> Trunk:
+    return Trunk(TrunkConfig(_in_channels(regions), 1, base_channels, image_size, kind="whitebox-value"))
+
+
+def masked_step(img: torch.Tensor, out: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step's result inside a region: ``(raw, next)`` with ``raw = S + m (f(S) - S)`` (unclamped,
+    for the range penalty) and ``next = S + m (clamp(f(S), 0, 1) - S)`` (:func:`deepexposure.local.local_filters_render`'s
+    blend); ``mask`` None: the global step ``(f(S), clamp(f(S), 0, 1))``. Shapes ``(B, 3, S, S)``, ``mask (B, 1, S, S)``."""
+    if mask is None:
+        return out, out.clamp(0.0, 1.0)
+    m = mask.to(img)
+    return img + m * (out - img), img + m * (out.clamp(0.0, 1.0) - img)
 
 
 # -- one step ---------------------------------------------------------------------------------
@@ -270,6 +352,8 @@ class StepResult:
     next_steps: torch.Tensor
     next_used: torch.Tensor
     done: torch.Tensor
+    mask: torch.Tensor | None = None
+    """``(B, 1, S, S)`` the mask of the region this step edited (per-region mode), else None."""
 
     def chosen_params(self, b: int) -> torch.Tensor:
         """``(P,)`` parameters of the filter image ``b`` chose."""
@@ -285,6 +369,7 @@ def policy_step(
     generator: torch.Generator | None = None,
     greedy: bool = False,
     exploration: float = 0.0,
+    masks: torch.Tensor | None = None,
 ) -> StepResult:
     """Choose a filter and its parameters for every image and apply them (section 3.2, fig. 4).
 
@@ -293,8 +378,11 @@ def policy_step(
         generator: draws the filter choice (ignored when ``greedy``).
         greedy: take the most likely *unused* filter (inference) instead of sampling (training).
         exploration: ``eps`` of ``pi_1 = (1 - eps) softmax + eps / 8``.
+        masks: per-region mode: ``(B, R, S, S)`` region masks (:func:`region_masks`); the step
+            edits region ``steps // n_edits`` only (:func:`masked_step`).
     """
-    logits, raw = policy(img, used, steps)
+    mask = policy.region_mask(masks, steps)
+    logits, raw = policy(img, used, steps, mask)
     probs = torch.softmax(logits, dim=1)
     if exploration:
         probs = probs * (1.0 - exploration) + exploration / N_FILTERS
@@ -307,11 +395,11 @@ def policy_step(
     else:
         action = torch.multinomial(probs.detach().cpu(), 1, generator=generator).squeeze(1).to(img.device)
     params = policy.filter_params(raw)
-    out = apply_chosen_filters(img, action, params)
-    onehot = torch.nn.functional.one_hot(action, N_FILTERS).to(used.dtype)
+    out, next_img = masked_step(img, apply_chosen_filters(img, action, params), mask)
     next_steps = steps + 1
     return StepResult(
-        probs, action, params, out, out.clamp(0.0, 1.0), next_steps, torch.maximum(used, onehot), next_steps >= policy.n_edits
+        probs, action, params, out, next_img, next_steps, policy.next_used(used, action, next_steps),
+        next_steps >= policy.n_steps, mask,
     )
 
 
@@ -334,14 +422,15 @@ def rollout(
     generator: torch.Generator | None = None,
     greedy: bool = False,
     exploration: float = 0.0,
+    masks: torch.Tensor | None = None,
 ) -> Trajectory:
-    """Apply ``policy.n_edits`` steps from a fresh state (nothing used, step 0)."""
+    """Apply ``policy.n_steps`` steps from a fresh state (nothing used, step 0); ``masks (B, R, S, S)`` in per-region mode."""
     b = img.shape[0]
     used = torch.zeros(b, N_FILTERS, device=img.device, dtype=img.dtype)
     steps = torch.zeros(b, dtype=torch.long, device=img.device)
     images, results = [img], []
-    for _ in range(policy.n_edits):
-        r = policy_step(policy, img, used, steps, generator=generator, greedy=greedy, exploration=exploration)
+    for _ in range(policy.n_steps):
+        r = policy_step(policy, img, used, steps, generator=generator, greedy=greedy, exploration=exploration, masks=masks)
         img, used, steps = r.next_img, r.next_used, r.next_steps
         images.append(img)
         results.append(r)
@@ -414,6 +503,7 @@ def pretrain_objective(
     cfg: WhiteBoxConfig,
     generator: torch.Generator | None = None,
     samples: int | None = None,
+    masks: torch.Tensor | None = None,
 ) -> PretrainResult:
     """The supervised pre-training loss of the white-box agent (not in the paper).
 
@@ -448,6 +538,7 @@ def pretrain_objective(
         cfg: ``n_edits`` must match the policy; the penalty weights ``range_penalty``,
             ``entropy_penalty``, ``reuse_penalty`` (in dB) are the RL reward's.
         generator: draws the filter choices.
+        masks: per-region mode: ``(B, R, S, S)`` region masks (:func:`region_masks`).
     """
     k = int(samples if samples is not None else cfg.pretrain_samples)
     if k < 2:
@@ -457,6 +548,7 @@ def pretrain_objective(
     b = inputs.shape[0]
     img = inputs.repeat(k, 1, 1, 1)
     refs = references.repeat(k, 1, 1, 1).to(img)
+    masks = masks.repeat(k, 1, 1, 1) if masks is not None else None
     n = img.shape[0]
     used = torch.zeros(n, N_FILTERS, device=img.device, dtype=img.dtype)
     steps = torch.zeros(n, dtype=torch.long, device=img.device)
@@ -465,21 +557,22 @@ def pretrain_objective(
     ent = img.new_zeros(n)
     reuse = img.new_zeros(n)
     actions = []
-    for _ in range(policy.n_edits):
-        logits, raw = policy(img, used, steps)
+    for _ in range(policy.n_steps):
+        mask = policy.region_mask(masks, steps)
+        logits, raw = policy(img, used, steps, mask)
         probs = torch.softmax(logits, dim=1)
         logp = unused_log_probs(logits, used)
         action = torch.multinomial(logp.detach().exp().cpu(), 1, generator=generator).squeeze(1).to(img.device)
         log_pi = log_pi + logp.gather(1, action[:, None]).squeeze(1)
-        out = apply_chosen_filters(img, action, policy.filter_params(raw))
+        out, next_img = masked_step(img, apply_chosen_filters(img, action, policy.filter_params(raw)), mask)
         mass = (probs * used).sum(dim=1)
         penalty = (penalty + cfg.range_penalty * range_penalty(out) + entropy_penalty(probs, cfg.entropy_penalty)
                    + cfg.reuse_penalty * mass)
         ent = ent - torch.special.xlogy(probs, probs).sum(1).detach()
         reuse = reuse + mass.detach()
-        img = out.clamp(0.0, 1.0)
-        used = torch.maximum(used, torch.nn.functional.one_hot(action, N_FILTERS).to(used))
+        img = next_img
         steps = steps + 1
+        used = policy.next_used(used, action, steps)
         actions.append(action)
     mse = (img - refs).pow(2).mean(dim=(1, 2, 3))
     cost = 10.0 * torch.log10(mse + PRETRAIN_MSE_EPS) + penalty
@@ -487,7 +580,7 @@ def pretrain_objective(
     baseline = (c.sum(0, keepdim=True) - c) / (k - 1)
     advantage = (c - baseline).reshape(n)
     loss = cost.mean() + (advantage * log_pi).mean()
-    t = float(policy.n_edits)
+    t = float(policy.n_steps)
     return PretrainResult(loss, cost, mse.detach(), img.detach(), torch.stack(actions), ent / t, reuse / t)
 
 
@@ -515,7 +608,8 @@ class TrajectoryBuffer:
 
     @classmethod
     def warm(
-        cls, policy: WhiteBoxPolicy, inputs: torch.Tensor, size: int, generator: torch.Generator, exploration: float = 0.0
+        cls, policy: WhiteBoxPolicy, inputs: torch.Tensor, size: int, generator: torch.Generator, exploration: float = 0.0,
+        input_masks: torch.Tensor | None = None,
     ) -> TrajectoryBuffer:
         """``size`` trajectories in the buffer's steady state: entry ``i`` has taken ``k_i ~ U{1..n_edits}``
         steps of ``policy`` (sampled, no learning) from a random input.
@@ -525,16 +619,20 @@ class TrajectoryBuffer:
         entry at step 0 has no terminal transition for ~``buffer_size / batch_size`` steps, so the
         value network (gamma = 1) bootstraps only on itself and drifts without bound; the original
         code ran 100 agent steps at learning rate 0 first for the same reason.
+
+        A trajectory is ``policy.n_steps`` long; in per-region mode ``input_masks (N_in, R, S, S)``
+        are the inputs' region masks.
         """
-        buf = cls.fill(inputs, size, policy.n_edits, generator)
-        target = torch.randint(1, policy.n_edits + 1, (size,), generator=generator).to(buf.steps.device)
+        buf = cls.fill(inputs, size, policy.n_steps, generator)
+        target = torch.randint(1, policy.n_steps + 1, (size,), generator=generator).to(buf.steps.device)
         with torch.no_grad():
-            for _ in range(policy.n_edits):
+            for _ in range(policy.n_steps):
                 rows = (buf.steps < target).nonzero().squeeze(1)
                 if not rows.numel():
                     break
                 img, steps, used = buf.get(rows)
-                r = policy_step(policy, img, used, steps, generator=generator, exploration=exploration)
+                masks = input_masks[buf.src[rows].to(input_masks.device)] if input_masks is not None else None
+                r = policy_step(policy, img, used, steps, generator=generator, exploration=exploration, masks=masks)
                 buf.put(rows, r.next_img, r.next_steps, r.next_used)
         return buf
 
@@ -617,8 +715,9 @@ class WhiteBoxAgent(nn.Module):
             raise ValueError(f"buffer_size ({cfg.buffer_size}) must be at least batch_size ({batch_size})")
         self.cfg = cfg
         self.batch_size = batch_size
-        self.policy = WhiteBoxPolicy.create(cfg.base_channels, cfg.n_edits, cfg.image_size)
-        self.value = _value_trunk(cfg.base_channels, cfg.image_size)
+        self.policy = WhiteBoxPolicy.create(cfg.base_channels, cfg.n_edits, cfg.image_size, cfg.regions)
+        self.value = _value_trunk(cfg.base_channels, cfg.image_size, cfg.regions)
+        self.input_masks: torch.Tensor | None = None  # per-region mode: (N_in, R, S, S), made by prepare
         self.opt_policy = torch.optim.Adam(self.policy.parameters(), lr=cfg.lr_policy, betas=cfg.adam_betas)
         self.opt_value = torch.optim.Adam(self.value.parameters(), lr=cfg.lr_value, betas=cfg.adam_betas)
         self.buffer: TrajectoryBuffer | None = None  # filled at the first training step
@@ -628,10 +727,25 @@ class WhiteBoxAgent(nn.Module):
 
     # -- trainer interface -------------------------------------------------------------------
     def prepare(self, inputs: torch.Tensor, progress=None) -> None:
-        """Check the training thumbnails (nothing to precompute)."""
+        """Check the training thumbnails; in per-region mode segment each one (:func:`region_masks`)."""
         s = self.cfg.image_size
         if inputs.dim() != 4 or inputs.shape[1:] != (3, s, s):
             raise ValueError(f"inputs must be (N, 3, {s}, {s}), got {tuple(inputs.shape)}")
+        if self.cfg.regions:
+            self.input_masks = region_masks(inputs, self.cfg.regions).to(inputs.device)
+
+    def prepare_rows(self, rows: torch.Tensor, inputs: torch.Tensor) -> None:
+        """Re-segment training rows ``rows`` that a pair pool replaced (now ``inputs``; per-region mode only)."""
+        if self.cfg.regions and self.input_masks is not None:
+            self.input_masks[rows.to(self.input_masks.device)] = region_masks(inputs, self.cfg.regions).to(self.input_masks)
+
+    def _masks(self, idx: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor | None:
+        """Region masks of ``inputs[idx]`` (per-region mode; None for the global agent)."""
+        if not self.cfg.regions:
+            return None
+        if self.input_masks is None or self.input_masks.shape[0] != inputs.shape[0]:
+            raise RuntimeError("per-region white-box agent: call prepare(inputs) with the training inputs first")
+        return self.input_masks[idx.to(self.input_masks.device)]
 
     def networks(self) -> dict[str, Trunk]:
         return {"policy": self.policy.trunk, "value": self.value}
@@ -648,7 +762,7 @@ class WhiteBoxAgent(nn.Module):
         return {**state, "pretrain_rng": self.pretrain_gen.get_state()}
 
     def load_extra_state(self, state: dict[str, torch.Tensor]) -> None:
-        self.buffer = TrajectoryBuffer.from_state_dict(state, self.cfg.n_edits) if "buffer_images" in state else None
+        self.buffer = TrajectoryBuffer.from_state_dict(state, self.policy.n_steps) if "buffer_images" in state else None
         if "pretrain_rng" in state:  # checkpoints from before pre-training existed have none
             self.pretrain_gen.set_state(state["pretrain_rng"].to(torch.uint8).cpu())
 
@@ -659,7 +773,8 @@ class WhiteBoxAgent(nn.Module):
         ``n_edits``-filter edit, plus the RL reward's penalties) with the policy optimiser; the
         trainer sets its learning rate (``--pretrain-lr``). The value network is left alone.
         """
-        res = pretrain_objective(self.policy, inputs[idx], references[idx], self.cfg, self.pretrain_gen)
+        res = pretrain_objective(self.policy, inputs[idx], references[idx], self.cfg, self.pretrain_gen,
+                                 masks=self._masks(idx, inputs))
         self.opt_policy.zero_grad(set_to_none=True)
         res.loss.backward(inputs=list(self.policy.parameters()))
         self.opt_policy.step()
@@ -677,12 +792,13 @@ class WhiteBoxAgent(nn.Module):
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, inputs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Finished images of the current (sampling) policy, ``(B, 3, S, S)``, for discriminator pre-training."""
-        return rollout(self.policy, inputs[idx], generator=generator, exploration=self.cfg.exploration).final
+        return rollout(self.policy, inputs[idx], generator=generator, exploration=self.cfg.exploration,
+                       masks=self._masks(idx, inputs)).final
 
     @torch.no_grad()
     def generate_eval(self, idx: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         """Deterministic (argmax) retouches for sample grids."""
-        return rollout(self.policy, inputs[idx], greedy=True).final
+        return rollout(self.policy, inputs[idx], greedy=True, masks=self._masks(idx, inputs)).final
 
     def train_step(
         self, idx: torch.Tensor, inputs: torch.Tensor, disc: nn.Module, generator: torch.Generator,
@@ -703,10 +819,16 @@ class WhiteBoxAgent(nn.Module):
 
         cfg = self.cfg
         if self.buffer is None:  # start in the steady state (terminal transitions and finished images at once)
-            self.buffer = TrajectoryBuffer.warm(self.policy, inputs, cfg.buffer_size, generator, cfg.exploration)
+            self.buffer = TrajectoryBuffer.warm(self.policy, inputs, cfg.buffer_size, generator, cfg.exploration,
+                                                self._masks(torch.arange(inputs.shape[0]), inputs))
         buf = self.buffer
         slots = buf.draw(inputs[idx], generator, fresh_src=idx)
         img, steps, used = buf.get(slots)
+        masks = None
+        if cfg.regions:
+            if bool((buf.src[slots] < 0).any()):
+                raise ValueError("per-region training: some buffer entries do not know their input")
+            masks = self._masks(buf.src[slots], inputs)
         refs = None
         if references is not None:
             src = buf.src[slots]
@@ -717,7 +839,7 @@ class WhiteBoxAgent(nn.Module):
 
         with frozen(disc):  # the reward's gradients reach the policy, not the critic
             with frozen(self.value):  # Q's bootstrap V(s') is a target here
-                r = policy_step(self.policy, img, used, steps, generator=generator, exploration=cfg.exploration)
+                r = policy_step(self.policy, img, used, steps, generator=generator, exploration=cfg.exploration, masks=masks)
                 with torch.no_grad():
                     d_now = disc(img).squeeze(1)
                 d_next = disc(r.next_img).squeeze(1)
@@ -727,9 +849,11 @@ class WhiteBoxAgent(nn.Module):
                 reward = cfg.disc_reward_scale * (d_next - d_now) - cfg.range_penalty * pen_range - pen_ent - pen_reuse
                 if cfg.edit_penalty:
                     reward = reward - cfg.edit_penalty * edit_cost(img, r.next_img)
-                v_next = self.value(_net_input(r.next_img, r.next_used, r.next_steps, cfg.n_edits)).squeeze(1)
+                n = self.policy.n_steps
+                mask_next = self.policy.region_mask(masks, r.next_steps)
+                v_next = self.value(_net_input(r.next_img, r.next_used, r.next_steps, n, mask_next)).squeeze(1)
                 q = reward + cfg.gamma * v_next * (~r.done).to(v_next)
-            v_now = self.value(_net_input(img, used, steps, cfg.n_edits)).squeeze(1)
+            v_now = self.value(_net_input(img, used, steps, self.policy.n_steps, r.mask)).squeeze(1)
             delta = q.detach() - v_now
             log_pi = torch.log(r.probs.gather(1, r.action[:, None]).squeeze(1))
             loss_pi = -q.mean() - (log_pi * delta.detach()).mean()
@@ -775,6 +899,7 @@ class WhiteBoxAgent(nn.Module):
             "n_edits": self.policy.n_edits,
             "image_size": self.cfg.image_size,
             "filters": list(FILTER_NAMES),
+            "regions": self.cfg.regions,
             **(info or {}),
         }
         save_pretrained(directory, self.policy.trunk, config)
@@ -790,7 +915,12 @@ def _recipe_params(name: str, values: torch.Tensor) -> list[float]:
 
 
 class WhiteBoxMethod:
-    """The white-box agent at inference: ``n_edits`` argmax steps on the thumbnail, as filter ops."""
+    """The white-box agent at inference: ``n_edits`` argmax steps on the thumbnail, as filter ops.
+
+    A per-region model (config.json ``"regions": R > 0``) segments the thumbnail into ``R`` regions,
+    takes ``n_edits`` steps per region and writes one ``local_filters`` op (one chain per region)
+    with the recipe's ``segment_map``; ``apply`` renders it through the edge-aware masks.
+    """
 
     name = "exposure"
 
@@ -802,25 +932,47 @@ class WhiteBoxMethod:
             raise FileNotFoundError(f"{where}: no white-box model here (model.safetensors missing); "
                                     "train one with `deepexposure train --algo exposure`") from None
         self.model_dir, self.meta = loaded.path, loaded.config
-        self.policy = WhiteBoxPolicy(loaded.trunk, self.meta.get("n_edits", 5), self.meta.get("filters", FILTER_NAMES)).eval()
+        regions = int(self.meta.get("regions", 0))
+        self.policy = WhiteBoxPolicy(loaded.trunk, self.meta.get("n_edits", 5), self.meta.get("filters", FILTER_NAMES), regions).eval()
         self.size = int(self.meta.get("image_size", 64))
 
     @torch.no_grad()
-    def decide(self, img_srgb: torch.Tensor) -> Trajectory:
-        """The greedy trajectory on the ``size x size`` thumbnail of ``img_srgb (1, 3, H, W)``."""
-        return rollout(self.policy, make_thumbnail(img_srgb, self.size), greedy=True)
+    def decide(self, img_srgb: torch.Tensor, masks: torch.Tensor | None = None) -> Trajectory:
+        """The greedy trajectory on the ``size x size`` thumbnail of ``img_srgb (1, 3, H, W)``
+        (per-region mode: with the thumbnail's ``masks (1, R, size, size)``)."""
+        return rollout(self.policy, make_thumbnail(img_srgb, self.size), greedy=True, masks=masks)
 
     def plan(self, img_srgb: torch.Tensor) -> Recipe:
-        traj = self.decide(img_srgb)
-        ops, notes = [], []
+        seg = masks = None
+        if self.policy.regions:
+            seg, masks = _segment(make_thumbnail(img_srgb, self.size), self.policy.regions)
+        traj = self.decide(img_srgb, masks)
+        ops: list[dict] = []
+        notes: list[str] = []
+        chains: list[list[dict]] = []
         for t, r in enumerate(traj.steps):
             f = int(r.action[0])
             name = FILTER_NAMES[f]
-            ops.append({"op": "filter", "name": name, "params": _recipe_params(name, r.chosen_params(0))})
-            notes.append(f"step {t + 1}: {name} (policy probability {float(r.probs[0, f]):.2f})")
+            op = {"name": name, "params": _recipe_params(name, r.chosen_params(0))}
+            where = ""
+            if seg is None:
+                ops.append({"op": "filter", **op})
+            else:
+                region = t // self.policy.n_edits
+                if region >= len(chains):
+                    chains.append([])
+                chains[region].append(op)
+                where = f" in region {region}"
+            notes.append(f"step {t + 1}: {name}{where} (policy probability {float(r.probs[0, f]):.2f})")
+        if seg is not None:
+            from ..local import local_filters_op
+
+            ops.append(local_filters_op(chains[: seg.masks.shape[0]]))
+            notes.append("region t's filters act on segment t through an edge-aware mask (docs/local.md)")
         notes.append(f"filters and parameters were chosen on a {self.size}x{self.size} thumbnail")
         return Recipe(
             ops=ops,
             method={"name": self.name, "model": self.meta.get("name", self.model_dir.name), "model_path": str(self.model_dir)},
             notes=notes,
+            segment_map=seg.label_rows() if seg is not None else None,
         )
