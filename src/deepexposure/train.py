@@ -135,7 +135,7 @@ OPERATIONAL_SETTINGS = frozenset({"steps", "log_every", "sample_every", "ckpt_ev
 #: Settings that size the networks or the state saved in a checkpoint: ``--resume`` can never change
 #: them (the checkpoint would not fit). Every other setting changes the run's maths and needs
 #: ``--allow-changes``.
-FIXED_SETTINGS = frozenset({"algo", "image_size", "base_channels", "disc_base_channels", "batch_size", "n_edits", "buffer_size", "fake_pool"})
+FIXED_SETTINGS = frozenset({"algo", "image_size", "base_channels", "disc_base_channels", "batch_size", "n_edits", "buffer_size", "fake_pool", "regions"})
 
 
 def seed_everything(seed: int) -> None:
