@@ -44,20 +44,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_fusion import _loadavg, _proc_status as _status  # same folder: run as python benchmarks/bench_render.py
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 EVS_05 = [None, -1.0, -0.3, 0.4, 1.1, 1.8]
-
-
-def _status() -> dict[str, int]:
-    out = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            key, _, val = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                out[key] = int(val.split()[0]) * 1024
-    return out
 
 
 def _reset_peak() -> int:
@@ -224,13 +215,6 @@ def _run_cli(folder: Path, src: Path) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"retouch failed:\n{proc.stderr[-3000:]}")
     return {"seconds": secs}
-
-
-def _loadavg() -> list[float]:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return []
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,6 +13,15 @@ from deepexposure.train import seed_everything
 from .toy import random_crops
 
 
+def _pretrain(agent, inputs, refs, steps: int, lr: float = 3e-3) -> tuple[dict, dict]:
+    """``steps`` Adam steps of :func:`pretrain_step` on the whole batch; returns the first and last metrics."""
+    opt = torch.optim.Adam(agent.policy.parameters(), lr=lr)
+    first = last = pretrain_step(agent, opt, inputs, refs, agent.masks)
+    for _ in range(steps - 1):
+        last = pretrain_step(agent, opt, inputs, refs, agent.masks)
+    return first, last
+
+
 def test_pretraining_learns_to_undo_a_known_underexposure():
     """Inputs are their references 1.5 EV too dark: the fitted policy brightens them, the error falls."""
     seed_everything(0)
@@ -20,11 +29,7 @@ def test_pretraining_learns_to_undo_a_known_underexposure():
     inputs = quantize_8bit(global_exposure(refs, torch.full((refs.shape[0], 1), -1.5)))
     agent = DeepExposureAgent(DeepExposureConfig(algo="de2", n_segments=2, base_channels=8, image_size=32), refs.shape[0])
     agent.prepare(inputs)
-    opt = torch.optim.Adam(agent.policy.parameters(), lr=3e-3)
-    first = None
-    for _ in range(60):
-        m = pretrain_step(agent, opt, inputs, refs, agent.masks)
-        first = first if first is not None else m
+    first, m = _pretrain(agent, inputs, refs, 60)
     with torch.no_grad():
         evs = rollout(agent.policy, inputs, agent.masks, agent.cfg.fusion).evs
     assert m["pretrain_mse"] < 0.3 * first["pretrain_mse"]
@@ -106,11 +111,7 @@ def test_exposure_regression_pretraining_learns_exposures_that_depend_on_the_pho
     cfg = DeepExposureConfig(algo="de2", n_segments=2, base_channels=8, image_size=32, pretrain_target="exposures")
     agent = DeepExposureAgent(cfg, refs.shape[0])
     agent.prepare(inputs)
-    opt = torch.optim.Adam(agent.policy.parameters(), lr=3e-3)
-    first = None
-    for _ in range(80):
-        m = pretrain_step(agent, opt, inputs, refs, agent.masks)
-        first = first if first is not None else m
+    first, m = _pretrain(agent, inputs, refs, 80)
     with torch.no_grad():
         evs = rollout(agent.policy, inputs, agent.masks, agent.cfg.fusion).evs.mean(1)
     assert m["pretrain_mse"] < 0.2 * first["pretrain_mse"]

@@ -152,9 +152,8 @@ def segment_exposure_targets(inputs: torch.Tensor, references: torch.Tensor, mas
     ratio = torch.log2(y_ref / y_in).unsqueeze(1)  # (B,1,1,H,W)
     valid = ((inputs.amax(1, keepdim=True) < clip) & (y_in > floor) & (y_ref > floor)).unsqueeze(1).to(masks.dtype)
     w = masks * valid
-    w_all = masks
     num, den = (w * ratio).flatten(2).sum(2), w.flatten(2).sum(2)
-    num_all, den_all = (w_all * ratio).flatten(2).sum(2), w_all.flatten(2).sum(2).clamp_min(1e-8)
+    num_all, den_all = (masks * ratio).flatten(2).sum(2), masks.flatten(2).sum(2).clamp_min(1e-8)
     few = den < 1.0  # less than one usable pixel's worth of mask
     e = torch.where(few, num_all / den_all, num / den.clamp_min(1e-8))
     return e.clamp(-ev_max, ev_max)

@@ -60,7 +60,7 @@ from .pretrained import load_trunk, save_trunk
 __all__ = [
     "TrainConfig", "Trainer", "CheckpointError", "resolve_device", "seed_everything", "verify_checkpoint", "export_checkpoint",
     "load_agent_networks", "optimizer_state_to_tensors", "optimizer_state_from_tensors",
-    "OPERATIONAL_SETTINGS", "FIXED_SETTINGS", "Agent", "Pretrainable", "Resegmentable", "FakePool", "Checkpoints", "RunLog",
+    "OPERATIONAL_SETTINGS", "FIXED_SETTINGS", "RunSettings", "Agent", "Pretrainable", "Resegmentable", "FakePool", "Checkpoints", "RunLog",
 ]
 
 
@@ -157,7 +157,31 @@ class CheckpointError(RuntimeError):
 
 
 @dataclass
-class TrainConfig:
+class RunSettings:
+    """A training run's bookkeeping, shared by every trainer's config (:class:`TrainConfig`,
+    :class:`deepexposure.pixelrl.train.PixelRLConfig`). None of these changes the maths; all but
+    ``seed`` are :data:`OPERATIONAL_SETTINGS`, which ``--resume`` may change."""
+
+    seed: int = 0
+    """seed of the run's one random generator (and, through seed_everything, of the initial weights)."""
+    log_every: int = 1
+    """write a log row every this many steps (episodes for PixelRL)."""
+    sample_every: int = 200
+    """write an input | output sample grid every this many steps (episodes for PixelRL) (0: never)."""
+    ckpt_every: int = 100
+    """write a checkpoint every this many steps (episodes for PixelRL) (and at the end)."""
+    keep_checkpoints: int = 2
+    """how many checkpoints to keep on disk."""
+    threads: int = 0
+    """torch CPU threads (0: leave torch's default)."""
+    device: str = "cpu"
+    """where training runs: 'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA if available, else CPU). Random
+    numbers are drawn on the CPU and moved, so a run draws the same ones on either; checkpoints hold
+    CPU tensors."""
+
+
+@dataclass
+class TrainConfig(RunSettings):
     """Settings of the adversarial training loop (agent-specific settings live in the agent's config)."""
 
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"gan_loss": GAN_LOSSES}
@@ -217,22 +241,6 @@ class TrainConfig:
     """channels of the discriminator's first convolution."""
     image_size: int = 64
     """side of the training thumbnails."""
-    seed: int = 0
-    """seed of the run's one random generator."""
-    log_every: int = 1
-    """write a log row every this many steps."""
-    sample_every: int = 200
-    """write an input | output sample grid every this many steps (0: never)."""
-    ckpt_every: int = 100
-    """write a checkpoint every this many steps (and at the end)."""
-    keep_checkpoints: int = 2
-    """how many checkpoints to keep on disk."""
-    threads: int = 0
-    """torch CPU threads (0: leave torch's default)."""
-    device: str = "cpu"
-    """where training runs: 'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA if available, else CPU). Random
-    numbers are drawn on the CPU and moved, so a run draws the same ones on either; checkpoints hold
-    CPU tensors."""
 
     def __post_init__(self):
         self.disc_betas = (float(self.disc_betas[0]), float(self.disc_betas[1]))

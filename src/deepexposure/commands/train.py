@@ -64,6 +64,23 @@ def _make_agent(algo: str, agent_cfg, batch_size: int) -> Agent:
     return WhiteBoxAgent(agent_cfg, batch_size)
 
 
+def _build_and_fit(make_trainer, resume: bool):
+    """``trainer = make_trainer(); trainer.fit(resume=resume)``, each failure a one-line error:
+    returns ``(trainer, model_dir)``, ``model_dir`` None when it failed (the command exits 2)."""
+    from ..train import CheckpointError
+
+    try:
+        trainer = make_trainer()
+    except ValueError as e:
+        error(e)
+        return None, None
+    try:
+        return trainer, trainer.fit(resume=resume)
+    except (FileExistsError, FileNotFoundError, CheckpointError) as e:
+        error(e)
+        return trainer, None
+
+
 def register(sub) -> None:
     from ..agents.deepexposure import DeepExposureConfig
 
@@ -241,7 +258,7 @@ def run(args) -> int:
 
 
 def _run(args) -> int:
-    from ..train import CheckpointError, seed_everything
+    from ..train import seed_everything
 
     run_dir: Path = args.out
     if args.min_images < 1:
@@ -352,17 +369,10 @@ def _run(args) -> int:
     extra.update(n_inputs=int(data.inputs.shape[0]) if pool is None else pool.size, n_targets=int(data.targets.shape[0]))
     if train_cfg.threads:  # process-wide, so set by the command, not the library
         torch.set_num_threads(train_cfg.threads)
-    try:
-        trainer = Trainer(agent, train_cfg, data.inputs, data.targets, run_dir, extra, progress=not args.quiet, references=refs,
-                          warn=warn, pairs=pool, dist=dist)
-    except ValueError as e:
-        error(e)
-        return 2
     t0 = time.time()
-    try:
-        model_dir = trainer.fit(resume=args.resume)
-    except (FileExistsError, FileNotFoundError, CheckpointError) as e:
-        error(e)
+    trainer, model_dir = _build_and_fit(lambda: Trainer(agent, train_cfg, data.inputs, data.targets, run_dir, extra, progress=not args.quiet,
+                                                        references=refs, warn=warn, pairs=pool, dist=dist), args.resume)
+    if model_dir is None:
         return 2
     close(dist)
     if dist is not None and not dist.is_main:
@@ -389,7 +399,7 @@ def _run_pixelrl(args) -> int:
     from ..io import list_images
     from ..pixelrl.train import PAIRED_KINDS, PhotoCrops, PixelRLConfig, PixelRLTrainer
     from ..synth import skimage_photo_paths
-    from ..train import CheckpointError, seed_everything
+    from ..train import seed_everything
 
     run_dir: Path = args.out
     saved = None
@@ -437,16 +447,9 @@ def _run_pixelrl(args) -> int:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)  # seed first, then build
-    try:
-        trainer = PixelRLTrainer(cfg, data, run_dir, extra, progress=not args.quiet, warn=warn)
-    except ValueError as e:
-        error(e)
-        return 2
     t0 = time.time()
-    try:
-        model = trainer.fit(resume=args.resume)
-    except (FileExistsError, FileNotFoundError, CheckpointError) as e:
-        error(e)
+    trainer, model = _build_and_fit(lambda: PixelRLTrainer(cfg, data, run_dir, extra, progress=not args.quiet, warn=warn), args.resume)
+    if model is None:
         return 2
     print(f"trained {trainer.step} episodes in {time.time() - t0:.0f} s; model: {model}")
     use = {"denoise": "deepexposure denoise", "restore": "deepexposure restore", "enhance": "deepexposure retouch --method pixelrl"}[cfg.task]

@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import torch
 
 from ..config import ConfigError, check_config
-from ..train import Checkpoints, RunLog, optimizer_state_from_tensors, optimizer_state_to_tensors, resolve_device
+from ..train import Checkpoints, RunLog, RunSettings, optimizer_state_from_tensors, optimizer_state_to_tensors, resolve_device
 from .a2c import RewardMapConv, a2c_losses, policy_terms, returns, sample_actions
 from .model import save_model
 from .net import PixelRLNet, PixelRLNetConfig
@@ -44,7 +44,7 @@ PAIRED_KINDS = "default"
 
 
 @dataclass
-class PixelRLConfig:
+class PixelRLConfig(RunSettings):
     """Settings of a PixelRL run (``deepexposure train --algo pixelrl``); defaults are the paper's unless noted."""
 
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"task": TASKS}
@@ -83,20 +83,6 @@ class PixelRLConfig:
     """channels of every hidden layer of the network (Fig. 1: 64; smaller trains faster on a CPU)."""
     conv_gru: bool = True
     """the convGRU in the policy head (the paper's '+convGRU')."""
-    seed: int = 0
-    """seed of the run's one random generator (and of the initial weights)."""
-    log_every: int = 1
-    """write a log row every this many episodes."""
-    sample_every: int = 200
-    """write an input | output sample grid every this many episodes (0: never)."""
-    ckpt_every: int = 100
-    """write a checkpoint every this many episodes (and at the end)."""
-    keep_checkpoints: int = 2
-    """how many checkpoints to keep on disk."""
-    threads: int = 0
-    """torch CPU threads (0: leave torch's default)."""
-    device: str = "cpu"
-    """where training runs: 'cpu', 'cuda', 'cuda:N' or 'auto'."""
 
     def __post_init__(self):
         check_config(self)
