@@ -116,8 +116,8 @@ def _array_to_tensor(arr: np.ndarray) -> torch.Tensor:
         out = torch.empty((arr.shape[2], arr.shape[0], arr.shape[1]), dtype=torch.float32)
         interleaved_to_planar(arr, scale, out.numpy())
         return out.unsqueeze(0)
-    img = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)).astype(np.float32))
-    return img.div_(scale).unsqueeze(0)
+    img = np.ascontiguousarray(arr.transpose(2, 0, 1)).astype(np.float32)
+    return torch.from_numpy(np.divide(img, np.float32(scale), out=img)).unsqueeze(0)  # numpy: one thread
 
 
 def uint8_to_tensor(arr: np.ndarray) -> torch.Tensor:

@@ -60,10 +60,11 @@ def _tensor_to_array(img: torch.Tensor, bits: int) -> np.ndarray:
         if planar_to_interleaved(img.contiguous().numpy(), maxv, out):
             raise ValueError("the image contains NaN or infinite values")
         return out
-    if not bool(torch.isfinite(img).all()):
+    x = img.numpy()  # numpy: one thread for a small image, no parallel region per op
+    if not np.isfinite(x).all():
         raise ValueError("the image contains NaN or infinite values")
-    q = torch.round(img.clamp(0.0, 1.0) * maxv)
-    return q.permute(1, 2, 0).numpy().astype(np.uint8 if bits == 8 else np.uint16)
+    q = np.rint(np.clip(x, 0.0, 1.0) * np.float32(maxv))  # half to even, as torch.round
+    return q.transpose(1, 2, 0).astype(np.uint8 if bits == 8 else np.uint16)
 
 
 def tensor_to_uint8(img: torch.Tensor) -> np.ndarray:

@@ -66,13 +66,19 @@ KEEP_WEIGHTS_SAMPLES = 1 << 25
 _WORKQUEUE_LOCK = threading.Lock()
 
 
+@functools.lru_cache(maxsize=4)
+def _linear_grid(size: int) -> torch.Tensor:
+    """``srgb_to_linear`` of ``size`` evenly spaced samples of [0, 1], float64, ``(1, 1, 1, size)``."""
+    from .color import srgb_to_linear
+
+    return srgb_to_linear(torch.linspace(0.0, 1.0, size, dtype=torch.float64).view(1, 1, 1, size))
+
+
 @functools.lru_cache(maxsize=64)
 def _lut_cached(ev: float, size: int, dtype: torch.dtype) -> np.ndarray:
-    from .color import srgb_to_linear
     from .filters import exposed_from_linear
 
-    grid = torch.linspace(0.0, 1.0, size, dtype=torch.float64).view(1, 1, 1, size).expand(1, 3, 1, size)
-    table = exposed_from_linear(srgb_to_linear(grid), torch.tensor([[ev]], dtype=torch.float64))[0, 0, 0]
+    table = exposed_from_linear(_linear_grid(size), torch.tensor([[ev]], dtype=torch.float64))[0, 0, 0]
     out = table.to(dtype).numpy()
     out.setflags(write=False)
     return out

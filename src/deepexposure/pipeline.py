@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ import torch
 
 from .methods import Method, ReferenceMethod
 from .recipe import Recipe, render
+from .threads import torch_threads
 
 __all__ = ["retouch_tensor", "retouch_file", "RetouchResult", "output_path_for", "output_paths", "Progress", "STAGES"]
 
@@ -51,12 +53,7 @@ def retouch_tensor(method: Method, img_srgb: torch.Tensor, reference: torch.Tens
     report = progress or _no_progress
     with torch.no_grad():
         report("plan", 0, 1)
-        if getattr(method, "needs_reference", False):
-            if reference is None:
-                raise ValueError(f"method {method.name!r} needs the reference photo (it is an eval-only ceiling)")
-            recipe = cast(ReferenceMethod, method).plan(img_srgb, reference=reference)
-        else:
-            recipe = method.plan(img_srgb)
+        recipe = _plan(method, img_srgb, reference)
         recipe.image.setdefault("width", int(img_srgb.shape[-1]))
         recipe.image.setdefault("height", int(img_srgb.shape[-2]))
         if recipe.segments and any(op.get("op") == "exposure_fusion" for op in recipe.ops):
@@ -64,6 +61,14 @@ def retouch_tensor(method: Method, img_srgb: torch.Tensor, reference: torch.Tens
         report("plan", 1, 1)
         out = render(recipe, img_srgb, None if progress is None else lambda done, total: report("render", done, total))
     return out, recipe
+
+
+def _plan(method: Method, img_srgb: torch.Tensor, reference: torch.Tensor | None) -> Recipe:
+    if getattr(method, "needs_reference", False):
+        if reference is None:
+            raise ValueError(f"method {method.name!r} needs the reference photo (it is an eval-only ceiling)")
+        return cast(ReferenceMethod, method).plan(img_srgb, reference=reference)
+    return method.plan(img_srgb)
 
 
 def _no_progress(stage: str, done: int, total: int) -> None:
@@ -143,7 +148,11 @@ def retouch_file(
     report("decode", 0, 1)
     loaded = read_image(src, **kwargs)
     report("decode", 1, 1)
-    out, recipe = retouch_tensor(method, loaded.img_srgb, progress=progress)
+    from .fusion import PARALLEL_MIN_PIXELS
+
+    small = loaded.img_srgb.shape[-2] * loaded.img_srgb.shape[-1] < PARALLEL_MIN_PIXELS
+    with torch_threads(1) if small else contextlib.nullcontext():  # small photos: one thread (deepexposure.threads)
+        out, recipe = retouch_tensor(method, loaded.img_srgb, progress=progress)
     recipe.image["source"] = src.name
     alpha = loaded.alpha if dst.suffix.lower() in (".png", ".tif", ".tiff", ".webp") else None
     if loaded.alpha is not None and alpha is None:

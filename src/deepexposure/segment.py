@@ -108,13 +108,12 @@ def _relabel(labels: np.ndarray) -> np.ndarray:
     return relabel_sequential(labels + 1)[0] - 1
 
 
-def _adjacency(labels: np.ndarray, n: int) -> np.ndarray:
-    adj = np.zeros((n, n), dtype=bool)
+def _neighbours(labels: np.ndarray, t: int) -> np.ndarray:
+    """Sorted labels of the segments 4-adjacent to segment ``t``."""
+    found = []
     for a, b in ((labels[:, :-1], labels[:, 1:]), (labels[:-1, :], labels[1:, :])):
-        diff = a != b
-        adj[a[diff], b[diff]] = True
-        adj[b[diff], a[diff]] = True
-    return adj
+        found += [b[(a == t) & (b != t)], a[(b == t) & (a != t)]]
+    return np.unique(np.concatenate(found))
 
 
 def _merge(labels: np.ndarray, img: np.ndarray, t: int, min_px: int) -> np.ndarray:
@@ -130,14 +129,13 @@ def _merge(labels: np.ndarray, img: np.ndarray, t: int, min_px: int) -> np.ndarr
             return labels
         sums = np.stack([np.bincount(labels.ravel(), weights=flat_img[:, c], minlength=n) for c in range(3)], 1)
         means = sums / counts[:, None]
-        adj = _adjacency(labels, n)
-        neighbours = np.nonzero(adj[smallest])[0]
+        neighbours = _neighbours(labels, smallest)
         if neighbours.size == 0:  # cannot happen for a connected grid with n > 1, kept for safety
             neighbours = np.array([j for j in range(n) if j != smallest])
         dist = np.linalg.norm(means[neighbours] - means[smallest], axis=1)
         target = int(neighbours[np.argmin(dist)])
         labels = np.where(labels == smallest, target, labels)
-        labels = _relabel(labels)
+        labels -= labels > smallest  # labels were 0..n-1 and `smallest` is gone: 0..n-2, same order (= _relabel)
 
 
 def _split(labels: np.ndarray, luma: np.ndarray, t: int) -> np.ndarray:

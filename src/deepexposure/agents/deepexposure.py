@@ -57,6 +57,7 @@ from ..pretrained import from_pretrained, save_pretrained
 from ..recipe import Recipe, fusion_op
 from ..resize import make_thumbnail as thumbnail
 from ..segment import SegmentConfig, segment_thumbnail
+from ..threads import torch_threads
 
 __all__ = [
     "DeepExposureConfig",
@@ -677,8 +678,8 @@ class DeepExposureMethod:
     def exposures(self, img_srgb: torch.Tensor):
         """Decide on the thumbnail: returns ``(evs list, segmentation)``."""
         s0 = thumbnail(img_srgb, self.size)
-        seg = segment_thumbnail(s0, self.segment_cfg)
-        with torch.no_grad():
+        with torch.no_grad(), torch_threads(1):  # thumbnail-sized ops (deepexposure.threads)
+            seg = segment_thumbnail(s0, self.segment_cfg)
             r = rollout(self.policy, s0, seg.masks.unsqueeze(0).to(s0), self.fusion_cfg)
         return [float(e) for e in r.evs[0]], seg
 

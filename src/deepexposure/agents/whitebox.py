@@ -60,6 +60,7 @@ from ..nets import Trunk, TrunkConfig, frozen
 from ..pretrained import from_pretrained, resolve_model_dir, save_pretrained
 from ..recipe import Recipe
 from ..resize import make_thumbnail
+from ..threads import torch_threads
 
 __all__ = [
     "WhiteBoxConfig",
@@ -936,17 +937,23 @@ class WhiteBoxMethod:
         self.policy = WhiteBoxPolicy(loaded.trunk, self.meta.get("n_edits", 5), self.meta.get("filters", FILTER_NAMES), regions).eval()
         self.size = int(self.meta.get("image_size", 64))
 
-    @torch.no_grad()
     def decide(self, img_srgb: torch.Tensor, masks: torch.Tensor | None = None) -> Trajectory:
         """The greedy trajectory on the ``size x size`` thumbnail of ``img_srgb (1, 3, H, W)``
         (per-region mode: with the thumbnail's ``masks (1, R, size, size)``)."""
-        return rollout(self.policy, make_thumbnail(img_srgb, self.size), greedy=True, masks=masks)
+        return self._decide(make_thumbnail(img_srgb, self.size), masks)
+
+    @torch.no_grad()
+    def _decide(self, thumb: torch.Tensor, masks: torch.Tensor | None) -> Trajectory:
+        with torch_threads(1):  # thumbnail-sized ops (deepexposure.threads)
+            return rollout(self.policy, thumb, greedy=True, masks=masks)
 
     def plan(self, img_srgb: torch.Tensor) -> Recipe:
         seg = masks = None
+        thumb = make_thumbnail(img_srgb, self.size)
         if self.policy.regions:
-            seg, masks = _segment(make_thumbnail(img_srgb, self.size), self.policy.regions)
-        traj = self.decide(img_srgb, masks)
+            with torch_threads(1):
+                seg, masks = _segment(thumb, self.policy.regions)
+        traj = self._decide(thumb, masks)
         ops: list[dict] = []
         notes: list[str] = []
         chains: list[list[dict]] = []
