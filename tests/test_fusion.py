@@ -311,6 +311,31 @@ class TestFuseExposures:
         # the table is piecewise linear between 16321 samples: ~1e-6 from the curve
         torch.testing.assert_close(out, exposure_fusion(stack), atol=2e-5, rtol=0)
 
+    @pytest.mark.parametrize("hw", [(1, 1), (3, 2), (65, 33), (130, 67)])
+    @pytest.mark.parametrize("keep_weights", [True, False])
+    def test_8bit_photo_same_as_interpolated(self, hw, keep_weights, parallel, monkeypatch):
+        # a decoded 8-bit photo is looked up in 256-entry tables: bit for bit the interpolated tables'
+        # values (sizes around the 64-row blocks of expose_level0, and the 1-row borders)
+        g = torch.Generator().manual_seed(hw[0])
+        img = torch.randint(0, 256, (1, 3, *hw), generator=g).float() / 255.0
+        evs = [None, -1.3, 0.4, 1.9]
+        assert fusion._codes8(img[0].numpy()) is not None
+        direct = fusion.fuse_exposures(img, evs, keep_weights=keep_weights)
+        monkeypatch.setattr(fusion, "_codes8", lambda src: None)
+        interpolated = fusion.fuse_exposures(img, evs, keep_weights=keep_weights)
+        assert torch.equal(direct, interpolated)
+
+    def test_codes8_only_for_exact_8bit_values(self):
+        img = torch.arange(256, dtype=torch.float32).view(1, 1, 256).expand(3, 2, 256).contiguous() / 255.0
+        codes = fusion._codes8(img.numpy())
+        assert codes is not None and codes.dtype == np.uint8 and codes[0, 0].tolist() == list(range(256))
+        for bad in (0.5 / 255.0, float("nan"), -1.0 / 255.0, 1.0 + 1e-6):
+            other = img.clone()
+            other[1, 1, 7] = bad
+            assert fusion._codes8(other.numpy()) is None
+        assert fusion._codes8(img.double().numpy()) is None  # float64 keeps the interpolated tables
+        assert np.array_equal(fusion._table8(None), np.arange(256, dtype=np.float32) / np.float32(255.0))
+
     def test_input_not_modified_and_bad_input(self):
         img = torch.rand(1, 3, 20, 30)
         before = img.clone()

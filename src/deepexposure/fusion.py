@@ -13,12 +13,13 @@ bounded memory, computed by the compiled kernels of :mod:`deepexposure.fusion_ke
 * :func:`exposure_fusion_streaming` -- the same for any images given by a callable.
 
 Design (docs/performance.md): one exposure at full resolution at a time, never all ``K``.
-Pass 1 adds the ``K`` raw weights into one plane. Pass 2, per exposure: write the exposure and
-its normalised weight into one ``(4, H, W)`` buffer, then per level ``l`` one kernel builds
-level ``l + 1`` of both Gaussian pyramids (``pyrDown``) and one adds the weighted Laplacian
-band ``G(W)_l * (G_l - up(G_{l+1}))`` into the fused pyramid; level buffers are reused by
-every exposure. Then the fused pyramid is collapsed in place. Each kernel is one parallel
-pass over its rows (all cores), so the time is a few reads and writes of each plane.
+Pass 1 adds the ``K`` raw weights into one plane. Pass 2, per exposure: one kernel computes the
+exposure and its normalised weight in blocks of rows, builds their level 1 (``pyrDown``) and adds
+the weighted Laplacian band ``G(W)_0 * (G_0 - up(G_1))`` into the fused pyramid, without a
+full-size level 0; then per level ``l >= 1`` one kernel builds level ``l + 1`` and one adds band
+``l``; level buffers are reused by every exposure. Then the fused pyramid is collapsed in place.
+Each kernel is one parallel pass over its rows (all cores). A photo decoded from 8 bits
+(every sample ``v / 255``) is re-exposed from its 8-bit codes through 256-entry tables.
 """
 
 from __future__ import annotations
@@ -149,7 +150,9 @@ def _fuse(source: _Source, k: int, h: int, w: int, dtype: torch.dtype, cfg: Fusi
     levels = _resolve_levels(h, w, cfg.levels)
     shapes = _level_shapes(h, w, levels)
     prm = _weight_params(cfg, dtype)
-    g = [torch.empty((4, hl, wl), dtype=dtype).numpy() for hl, wl in shapes]  # Gaussian image + weight
+    # Gaussian image + weight per level; level 0 only without levels (else expose_level0 works in row blocks)
+    g = [torch.empty((4, hl, wl) if lvl > 0 or levels == 0 else (4, 0, 0), dtype=dtype).numpy()
+         for lvl, (hl, wl) in enumerate(shapes)]
     img0, w0 = g[0][0:3], g[0][3]
     keep = keep_weights and k > 1
     threads = _set_threads()
@@ -158,10 +161,17 @@ def _fuse(source: _Source, k: int, h: int, w: int, dtype: torch.dtype, cfg: Fusi
     fast_exp = dtype == torch.float32  # float64 keeps np.exp (agreement with the batched path to 1e-10)
     bits_proto = np.zeros(0, dtype=np.int32 if dtype == torch.float32 else np.int64)
 
+    def lookup(i: int) -> tuple[np.ndarray, np.ndarray, int]:
+        src, lut = source(i)  # 8-bit codes come with their 256-entry table: looked up directly
+        return src, no_lut if lut is None else lut, 0 if lut is None else 2 if src.dtype == np.uint8 else 1
+
     def expose_weigh(i: int, mode: int, wsum: np.ndarray, img_out: np.ndarray, w_out: np.ndarray) -> None:
-        src, lut = source(i)
-        kern.expose_weigh(src, no_lut if lut is None else lut, lut is not None, prm, mode, wsum, img_out, w_out, fast_exp,
-                          bits_proto, par[0])
+        src, lut, how = lookup(i)
+        kern.expose_weigh(src, lut, how, prm, mode, wsum, img_out, w_out, fast_exp, bits_proto, par[0])
+
+    def expose_level0(i: int, wsum: np.ndarray, wkept: np.ndarray, g1: np.ndarray, out0: np.ndarray) -> None:
+        src, lut, how = lookup(i)
+        kern.expose_level0(src, lut, how, prm, keep, wsum, wkept, g1, out0, fast_exp, bits_proto, par[0])
 
     # pass 1: the weight sum (and, with keep_weights, every raw weight)
     wsum = torch.zeros((h, w), dtype=dtype).numpy()
@@ -169,20 +179,22 @@ def _fuse(source: _Source, k: int, h: int, w: int, dtype: torch.dtype, cfg: Fusi
     for i in range(k):
         if keep:
             kept.append(torch.empty((h, w), dtype=dtype).numpy())
-            expose_weigh(i, 3, wsum, img0, kept[-1])
+            expose_weigh(i, 3, wsum, img0, kept[-1])  # img0, w0: not written in modes 1 and 3
         else:
             expose_weigh(i, 1, wsum, img0, w0)
 
     # pass 2: per exposure, its pyramids level by level into the fused Laplacian pyramid
     out = [torch.zeros((3, hl, wl), dtype=dtype).numpy() for hl, wl in shapes]
     for i in range(k):
+        if levels == 0:
+            expose_weigh(i, 2 if not keep else 0, wsum, img0, w0)
+            if keep:
+                np.divide(kept[i], wsum, out=w0)
+        else:  # level 0 in row blocks: exposure, weight, level 1 and band 0 in one pass
+            expose_level0(i, wsum, kept[i] if keep else wsum, g[1], out[0])
         if keep:
-            expose_weigh(i, 0, wsum, img0, w0)
-            np.divide(kept[i], wsum, out=w0)
             kept[i] = wsum[:0, :0]  # release the plane
-        else:
-            expose_weigh(i, 2, wsum, img0, w0)
-        for lvl in range(levels):
+        for lvl in range(1, levels):
             kern.down4(g[lvl], g[lvl + 1], par[lvl + 1])
             kern.laplacian_accumulate(g[lvl], g[lvl + 1], out[lvl], par[lvl])
         kern.weighted_add(g[levels], out[levels], par[levels])
@@ -210,6 +222,26 @@ def _check_image(img: torch.Tensor, i: int, shape: tuple[int, ...] | None) -> to
     if shape is not None and tuple(img.shape) != shape:
         raise ValueError(f"make_image({i}) returned {tuple(img.shape)}, expected {shape}")
     return img[0]
+
+
+def _codes8(src: np.ndarray) -> np.ndarray | None:
+    """The 8-bit codes ``v`` of a float32 photo whose every sample is ``v / 255`` (a decoded 8-bit
+    file), else None. Such a photo's exposures are looked up in 256-entry tables (:func:`_table8`)
+    instead of interpolated in :data:`LUT_SIZE`-sample ones: the same values, a quarter of the bytes
+    read, no float-to-index arithmetic."""
+    if src.dtype != np.float32:
+        return None
+    codes = torch.empty(src.shape, dtype=torch.uint8).numpy()
+    par = torch.get_num_threads() > 1 and src.shape[1] * src.shape[2] >= PARALLEL_MIN_PIXELS
+    return codes if _kernels().codes8(src, codes, par) else None
+
+
+def _table8(lut: np.ndarray | None) -> np.ndarray:
+    """``table[v]``: exposure ``lut`` (None: the photo itself) at the 8-bit value ``v / 255``, as the
+    interpolating lookup computes it."""
+    out = np.empty(256, dtype=np.float32)
+    _kernels().table8(np.zeros(0, np.float32) if lut is None else lut, out)
+    return out
 
 
 def _work_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -296,12 +328,18 @@ def fuse_exposures(
         dtype = _work_dtype(img_srgb.dtype)
         src = img_srgb[0].detach().to("cpu", dtype).contiguous().numpy()
         h, w = src.shape[-2:]
+        codes: list[np.ndarray | None] = []  # found by the first call, inside the engine (its threads, its lock)
 
         def source(i: int) -> tuple[np.ndarray, np.ndarray | None]:
             if on_source is not None:
                 on_source(i)
             ev = evs[i]
-            return src, (None if ev is None else exposure_lut(float(ev), LUT_SIZE, dtype))
+            lut = None if ev is None else exposure_lut(float(ev), LUT_SIZE, dtype)
+            if not codes:
+                codes.append(_codes8(src))
+            if codes[0] is None:
+                return src, lut
+            return codes[0], _table8(lut)
 
         keep = len(evs) * h * w <= KEEP_WEIGHTS_SAMPLES if keep_weights is None else keep_weights
         return _run(source, len(evs), h, w, dtype, cfg, keep).to(img_srgb.device)

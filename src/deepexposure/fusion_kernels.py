@@ -31,10 +31,13 @@ import numpy as np
 if "NUMBA_THREADING_LAYER" not in os.environ:
     setattr(nb.config, "THREADING_LAYER", "workqueue")  # noqa: B010 (numba.config has no stubs)
 
-__all__ = ["expose_weigh", "down4", "laplacian_accumulate", "up_add", "weighted_add"]
+__all__ = ["expose_weigh", "expose_level0", "codes8", "table8", "down4", "laplacian_accumulate", "up_add", "weighted_add"]
 
 #: rows per parallel task of :func:`expose_weigh` (two extra rows are looked up per block)
 _BLOCK = 32
+#: rows of the fused band per parallel task of :func:`expose_level0` (even; about 8 more level-0 rows
+#: are computed per block, and the block's buffers are ``(4 x 1.2 x rows x W)`` samples)
+_LEVEL0_BLOCK = 64
 
 
 @nb.njit(cache=True)
@@ -61,6 +64,59 @@ def _lut_row(x, lut, out):  # pragma: no cover - compiled
         f = t - c(i)
         lo = lut[i]
         out[j] = lo + f * (lut[i + 1] - lo)
+
+
+@nb.njit(cache=True)
+def _index_row(x, lut, out):  # pragma: no cover - compiled
+    """``out[j] = lut[x[j]]`` for 8-bit codes ``x`` (uint8)."""
+    for j in range(x.shape[0]):
+        out[j] = lut[np.intp(x[j])]
+
+
+@nb.njit(parallel=True, cache=True, nogil=True)
+def codes8(src, codes, par):  # pragma: no cover - compiled
+    """Whether every sample of ``src (3, H, W)`` float32 is an 8-bit value ``v / 255`` exactly (the
+    decoder's ``float32(v) / 255``); if so ``codes (3, H, W)`` uint8 holds the ``v``."""
+    bad = 0
+    if par:
+        for r in nb.prange(src.shape[1]):
+            bad += _codes8_row(src, codes, r)
+    else:
+        for r in range(src.shape[1]):
+            bad += _codes8_row(src, codes, r)
+    return bad == 0
+
+
+@nb.njit(cache=True)
+def _codes8_row(src, codes, r):  # pragma: no cover - compiled
+    c = src.dtype.type
+    s, half, zero, one = c(255.0), c(0.5), c(0.0), c(1.0)
+    miss = 0
+    for ch in range(src.shape[0]):
+        x, o = src[ch, r], codes[ch, r]
+        for j in range(x.shape[0]):
+            v = x[j]
+            ok = v >= zero and v <= one  # False for NaN
+            q = np.uint8(v * s + half) if ok else np.uint8(0)
+            o[j] = q
+            if not ok or c(q) / s != v:
+                miss += 1
+    return miss
+
+
+@nb.njit(cache=True)
+def table8(lut, out):  # pragma: no cover - compiled
+    """``out[v] = lut(v / 255)`` for ``v = 0 .. 255``: :func:`_lut_row` of the 8-bit values (the same
+    arithmetic, so an 8-bit image looked up by :func:`_index_row` gets the same samples); an
+    empty ``lut``: the values ``v / 255`` themselves."""
+    c = out.dtype.type
+    x = np.empty(256, dtype=out.dtype)
+    for v in range(256):
+        x[v] = c(v) / c(255.0)
+    if lut.shape[0] == 0:
+        _copy_row(x, out)
+    else:
+        _lut_row(x, lut, out)
 
 
 @nb.njit(cache=True)
@@ -108,38 +164,43 @@ def expose_weigh(src, lut, use_lut, prm, mode, wsum, img_out, w_out, fast_exp, b
     empty array of the signed integer type as wide as the images' dtype). Each parallel task takes a block of rows and keeps the exposed rows and their
     grey in a ring of three rows, so every sample is looked up about once.
     """
-    nblk = (src.shape[1] + _BLOCK - 1) // _BLOCK
+    h = src.shape[1]
+    nblk = (h + _BLOCK - 1) // _BLOCK
     if par:
         for blk in nb.prange(nblk):
-            _expose_weigh_block(src, lut, use_lut, prm, mode, wsum, img_out, w_out, fast_exp, bits_proto, blk * _BLOCK)
+            a = blk * _BLOCK
+            _expose_weigh_block(src, lut, use_lut, prm, mode, wsum, img_out, w_out, fast_exp, bits_proto, a, min(a + _BLOCK, h), 0)
     else:
         for blk in range(nblk):
-            _expose_weigh_block(src, lut, use_lut, prm, mode, wsum, img_out, w_out, fast_exp, bits_proto, blk * _BLOCK)
+            a = blk * _BLOCK
+            _expose_weigh_block(src, lut, use_lut, prm, mode, wsum, img_out, w_out, fast_exp, bits_proto, a, min(a + _BLOCK, h), 0)
 
 
 @nb.njit(cache=True)
-def _expose_weigh_block(src, lut, use_lut, prm, mode, wsum, img_out, w_out, fast_exp, bits_proto, a):  # pragma: no cover - compiled
-    """Rows ``a .. a + _BLOCK - 1`` of :func:`expose_weigh` (serial: the parallel loop only calls this)."""
-    c = src.dtype.type
+def _expose_weigh_block(src, lut, use_lut, prm, mode, wsum, img_out, w_out, fast_exp, bits_proto, a, e, off):  # pragma: no cover - compiled
+    """Rows ``a .. e - 1`` of :func:`expose_weigh` (serial: the parallel loops only call this), written
+    to row ``r - off`` of ``img_out`` and ``w_out`` (``wsum`` is indexed by ``r``)."""
+    c = wsum.dtype.type
     _, h, w = src.shape
     c1, c2, c3, escale, eps = prm[0], prm[1], prm[2], prm[3], prm[4]
     zero, one, third, half, m2 = c(0.0), c(1.0), c(1.0 / 3.0), c(0.5), c(-2.0)
     kr, kg, kb = c(0.299), c(0.587), c(0.114)
     jl, jr = _refl(-1, w), _refl(w, w)
-    e = min(a + _BLOCK, h)
-    ring = np.empty((3, 3, w), dtype=src.dtype)  # exposed rows r - 1, r, r + 1 (slot = row % 3)
-    grey = np.empty((3, w + 2), dtype=src.dtype)  # their grey, one reflected column each side
-    wrow = np.empty(w, dtype=src.dtype)
-    erow = np.empty(w, dtype=src.dtype)
+    ring = np.empty((3, 3, w), dtype=wsum.dtype)  # exposed rows r - 1, r, r + 1 (slot = row % 3)
+    grey = np.empty((3, w + 2), dtype=wsum.dtype)  # their grey, one reflected column each side
+    wrow = np.empty(w, dtype=wsum.dtype)
+    erow = np.empty(w, dtype=wsum.dtype)
     bits = np.empty(w, dtype=bits_proto.dtype)
-    fbits = bits.view(src.dtype)
+    fbits = bits.view(wsum.dtype)
     shift, bias = (23, 127) if bits_proto.itemsize == 4 else (52, 1023)
     for q in range(a - 1, e + 1):  # fill row q, then weigh row q - 1
         slot = q % 3
         rq = _refl(q, h)
         for ch in range(3):
-            if use_lut:
+            if use_lut == 1:
                 _lut_row(src[ch, rq], lut, ring[slot, ch])
+            elif use_lut == 2:
+                _index_row(src[ch, rq], lut, ring[slot, ch])
             else:
                 _copy_row(src[ch, rq], ring[slot, ch])
         n0, n1, n2, gr = ring[slot, 0], ring[slot, 1], ring[slot, 2], grey[slot]
@@ -153,7 +214,7 @@ def _expose_weigh_block(src, lut, use_lut, prm, mode, wsum, img_out, w_out, fast
         cur = r % 3
         if mode == 0:
             for ch in range(3):
-                _copy_row(ring[cur, ch], img_out[ch, r])
+                _copy_row(ring[cur, ch], img_out[ch, r - off])
             continue
         gu, gc, gd = grey[(r - 1) % 3], grey[cur], grey[(r + 1) % 3]
         if c1 != zero:
@@ -196,14 +257,16 @@ def _expose_weigh_block(src, lut, use_lut, prm, mode, wsum, img_out, w_out, fast
             for j in range(w):
                 wsum[r, j] += wrow[j] + eps
         elif mode == 2:
+            wo = w_out[r - off]
             for j in range(w):
-                w_out[r, j] = (wrow[j] + eps) / wsum[r, j]
+                wo[j] = (wrow[j] + eps) / wsum[r, j]
             for ch in range(3):
-                _copy_row(ring[cur, ch], img_out[ch, r])
+                _copy_row(ring[cur, ch], img_out[ch, r - off])
         else:
+            wo = w_out[r - off]
             for j in range(w):
                 v = wrow[j] + eps
-                w_out[r, j] = v
+                wo[j] = v
                 wsum[r, j] += v
 
 
@@ -214,22 +277,26 @@ def down4(src, dst, par):  # pragma: no cover - compiled
     Separable unscaled ``[1, 4, 6, 4, 1]`` sums (``(t0 + t4) + 4 t1 + 4 t3 + 6 t2``), reflect-101,
     even samples kept, then ``/ 256``.
     """
+    h = src.shape[1]
     if par:
         for i in nb.prange(dst.shape[1]):
-            _down_row(src, dst, i)
+            _down_row(src, dst, i, h, 0, 0)
     else:
         for i in range(dst.shape[1]):
-            _down_row(src, dst, i)
+            _down_row(src, dst, i, h, 0, 0)
 
 
 @nb.njit(cache=True)
-def _down_row(src, dst, i):  # pragma: no cover - compiled
+def _down_row(src, dst, i, h, src_off, dst_off):  # pragma: no cover - compiled
+    """Row ``i`` of ``pyr_down`` of a plane of ``h`` rows into ``dst[:, i - dst_off]``; its row ``r`` is
+    ``src[:, r - src_off]`` (``src`` may hold only the rows this output row needs)."""
     c = src.dtype.type
-    n_ch, h, w = src.shape
+    n_ch, _, w = src.shape
     n = dst.shape[2]
     four, six, scale = c(4.0), c(6.0), c(1.0 / 256.0)
     tmp = np.empty(w + 4, dtype=src.dtype)
-    r0, r1, r2, r3, r4 = _refl(2 * i - 2, h), _refl(2 * i - 1, h), _refl(2 * i, h), _refl(2 * i + 1, h), _refl(2 * i + 2, h)
+    r0, r1, r2 = _refl(2 * i - 2, h) - src_off, _refl(2 * i - 1, h) - src_off, _refl(2 * i, h) - src_off
+    r3, r4 = _refl(2 * i + 1, h) - src_off, _refl(2 * i + 2, h) - src_off
     for ch in range(n_ch):
         s0, s1, s2, s3, s4 = src[ch, r0], src[ch, r1], src[ch, r2], src[ch, r3], src[ch, r4]
         for x in range(w):
@@ -239,7 +306,7 @@ def _down_row(src, dst, i):  # pragma: no cover - compiled
             tmp[x + 2] = v + six * s2[x]
         for p in (0, 1, w + 2, w + 3):
             tmp[p] = tmp[_refl(p - 2, w) + 2]
-        out = dst[ch, i]
+        out = dst[ch, i - dst_off]
         for j in range(n):
             q = 2 * j
             v = tmp[q] + tmp[q + 4]
@@ -250,24 +317,25 @@ def _down_row(src, dst, i):  # pragma: no cover - compiled
 
 
 @nb.njit(cache=True)
-def _up_row(src, r, tmp, row):  # pragma: no cover - compiled
-    """Row ``r`` of ``64 * pyr_up(src)`` (unscaled) for channels 0-2 of
-    ``src (C, hs, ws)`` into ``row (3, 2 ws)``; ``tmp (ws + 2,)``.
+def _up_row(src, r, tmp, row, hs, off):  # pragma: no cover - compiled
+    """Row ``r`` of ``64 * pyr_up(s)`` (unscaled) for channels 0-2 of a plane ``s (C, hs, ws)``
+    into ``row (3, 2 ws)``; ``tmp (ws + 2,)``. Row ``i`` of ``s`` is ``src[:, i - off]`` (``src`` may
+    hold only the rows this output row needs).
 
     ``up[2i] = s[i-1] + 6 s[i] + s[i+1]``, ``up[2i+1] = 4 s[i] + 4 s[i+1]`` along each axis, with
     ``s[-1] = s[lo]``, ``s[n] = s[hi]`` (reflect-101 of the zero-inserted signal).
     """
     c = src.dtype.type
-    _, hs, ws = src.shape
+    ws = src.shape[2]
     four, six = c(4.0), c(6.0)
     i = r // 2
     lo_r, hi_r = _refl(-2, 2 * hs) // 2, _refl(2 * hs, 2 * hs) // 2
     lo_c, hi_c = _refl(-2, 2 * ws) // 2, _refl(2 * ws, 2 * ws) // 2
     rb = i + 1 if i + 1 < hs else hi_r
     for ch in range(3):
-        sb, sc = src[ch, rb], src[ch, i]
+        sb, sc = src[ch, rb - off], src[ch, i - off]
         if r % 2 == 0:
-            sa = src[ch, i - 1 if i >= 1 else lo_r]
+            sa = src[ch, (i - 1 if i >= 1 else lo_r) - off]
             for x in range(ws):
                 v = sa[x] + sb[x]
                 tmp[x + 1] = v + six * sc[x]
@@ -292,29 +360,87 @@ def laplacian_accumulate(g, g_next, out, par):  # pragma: no cover - compiled
     ``g (4, h, w)`` is level l of the exposure's Gaussian image (channels 0-2) and weight (3),
     ``g_next (4, ceil(h/2), ceil(w/2))`` level l + 1, ``out (3, h, w)`` the fused band l.
     """
+    hs = g_next.shape[1]
     if par:
         for r in nb.prange(g.shape[1]):
-            _laplacian_row(g, g_next, out, r)
+            _laplacian_row(g, 0, g_next, hs, 0, out, r)
     else:
         for r in range(g.shape[1]):
-            _laplacian_row(g, g_next, out, r)
+            _laplacian_row(g, 0, g_next, hs, 0, out, r)
 
 
 @nb.njit(cache=True)
-def _laplacian_row(g, g_next, out, r):  # pragma: no cover - compiled
+def _laplacian_row(g, g_off, g_next, hs, next_off, out, r):  # pragma: no cover - compiled
+    """Row ``r`` of :func:`laplacian_accumulate`; row ``r`` of level l is ``g[:, r - g_off]``, row ``i`` of
+    level l + 1 (``hs`` rows) is ``g_next[:, i - next_off]``."""
     c = g.dtype.type
     w = g.shape[2]
     ws = g_next.shape[2]
     scale = c(1.0 / 64.0)
     tmp = np.empty(ws + 2, dtype=g.dtype)
     row = np.empty((3, 2 * ws), dtype=g.dtype)
-    _up_row(g_next, r, tmp, row)
-    wt = g[3, r]
+    _up_row(g_next, r, tmp, row, hs, next_off)
+    wt = g[3, r - g_off]
     for ch in range(3):
-        gi, up, o = g[ch, r], row[ch], out[ch, r]
+        gi, up, o = g[ch, r - g_off], row[ch], out[ch, r]
         for x in range(w):
             band = gi[x] - up[x] * scale
             o[x] += band * wt[x]
+
+
+@nb.njit(parallel=True, cache=True, nogil=True)
+def expose_level0(src, lut, use_lut, prm, keep, wsum, wkept, g1, out, fast_exp, bits_proto, par):  # pragma: no cover - compiled
+    """Level 0 of one exposure in one pass: ``expose_weigh`` (mode 2; with ``keep``: mode 0 and the
+    weight ``wkept / wsum``), then ``down4`` into ``g1`` and ``laplacian_accumulate`` into ``out``.
+
+    The same values as those three calls (the same arithmetic per sample), without the full-size
+    ``(4, H, W)`` level 0: each task takes :data:`_LEVEL0_BLOCK` rows of ``out``, computes the level-0
+    rows their band and their level-1 rows need into a block buffer (a few rows around the block are
+    computed by both neighbours), writes its own rows of ``g1 (4, ceil(H/2), ceil(W/2))`` and adds its
+    band rows to ``out (3, H, W)``. ``src``, ``lut``, ``use_lut``, ``prm``, ``fast_exp``,
+    ``bits_proto``: as :func:`expose_weigh`; ``wkept (H, W)`` the exposure's raw weight (read only
+    with ``keep``).
+    """
+    h = src.shape[1]
+    nblk = (h + _LEVEL0_BLOCK - 1) // _LEVEL0_BLOCK
+    if par:
+        for blk in nb.prange(nblk):
+            _level0_block(src, lut, use_lut, prm, keep, wsum, wkept, g1, out, fast_exp, bits_proto, blk)
+    else:
+        for blk in range(nblk):
+            _level0_block(src, lut, use_lut, prm, keep, wsum, wkept, g1, out, fast_exp, bits_proto, blk)
+
+
+@nb.njit(cache=True)
+def _level0_block(src, lut, use_lut, prm, keep, wsum, wkept, g1, out, fast_exp, bits_proto, blk):  # pragma: no cover - compiled
+    """Block ``blk`` of :func:`expose_level0`: rows ``a .. b - 1`` of ``out``."""
+    _, h, w = src.shape
+    hs = g1.shape[1]
+    a = blk * _LEVEL0_BLOCK
+    b = min(a + _LEVEL0_BLOCK, h)
+    # level-1 rows the band rows read (pyr_up: i - 1, i, i + 1 and the reflected lo_r <= 1 at the top)
+    lo1 = max(a // 2 - 1, 0)
+    hi1 = min((b - 1) // 2 + 1, hs - 1)
+    # level-0 rows those level-1 rows read (pyr_down: 2 i - 2 .. 2 i + 2, reflected into [0, h))
+    lo0 = max(2 * lo1 - 2, 0)
+    hi0 = min(2 * hi1 + 2, h - 1)
+    g0 = np.empty((4, hi0 - lo0 + 1, w), dtype=wsum.dtype)
+    if keep:
+        _expose_weigh_block(src, lut, use_lut, prm, 0, wsum, g0, g0[3], fast_exp, bits_proto, lo0, hi0 + 1, lo0)
+        for r in range(lo0, hi0 + 1):
+            wo, wk, ws = g0[3, r - lo0], wkept[r], wsum[r]
+            for j in range(w):
+                wo[j] = wk[j] / ws[j]
+    else:
+        _expose_weigh_block(src, lut, use_lut, prm, 2, wsum, g0, g0[3], fast_exp, bits_proto, lo0, hi0 + 1, lo0)
+    g1b = np.empty((4, hi1 - lo1 + 1, g1.shape[2]), dtype=wsum.dtype)
+    for i in range(lo1, hi1 + 1):
+        _down_row(g0, g1b, i, h, lo0, lo1)
+    for i in range(a // 2, (b + 1) // 2):  # this block's own level-1 rows
+        for ch in range(4):
+            _copy_row(g1b[ch, i - lo1], g1[ch, i])
+    for r in range(a, b):
+        _laplacian_row(g0, lo0, g1b, hs, lo1, out, r)
 
 
 @nb.njit(parallel=True, cache=True, nogil=True)
@@ -356,7 +482,7 @@ def _up_add_row(coarse, fine, r):  # pragma: no cover - compiled
     scale = c(1.0 / 64.0)
     tmp = np.empty(ws + 2, dtype=fine.dtype)
     row = np.empty((3, 2 * ws), dtype=fine.dtype)
-    _up_row(coarse, r, tmp, row)
+    _up_row(coarse, r, tmp, row, coarse.shape[1], 0)
     for ch in range(3):
         up, o = row[ch], fine[ch, r]
         for x in range(w):
