@@ -42,8 +42,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from dataclasses import asdict, dataclass, field, fields
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar
 
