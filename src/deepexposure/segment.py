@@ -70,8 +70,8 @@ class Segmentation:
 
     def label_rows(self) -> list[str]:
         """The label map as ``h`` strings of ``w`` base-36 digits (recipes store it so ``--explain`` and users see the regions)."""
-        digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-        return ["".join(digits[int(v)] for v in row) for row in self.labels.tolist()]
+        digits = np.frombuffer(b"0123456789abcdefghijklmnopqrstuvwxyz", dtype=np.uint8)
+        return [row.tobytes().decode("ascii") for row in digits[self.labels.numpy()]]
 
     @staticmethod
     def labels_from_rows(rows: list[str]) -> torch.Tensor:
