@@ -196,11 +196,11 @@ class TestTasks:
         assert abs(float(r.sum()) - 255 * float((target - s0).pow(2).sum() - (target - s1).pow(2).sum())) < 1e-3
 
 
-def _toy_trainer(tmp_path, steps):
+def _toy_trainer(tmp_path, steps, pretrain_steps=0):
     from deepexposure.pixelrl.train import PixelRLConfig, PixelRLTrainer
 
     cfg = PixelRLConfig(steps=steps, batch_size=4, image_size=16, t_max=1, channels=8, lr=1e-2, beta=1e-3, rmc=False, sample_every=0,
-                        ckpt_every=1000, conv_gru=False)
+                        ckpt_every=1000, conv_gru=False, pretrain_steps=pretrain_steps)
     torch.manual_seed(0)
     tr = PixelRLTrainer(cfg, None, tmp_path / "run")
     g = torch.Generator().manual_seed(5)
@@ -229,11 +229,110 @@ def test_toy_learning_picks_the_action_that_removes_the_noise(tmp_path):
     assert before < 0.2 and after > 0.5, (before, after)
 
 
-def _tiny_model(tmp_path, task="denoise", channels=4):
+def test_warmup_learns_the_action_that_removes_the_noise(tmp_path):
+    """The supervised warm-up (relaxed episodes, final error) on the same toy: '-1' becomes the greedy choice."""
+    tr = _toy_trainer(tmp_path, 1, pretrain_steps=30)
+    x = 0.2 + 0.6 * torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(9)) + 2 / 255
+
+    def restored():  # share of the pixels whose greedy agent takes '-1' (index 7)
+        with torch.no_grad():
+            return float((run_agent(tr.net, tr.task, x).maps[0] == 7).float().mean())
+
+    before = restored()
+    rows = [tr.train_one() for _ in range(30)]
+    assert {r["phase"] for r in rows} == {"warmup"} and rows[-1]["tau"] < rows[0]["tau"]
+    after = restored()
+    assert before < 0.3 and after > 0.9, (before, after)
+
+
+def test_warmup_hands_its_tempered_policy_to_the_rl_phase(tmp_path):
+    """After the last warm-up episode the output layer is divided by that episode's temperature
+    (the same first episode without the hand-over, in a run one episode longer, is the reference)."""
+    nets = []
+    for n in (1, 2):
+        tr = _toy_trainer(tmp_path / str(n), 1, pretrain_steps=n)
+        tr.cfg.pretrain_tau = 0.5
+        row = tr.train_one()
+        assert row["tau"] == 0.5
+        nets.append(dict(tr.net.named_parameters()))
+    folded, plain = nets
+    for k in plain:
+        scale = 2.0 if k.startswith("pi_out.") else 1.0
+        assert torch.allclose(folded[k], scale * plain[k], atol=1e-7), k
+
+
+def test_relaxed_episode_becomes_the_greedy_run_as_tau_falls():
+    from deepexposure.pixelrl.train import relaxed_episode
+
+    for name in ("denoise", "enhance"):
+        task = Task.make(name, 3)
+        torch.manual_seed(0)
+        net = PixelRLNet(PixelRLNetConfig(task.in_channels, task.actions.n, 4)).double()
+        with torch.no_grad():
+            net.pi_out.weight.mul_(1e4)  # wide margins between the logits: no near-ties
+        x = torch.rand(2, task.actions.channels, 12, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+        hard = run_agent(net, task, x).out
+        with torch.no_grad():
+            soft = relaxed_episode(net, task, x, 1e-3)
+            flat = relaxed_episode(net, task, x, 1e6)
+        assert float((soft - hard).abs().max()) < 1e-6, name
+        assert float((flat - hard).abs().max()) > 1e-3  # a flat mix is not the greedy run
+
+
+def test_relaxed_episode_gradient():
+    from deepexposure.pixelrl.train import final_error, relaxed_episode
+
+    task = Task.make("enhance", 2)
+    torch.manual_seed(0)
+    net = PixelRLNet(PixelRLNetConfig(3, task.actions.n, 3, conv_gru=True)).double()
+    x = 0.1 + 0.8 * torch.rand(1, 3, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    y = 0.1 + 0.8 * torch.rand(1, 3, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    bias = net.pi_out.bias
+
+    def f(b):
+        with torch.no_grad():
+            bias.copy_(b)
+        return final_error(task, relaxed_episode(net, task, x, 0.5), y)
+
+    b0 = torch.randn(task.actions.n, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    loss = f(b0)
+    (g,) = torch.autograd.grad(loss, bias)
+    eps = 1e-6
+    num = torch.stack([(f(b0 + eps * e) - f(b0 - eps * e)) / (2 * eps) for e in torch.eye(task.actions.n, dtype=torch.float64)])
+    assert torch.allclose(g, num, rtol=1e-5, atol=1e-8), (g, num)
+
+
+def _tiny_model(tmp_path, task="denoise", channels=4, noise=None):
     t = Task.make(task)
     torch.manual_seed(0)
     net = PixelRLNet(PixelRLNetConfig(t.in_channels, t.actions.n, channels))
-    return save_model(tmp_path / f"m-{task}", net, t, {"name": "tiny"})
+    return save_model(tmp_path / f"m-{task}{noise or ''}", net, t, {"name": "tiny", "noise": noise})
+
+
+def test_noise_sigma_against_skimage():
+    from skimage.restoration import estimate_sigma
+
+    from deepexposure.pixelrl.tasks import noise_sigma
+
+    clean = photo("camera")[:, :1, :128, :128]
+    for sigma in (5.0, 25.0, 50.0):
+        noisy = clean + sigma / 255 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(int(sigma)))
+        ours = float(noise_sigma(noisy)[0])
+        ref = 255 * float(estimate_sigma(noisy[0, 0].double().numpy()))  # the same estimate on a Daubechies-2 band
+        assert abs(ours - ref) < 0.05 * ref, (sigma, ours, ref)
+        assert abs(ours - sigma) < 0.15 * sigma + 1.0, (sigma, ours)
+
+
+def test_a_set_of_denoisers_chooses_by_the_estimated_noise(tmp_path):
+    from deepexposure.pixelrl.model import choose_model, load_model
+
+    models = [load_model(_tiny_model(tmp_path, noise=f"gaussian:{s}"), "denoise") for s in (15, 25, 50)]
+    clean = torch.full((1, 1, 64, 64), 0.5)
+    for sigma, want in ((12.0, 15), (28.0, 25), (45.0, 50)):
+        noisy = clean + sigma / 255 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(1))
+        m, est = choose_model(models, noisy)
+        assert m.config["noise"] == f"gaussian:{want}" and abs(est - sigma) < 0.1 * sigma, (sigma, est)
+    assert choose_model(models[:1], clean) == (models[0], None)
 
 
 def test_model_folder_round_trip_and_bad_files(tmp_path):
@@ -269,7 +368,7 @@ def test_apply_reproduces_the_retouch(tmp_path, task):
     op = recipe.ops[0]
     assert op["op"] == "pixelrl_actions" and len(op["counts"]) == Task.make(task).t_max
     if task == "denoise":  # at full resolution the recipe's render is exactly the agents' own run
-        direct = run_agent(method.model.net, method.model.task, img).out
+        direct = run_agent(method.models[0].net, method.models[0].task, img).out
         assert torch.equal(out, direct)
 
 
@@ -319,3 +418,17 @@ def test_commands_train_resume_denoise_restore_apply_eval(tmp_path):
     assert r.returncode == 0, r.stderr
     rows = json.loads((tmp_path / "ev" / "eval.json").read_text())["rows"]["gaussian:50"]
     assert rows["gaussian"]["psnr"] > rows["noisy"]["psnr"] and set(rows) == {"noisy", "gaussian", "pixelrl"}
+
+
+def test_shipped_denoisers_are_chosen_by_the_photo_noise():
+    from deepexposure.pixelrl.method import PixelRLRestorer
+    from deepexposure.pixelrl.model import SHIPPED_DENOISERS
+
+    method = PixelRLRestorer("denoise")
+    assert [m.path.name for m in method.models] == list(SHIPPED_DENOISERS.values())
+    clean = photo("camera")[..., :96, :96]
+    for sigma, name in ((15, "gaussian15"), (50, "gaussian50")):
+        noisy = add_noise(clean, parse_noise(f"gaussian:{sigma}"), torch.Generator().manual_seed(0))
+        recipe = method.plan(noisy)
+        assert recipe.method["model"] == f"pixelrl-denoise-{name}", recipe.method
+        assert any(f"gaussian:{sigma}" in n for n in recipe.notes), recipe.notes

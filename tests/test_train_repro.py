@@ -84,16 +84,12 @@ def test_same_seed_same_weights_in_fresh_processes(reference):
         assert c[name] != ref[name], name
 
 
-@pytest.mark.slow
-def test_kill_9_then_resume_matches_uninterrupted_run(reference):
-    """SIGKILL a run once it has written a checkpoint (one per step); ``--resume`` to the end equals the reference."""
-    root, ins, tgs, a = reference
-    run = root / "killed"
-    proc = subprocess.Popen(_cmd("--inputs", ins, "--targets", tgs, "--out", run, "--ckpt-every", "1", *OPTS),
-                            env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def _kill_after_checkpoint(args: list, run: Path, step: int) -> int:
+    """Start ``deepexposure train ARGS``, SIGKILL it once checkpoint ``step`` is complete; return the newest saved step."""
+    proc = subprocess.Popen(_cmd(*args), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
-        while not (run / "checkpoints" / "step_0000003" / "state.json").exists():
+        while not (run / "checkpoints" / f"step_{step:07d}" / "state.json").exists():
             assert proc.poll() is None, f"run ended before it could be killed: {proc.stderr.read()}"
             assert time.monotonic() < deadline, "no checkpoint within 120 s"
             time.sleep(0.02)
@@ -104,13 +100,41 @@ def test_kill_9_then_resume_matches_uninterrupted_run(reference):
             proc.kill()
             proc.wait(timeout=30)
         proc.stderr.close()
-    done = json.loads((run / "checkpoints" / (run / "checkpoints" / "latest").read_text() / "state.json").read_text())["step"]
+    return json.loads((run / "checkpoints" / (run / "checkpoints" / "latest").read_text() / "state.json").read_text())["step"]
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_matches_uninterrupted_run(reference):
+    """SIGKILL a run once it has written a checkpoint (one per step); ``--resume`` to the end equals the reference."""
+    root, ins, tgs, a = reference
+    run = root / "killed"
+    done = _kill_after_checkpoint(["--inputs", ins, "--targets", tgs, "--out", run, "--ckpt-every", "1", *OPTS], run, 3)
     assert 3 <= done < TOTAL
     r = _train("--out", run, "--resume")
     assert f"trained {TOTAL} steps" in r.stdout
     assert _ckpt(run) == _ckpt(a)
     rows = (run / "log.csv").read_text().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in rows] == list(range(TOTAL))
+
+
+@pytest.mark.slow
+def test_pixelrl_kill_9_in_the_warmup_then_resume_matches_uninterrupted_run(tmp_path):
+    """PixelRL with the supervised warm-up: killed during the warm-up, resumed through the RL phase,
+    it ends on the uninterrupted run's bytes (network, reward-map filter, Adam, generator)."""
+    ins, _ = _folders(tmp_path)
+    total = 6 + 40
+    opts = ["--algo", "pixelrl", "--task", "denoise", "--inputs", ins, "--pretrain-steps", "6", "--steps", "40", "--batch-size", "2",
+            "--image-size", "16", "--channels", "4", "--photo-size", "64", "--rmc-start", "0.5", "--sample-every", "0",
+            "--threads", "1", "--quiet", "--seed", "2"]
+    _train("--out", tmp_path / "A", "--ckpt-every", "23", *opts)
+    run = tmp_path / "killed"
+    done = _kill_after_checkpoint(["--out", run, "--ckpt-every", "1", *opts], run, 2)
+    assert 2 <= done < total
+    r = _train("--out", run, "--resume")
+    assert f"trained {total} episodes" in r.stdout
+    assert _ckpt(run, total) == _ckpt(tmp_path / "A", total)
+    phases = [row.split(",")[1] for row in (run / "log.csv").read_text().splitlines()[1:]]
+    assert phases == ["warmup"] * 6 + ["pixelrl"] * 40
 
 
 def _copy(reference, name: str) -> Path:

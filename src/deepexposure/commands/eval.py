@@ -52,8 +52,8 @@ def register(sub) -> None:
 
 
 #: the methods a plain ``--model PATH`` (no ``METHOD=``) applies to: every renderer of the DeepExposure
-#: policy, and the white-box agent (one path serves one of the two agents; name them apart with METHOD=PATH)
-PLAIN_MODEL_METHODS = ("deepexposure", "deepexposure-local", "deepexposure-local-fusion", "exposure")
+#: policy, the white-box agent and PixelRL (one path serves one kind of model; name them apart with METHOD=PATH)
+PLAIN_MODEL_METHODS = ("deepexposure", "deepexposure-local", "deepexposure-local-fusion", "exposure", "pixelrl")
 
 
 def _build_methods(names: list[str], args) -> tuple[dict, dict[str, str]]:
@@ -90,7 +90,7 @@ def _run_restore(args) -> int:
     from ..atomic import atomic_write_bytes
     from ..io import list_images
     from ..pixelrl.evaluate import RESTORE_METHODS, evaluate_restoration, format_restore_markdown
-    from ..pixelrl.model import load_model
+    from ..pixelrl.model import load_models
     from ._common import say
 
     if args.clean is None or not args.clean.is_dir():
@@ -108,7 +108,7 @@ def _run_restore(args) -> int:
     model = None
     if "pixelrl" in names or "random" in names:
         try:
-            model = load_model(args.model[0] if args.model else None, args.task, args.device)
+            model = load_models(args.model[0] if args.model else None, args.task, args.device)
         except (ValueError, FileNotFoundError) as e:
             error(e)
             return 2
@@ -123,7 +123,7 @@ def _run_restore(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / f"{stem}.md", md.encode(), overwrite=args.overwrite)
     data = {"task": rep.task, "images": rep.images, "rows": rep.rows, "per_image_psnr": rep.per_image, "errors": rep.errors,
-            "model": str(model.path) if model else None, "long_edge": args.long_edge or 500, "color": args.color, "seed": args.seed}
+            "model": [str(m.path) for m in model] if model else None, "long_edge": args.long_edge or 500, "color": args.color, "seed": args.seed}
     atomic_write_bytes(out / f"{stem}.json", json.dumps(data, indent=2).encode(), overwrite=args.overwrite)
     print(md, end="")
     return 1 if rep.errors else 0

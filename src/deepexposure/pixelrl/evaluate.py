@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .model import PixelRLModel, run_agent
+from .model import PixelRLModel, choose_model, run_agent
 from .tasks import NoiseModel, Task, add_noise, overlay_text, parse_noise, to_gray
 
 __all__ = ["RESTORE_METHODS", "RestoreReport", "evaluate_restoration", "format_restore_markdown", "baseline"]
@@ -80,10 +80,11 @@ def _q(x: torch.Tensor) -> torch.Tensor:
 
 
 def evaluate_restoration(clean_paths: list[Path], task: str, levels: list[str], methods: list[str],
-                         model: PixelRLModel | None, long_edge: int = 500, color: bool = False, seed: int = 0,
+                         model: PixelRLModel | list[PixelRLModel] | None, long_edge: int = 500, color: bool = False, seed: int = 0,
                          progress: Callable[[str], None] | None = None) -> RestoreReport:
     """Score ``methods`` on every clean photo at every level (``levels``: noise specs such as
-    ``gaussian:25`` for ``denoise``; ignored for ``restore``, whose one level is the text overlay)."""
+    ``gaussian:25`` for ``denoise``; ignored for ``restore``, whose one level is the text overlay).
+    ``model``: one model, or a set that each noisy image chooses from (:func:`~.model.choose_model`)."""
     from ..data import load_image_at
     from ..metrics import psnr, ssim
 
@@ -94,7 +95,8 @@ def evaluate_restoration(clean_paths: list[Path], task: str, levels: list[str], 
         cleans.append(_q(img if color else to_gray(img)))
         rep.images.append(Path(p).name)
     lv = levels if task == "denoise" else ["text"]
-    t_task = Task.make(task, int(model.config["t_max"]) if model is not None else 0)
+    models = [] if model is None else model if isinstance(model, list) else [model]
+    t_task = Task.make(task, int(models[0].config["t_max"]) if models else 0)
     for li, level in enumerate(lv):
         noise = parse_noise(level) if task == "denoise" else None
         acc: dict[str, dict[str, list[float]]] = {m: {"psnr": [], "ssim": [], "s": []} for m in methods}
@@ -111,9 +113,10 @@ def evaluate_restoration(clean_paths: list[Path], task: str, levels: list[str], 
                     elif m == "random":
                         out = run_agent(None, t_task, noisy, generator=torch.Generator().manual_seed(seed + i)).out
                     elif m == "pixelrl":
-                        if model is None:
+                        if not models:
                             raise ValueError("no model")
-                        out = run_agent(model.net, t_task, noisy).out
+                        chosen, _ = choose_model(models, noisy)
+                        out = run_agent(chosen.net, chosen.task, noisy).out
                     else:
                         out = baseline(m, noisy, noise)
                 except (ImportError, ValueError) as e:

@@ -25,19 +25,60 @@ from .a2c import sample_actions
 from .net import PixelRLNet, PixelRLNetConfig
 from .tasks import TASKS, Task
 
-__all__ = ["PixelRLModel", "save_model", "load_model", "run_agent", "AgentRun", "WEIGHTS_DIR", "default_model_dir"]
+__all__ = ["PixelRLModel", "save_model", "load_model", "load_models", "choose_model", "trained_sigma", "run_agent", "AgentRun",
+           "WEIGHTS_DIR", "default_model_dir", "SHIPPED_DENOISERS"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 _LIMITS = {"channels": (1, 256), "t_max": (1, 64)}
 
 
+#: the shipped Gaussian denoisers, one per noise level (sigma on 0..255), as the paper trains them
+SHIPPED_DENOISERS = {15: "pixelrl-denoise-gaussian15", 25: "pixelrl-denoise-gaussian25", 50: "pixelrl-denoise-gaussian50"}
+
+
 def default_model_dir(task: str) -> Path:
-    """The shipped model of ``task``: ``weights/pixelrl-denoise`` (also used for ``restore`` when no
-    restoration model is shipped) or ``weights/pixelrl-enhance``."""
+    """The shipped model of ``task``: ``weights/pixelrl-enhance``, or for ``denoise`` the sigma-25
+    member of :data:`SHIPPED_DENOISERS` (also used for ``restore`` when no restoration model is
+    shipped; :func:`load_models` gives the whole set)."""
     d = WEIGHTS_DIR / f"pixelrl-{task}"
-    if task == "restore" and not (d / WEIGHTS_NAME).exists():
-        return WEIGHTS_DIR / "pixelrl-denoise"
+    if task == "denoise" or (task == "restore" and not (d / WEIGHTS_NAME).exists()):
+        return WEIGHTS_DIR / SHIPPED_DENOISERS[25]
     return d
+
+
+def load_models(model: str | Path | None, task: str, map_location: str | torch.device = "cpu") -> list[PixelRLModel]:
+    """The models ``deepexposure denoise`` chooses from (:func:`choose_model`): the shipped set of
+    Gaussian denoisers when ``model`` is None and ``task`` is ``denoise``, else ``[load_model(...)]``."""
+    if model is None and task == "denoise":
+        return [load_model(WEIGHTS_DIR / name, task, map_location) for name in SHIPPED_DENOISERS.values()]
+    return [load_model(model, task, map_location)]
+
+
+def trained_sigma(m: PixelRLModel) -> float | None:
+    """The Gaussian noise level a denoiser was trained at (the middle of its range), or None."""
+    from .tasks import parse_noise
+
+    try:
+        n = parse_noise(str(m.config.get("noise")))
+    except ValueError:
+        return None
+    return 0.5 * (n.lo + n.hi) if n.kind == "gaussian" else None
+
+
+def choose_model(models: list[PixelRLModel], state: torch.Tensor) -> tuple[PixelRLModel, float | None]:
+    """The model for a photo ``state (B, C, H, W)``: with several Gaussian denoisers, the one trained at
+    the level nearest to the photo's estimated noise (:func:`~deepexposure.pixelrl.tasks.noise_sigma`,
+    the median over images); returns it and that estimate (None with one model)."""
+    if len(models) == 1:
+        return models[0], None
+    from .tasks import noise_sigma
+
+    sigma = float(noise_sigma(state).median())
+    levels = [trained_sigma(m) for m in models]
+    if any(lv is None for lv in levels):
+        raise ValueError("choose_model needs Gaussian denoisers with a trained noise level each")
+    best = min(range(len(models)), key=lambda k: abs(float(levels[k]) - sigma))  # type: ignore[arg-type]
+    return models[best], sigma
 
 
 @dataclass
@@ -88,6 +129,9 @@ def _check_config(d: dict, where: str) -> tuple[dict, PixelRLNetConfig]:
                              f"({task.in_channels} input planes, {task.actions.n} actions)")
     if not isinstance(net.get("conv_gru", True), bool):
         raise ModelFileError(f"{where}: network.conv_gru must be true or false")
+    ws = d.get("work_size")
+    if ws is not None and (isinstance(ws, bool) or not isinstance(ws, int) or not 16 <= ws <= 8192):
+        raise ModelFileError(f"{where}: work_size must be an integer in [16, 8192], got {ws!r}")
     return d, PixelRLNetConfig(**net)
 
 

@@ -26,7 +26,7 @@ from ..metrics import srgb_to_lab
 from .actions import DENOISE_ACTIONS, ENHANCE_ACTIONS, ActionSet, luminance601
 
 __all__ = ["TASKS", "Task", "to_gray", "NoiseModel", "parse_noise", "add_noise", "overlay_text", "squared_error_reward", "lab_reward",
-           "lab_input", "DEFAULT_T_MAX", "fonts"]
+           "lab_input", "DEFAULT_T_MAX", "fonts", "noise_sigma"]
 
 TASKS = ("denoise", "restore", "enhance")
 DEFAULT_T_MAX = {"denoise": 5, "restore": 15, "enhance": 10}
@@ -187,6 +187,20 @@ class Task:
             raise ValueError(f"task must be one of {', '.join(TASKS)}, got {name!r}")
         acts = ENHANCE_ACTIONS if name == "enhance" else DENOISE_ACTIONS
         return Task(name, acts, int(t_max) or DEFAULT_T_MAX[name])
+
+
+def noise_sigma(x: torch.Tensor) -> torch.Tensor:
+    """Standard deviation of additive white noise, estimated per image on the 0..255 scale:
+    ``(B, C, H, W)`` in [0, 1] -> ``(B,)``. Donoho and Johnstone's robust estimate
+    ``sigma = median(|HH|) / 0.6745`` on the diagonal band ``HH`` of a one-level orthonormal Haar
+    transform, over all channels (``skimage.restoration.estimate_sigma`` computes the same estimate
+    on a Daubechies-2 band). Images smaller than 2 x 2 give 0."""
+    B, C, H, W = x.shape
+    h, w = H // 2 * 2, W // 2 * 2
+    if h == 0 or w == 0:
+        return x.new_zeros(B)
+    hh = (x[..., 0:h:2, 0:w:2] - x[..., 0:h:2, 1:w:2] - x[..., 1:h:2, 0:w:2] + x[..., 1:h:2, 1:w:2]) / 2
+    return hh.abs().flatten(1).median(1).values / 0.6745 * 255.0
 
 
 def to_gray(img_srgb: torch.Tensor) -> torch.Tensor:

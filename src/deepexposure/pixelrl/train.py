@@ -37,7 +37,7 @@ from .model import save_model
 from .net import PixelRLNet, PixelRLNetConfig
 from .tasks import TASKS, Task, add_noise, overlay_text, parse_noise, to_gray
 
-__all__ = ["PixelRLConfig", "PixelRLTrainer", "PhotoCrops", "PAIRED_KINDS"]
+__all__ = ["PixelRLConfig", "PixelRLTrainer", "PhotoCrops", "PAIRED_KINDS", "relaxed_episode", "final_error", "enhance_work_size"]
 
 #: what ``enhance`` trains on: the benchmark's exposure model (deepexposure.synth), as the DeepExposure agent
 PAIRED_KINDS = "default"
@@ -56,7 +56,7 @@ class PixelRLConfig(RunSettings):
     """with --task denoise: the noise trained on, KIND:LEVEL or KIND:LO-HI (a level drawn per image):
     gaussian (sigma on 0..255), poisson (peak intensity), saltpepper (density)."""
     steps: int = 30000
-    """episodes (the paper: 30000)."""
+    """RL episodes (the paper: 30000); 0 with --pretrain-steps trains the warm-up alone."""
     batch_size: int = 64
     """crops per episode (the paper: 64)."""
     image_size: int = 70
@@ -83,18 +83,34 @@ class PixelRLConfig(RunSettings):
     """channels of every hidden layer of the network (Fig. 1: 64; smaller trains faster on a CPU)."""
     conv_gru: bool = True
     """the convGRU in the policy head (the paper's '+convGRU')."""
+    pretrain_steps: int = 0
+    """supervised warm-up episodes before the ``steps`` RL episodes (not in the paper, which starts from
+    a pretrained denoising CNN instead; :func:`relaxed_episode`): every pixel's next state is the mix
+    of all actions' results weighted by ``softmax(logits / tau)``, and the task's final error after
+    ``t_max`` steps is back-propagated through the whole episode. At its end the policy's output layer
+    is divided by the last temperature, so the RL phase starts from the policy the warm-up trained
+    (``softmax(logits / tau)``). 0 turns it off."""
+    pretrain_tau: float = 1.0
+    """softmax temperature of the warm-up's first episode."""
+    pretrain_tau_final: float = 0.05
+    """temperature of its last episode (geometric decay): near one-hot mixes, so the greedy
+    test-time policy does what the warm-up trained."""
 
     def __post_init__(self):
         check_config(self)
         if self.task not in TASKS:
             raise ConfigError("task", f"one of {', '.join(TASKS)}", self.task)
-        for name in ("steps", "t_max", "channels"):
-            if getattr(self, name) < (1 if name != "t_max" else 0):
-                raise ConfigError(name, ">= 1" if name != "t_max" else ">= 0", getattr(self, name))
+        for name in ("steps", "t_max", "channels", "pretrain_steps"):
+            low = 0 if name in ("t_max", "pretrain_steps") or (name == "steps" and self.pretrain_steps > 0) else 1
+            if getattr(self, name) < low:
+                raise ConfigError(name, f">= {low}" + (" (>= 0 with --pretrain-steps)" if name == "steps" else ""), getattr(self, name))
         if not 0.0 <= self.rmc_start <= 1.0:
             raise ConfigError("rmc_start", "in [0, 1]", self.rmc_start)
         if self.rmc_size < 1 or self.rmc_size % 2 == 0:
             raise ConfigError("rmc_size", "an odd number >= 1", self.rmc_size)
+        for name in ("pretrain_tau", "pretrain_tau_final"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(name, "> 0", getattr(self, name))
         if not 0.0 <= self.gamma <= 1.0:
             raise ConfigError("gamma", "in [0, 1]", self.gamma)
         if self.task == "denoise":
@@ -102,6 +118,42 @@ class PixelRLConfig(RunSettings):
                 parse_noise(self.noise)
             except ValueError as e:
                 raise ConfigError("noise", "KIND:LEVEL or KIND:LO-HI", self.noise) from e
+
+
+def relaxed_episode(net: PixelRLNet, task: Task, state: torch.Tensor, tau: float) -> torch.Tensor:
+    """The warm-up's differentiable episode: ``t_max`` steps of
+    ``s' = sum_a softmax(logits / tau)_a * clip(f_a(s))`` per pixel (``f_a``: the task's actions on the
+    whole image), ``state (B, C, H, W)`` in [0, 1] -> ``s_T`` (same shape), differentiable in the
+    network's parameters. As ``tau -> 0`` the mix becomes the greedy policy's hard choice
+    (:func:`deepexposure.pixelrl.model.run_agent`). Not in the paper."""
+    s, h = state, None
+    for _ in range(task.t_max):
+        logits, _, h = net(task.net_input(s), h)
+        pi = torch.softmax(logits / tau, 1)
+        mix = torch.zeros_like(s)
+        for k, (_, fn) in enumerate(task.actions.actions):
+            mix = mix + pi[:, k: k + 1] * fn(s).clamp(0.0, 1.0)
+        s = mix
+    return s
+
+
+def final_error(task: Task, out: torch.Tensor, target: torch.Tensor, target_lab: torch.Tensor | None = None) -> torch.Tensor:
+    """The warm-up loss: the error the task's reward counts down, summed over the episode: mean
+    squared error x255 (eq. 19's scale) or the mean CIELab distance (eq. 21's) of ``out`` to ``target``."""
+    if task.name == "enhance":
+        from ..metrics import srgb_to_lab
+
+        tl = srgb_to_lab(target) if target_lab is None else target_lab
+        return (srgb_to_lab(out) - tl).pow(2).sum(1).clamp_min(1e-12).sqrt().mean()
+    return 255.0 * (out - target).pow(2).sum(1).mean()
+
+
+def enhance_work_size(image_size: int, crop_scale: tuple[float, float]) -> int:
+    """Long edge of the working copy ``retouch --method pixelrl`` should give an enhancement model so
+    that a pixel covers as much of the scene as in training: the views are crops of ``crop_scale``
+    (fractions of the photo's short side, :class:`deepexposure.pairs.SyntheticPairs`) resized to
+    ``image_size``, so a 3:2 photo's long edge is ``1.5 image_size / mean(crop_scale)``."""
+    return int(round(1.5 * image_size / (0.5 * (crop_scale[0] + crop_scale[1]))))
 
 
 class PhotoCrops:
@@ -152,7 +204,7 @@ class PixelRLTrainer:
     (enhance). ``extra_config`` is written into ``RUN/config.json`` beside the settings.
     """
 
-    LOG_FIELDS = ("episode_reward", "policy_loss", "value_loss", "entropy", "err_in", "err_out", "rmc", "w_centre", "lr")
+    LOG_FIELDS = ("episode_reward", "policy_loss", "value_loss", "entropy", "err_in", "err_out", "rmc", "w_centre", "tau", "lr")
 
     def __init__(self, cfg: PixelRLConfig, data: Any, run_dir: str | Path, extra_config: dict | None = None,
                  progress: bool = False, warn: Callable[[str], None] = print):
@@ -168,7 +220,8 @@ class PixelRLTrainer:
         self.extra_config = dict(extra_config or {})
         self.progress, self.warn = progress, warn
         self.ckpts = Checkpoints(self.run_dir, cfg.keep_checkpoints, required=("state.safetensors", "net.safetensors"))
-        self.rmc_from = int(round(cfg.rmc_start * cfg.steps)) if cfg.rmc else cfg.steps + 1
+        self.total = cfg.pretrain_steps + cfg.steps
+        self.rmc_from = cfg.pretrain_steps + int(round(cfg.rmc_start * cfg.steps)) if cfg.rmc else self.total + 1
 
     # -- one episode ---------------------------------------------------------------------------
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,10 +234,55 @@ class PixelRLTrainer:
         noisy = add_noise(clean, self.noise, self.gen) if self.noise is not None else overlay_text(clean, self.gen)
         return noisy.to(self.device), clean.to(self.device)
 
-    def train_one(self) -> dict[str, float]:
-        """One episode and one Adam step (Algorithm 1); returns the log row."""
+    def learning_rate(self) -> float:
+        """The poly schedule ``lr (1 - k / n)^0.9`` of the current phase (warm-up: ``k`` of
+        ``pretrain_steps``, floored at 0.1 ``lr``; RL: ``k`` of ``steps``)."""
+        c, pre = self.cfg, self.cfg.pretrain_steps
+        if self.step < pre:
+            return c.lr * max(0.1, (1.0 - self.step / pre) ** 0.9)
+        return c.lr * (1.0 - (self.step - pre) / c.steps) ** 0.9
+
+    def warmup_tau(self) -> float:
+        """The warm-up temperature of the current episode (geometric from ``pretrain_tau`` to ``pretrain_tau_final``)."""
+        c = self.cfg
+        f = self.step / max(1, c.pretrain_steps - 1)
+        return c.pretrain_tau * (c.pretrain_tau_final / c.pretrain_tau) ** min(1.0, f)
+
+    def warmup_one(self) -> dict[str, Any]:
+        """One supervised warm-up episode (:func:`relaxed_episode`, :func:`final_error`) and one Adam step."""
+        lr = self.learning_rate()
+        for grp in self.opt.param_groups:
+            grp["lr"] = lr
+        s0, target = self.batch()
+        tau = self.warmup_tau()
+        self.net.train()
+        out = relaxed_episode(self.net, self.task, s0, tau)
+        loss = final_error(self.task, out, target)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        episode = self.step
+        self.step += 1
+        if self.step == self.cfg.pretrain_steps:  # hand over: pi = softmax(logits / tau) becomes the RL policy
+            with torch.no_grad():
+                for prm in self.net.pi_out.parameters():
+                    prm.div_(tau)
+        return {"step": episode, "phase": "warmup", "policy_loss": float(loss.detach()), "err_in": self.error(s0, target),
+                "err_out": self.error(out.detach(), target), "tau": tau, "lr": lr}
+
+    @torch.no_grad()
+    def error(self, x: torch.Tensor, target: torch.Tensor) -> float:
+        """The log's error of ``x``: mean squared error on the 0..255 scale, or the mean CIELab distance (enhance)."""
+        e = float(final_error(self.task, x, target))
+        return e if self.task.name == "enhance" else e * 255.0 / x.shape[1]
+
+    def train_one(self) -> dict[str, Any]:
+        """One episode and one Adam step (Algorithm 1; the warm-up's during the first ``pretrain_steps``);
+        returns the log row."""
+        if self.step < self.cfg.pretrain_steps:
+            return self.warmup_one()
         c, task = self.cfg, self.task
-        lr = c.lr * (1.0 - self.step / c.steps) ** 0.9
+        lr = self.learning_rate()
         for grp in self.opt.param_groups:
             grp["lr"] = lr
         s, target = self.batch()
@@ -219,8 +317,7 @@ class PixelRLTrainer:
         self.step += 1
         with torch.no_grad():
             disc = sum(c.gamma**k * r.mean() for k, r in enumerate(rewards))
-            err = (lambda x: float((x - target).pow(2).mean()) * 255**2) if task.name != "enhance" else (
-                lambda x: float(task.reward(x, target, target, target_lab).mean()))
+        err = lambda x: self.error(x, target)
         return {"step": episode, "phase": "pixelrl", "episode_reward": float(disc), "policy_loss": float(L.policy.detach()),
                 "value_loss": float(L.value.detach()), "entropy": -float(L.entropy.detach()) / task.t_max, "err_in": err(s0), "err_out": err(s),
                 "rmc": int(use_rmc), "w_centre": float(self.w.weight.detach()[0, 0, c.rmc_size // 2, c.rmc_size // 2]), "lr": lr}
@@ -257,9 +354,11 @@ class PixelRLTrainer:
         self.step = int(state["step"])
 
     def export_model(self) -> Path:
-        info = {"name": self.run_dir.name, "trained_steps": self.step, "seed": self.cfg.seed,
+        info: dict[str, Any] = {"name": self.run_dir.name, "trained_steps": self.step, "seed": self.cfg.seed,
                 "noise": self.cfg.noise if self.task.name == "denoise" else None,
                 "training": {k: v for k, v in asdict(self.cfg).items() if k not in ("threads", "device", "log_every", "sample_every")}}
+        if self.task.name == "enhance":
+            info["work_size"] = enhance_work_size(self.cfg.image_size, getattr(self.data, "scale", (0.35, 1.0)))
         return save_model(self.run_dir / "model", self.net, self.task, info)
 
     def config_dict(self) -> dict:
@@ -287,10 +386,10 @@ class PixelRLTrainer:
             raise FileExistsError(f"{self.run_dir}: already holds a training run (use --resume, or another --out)")
         atomic_write_bytes(self.run_dir / "config.json", json.dumps(self.config_dict(), indent=2, default=str).encode(), overwrite=True)
         log = RunLog(self.run_dir, self.LOG_FIELDS, self.step)
-        bar = tqdm(total=self.cfg.steps, initial=self.step, disable=not self.progress, desc="pixelrl", unit="episode")
+        bar = tqdm(total=self.total, initial=self.step, disable=not self.progress, desc="pixelrl", unit="episode")
         t0 = time.time()
         try:
-            while self.step < self.cfg.steps:
+            while self.step < self.total:
                 m = self.train_one()
                 m["time_s"] = round(time.time() - t0, 3)
                 if m["step"] % self.cfg.log_every == 0:
@@ -299,7 +398,7 @@ class PixelRLTrainer:
                 bar.set_postfix({"err": f"{m['err_in']:.1f}->{m['err_out']:.1f}"})
                 if self.cfg.sample_every and self.step % self.cfg.sample_every == 0:
                     self._sample(log)
-                if self.step % self.cfg.ckpt_every == 0 or self.step == self.cfg.steps:
+                if self.step % self.cfg.ckpt_every == 0 or self.step == self.total:
                     self.save_checkpoint()
                     self.export_model()
         finally:
