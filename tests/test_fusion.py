@@ -270,15 +270,23 @@ class TestStreaming:
 class TestFuseExposures:
     """``fuse_exposures``: the recipe's render, re-exposing the photo by table lookup."""
 
-    def test_lut_is_the_exposure_curve(self):
+    @pytest.mark.parametrize("dtype,atol", [(torch.float32, 3e-7), (torch.float64, 1e-7)])
+    def test_exposure_curve_is_global_exposure(self, dtype, atol):
+        # the kernels' re-exposure (linear where the transfer functions' powers cancel, a power only
+        # across the knee) against global_exposure in float64; one exposure without levels is the
+        # exposure itself. float64: the curve's knee is 0.04045 on both sides, the transfer
+        # functions' are 0.04045 and 12.92 * 0.0031308 = 0.0404499: 3e-8 apart in between.
         from deepexposure.filters import global_exposure
 
-        for ev in (-2.5, -0.3, 0.0, 0.7, 3.0):
-            lut = fusion.exposure_lut(ev, dtype=torch.float64)
-            s = torch.linspace(0, 1, fusion.LUT_SIZE, dtype=torch.float64)
-            direct = global_exposure(s.view(1, 1, 1, -1).expand(1, 3, 1, -1).contiguous(), torch.tensor([[ev]], dtype=torch.float64))
-            np.testing.assert_allclose(lut, direct[0, 0, 0].numpy(), atol=1e-12)
-            assert not lut.flags.writeable
+        s = torch.cat([torch.linspace(0, 1, 20001, dtype=torch.float64), torch.arange(256) / 255.0,
+                       0.04045 + torch.linspace(-1e-6, 1e-6, 21, dtype=torch.float64)])
+        img = torch.stack([s, s.flip(0), s]).view(1, 3, 1, -1).to(dtype)
+        for ev in (-8.0, -2.5, -0.3, -1e-4, 0.0, 1e-4, 0.7, 1.9, 3.0, 8.0):
+            exact = global_exposure(img.double(), torch.tensor([[ev]], dtype=torch.float64))
+            out = fusion.fuse_exposures(img, [ev], FusionConfig(levels=0))
+            assert out.dtype == dtype
+            torch.testing.assert_close(out.double(), exact, atol=atol, rtol=0)
+        assert not fusion.exposure_curve(0.5).flags.writeable
 
     @pytest.mark.parametrize("hw", [(67, 45), (33, 97), (300, 211)])
     def test_equals_exact_render_at_odd_sizes(self, hw):
@@ -300,7 +308,7 @@ class TestFuseExposures:
         assert np.mean(np.abs(ours - exact) > 1e-3) < 0.005
         assert _psnr(ours, _opencv_mertens(stack64.float())) >= 50.0
 
-    def test_float64_lut_render_equals_batched(self):
+    def test_float64_render_equals_batched(self):
         from deepexposure.filters import global_exposure
 
         img = torch.rand(1, 3, 41, 29, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
@@ -308,22 +316,22 @@ class TestFuseExposures:
         stack = torch.stack([img if e is None else global_exposure(img, torch.tensor([[e]], dtype=torch.float64)) for e in evs], 1)
         out = fusion.fuse_exposures(img, evs)
         assert out.dtype == torch.float64
-        # the table is piecewise linear between 16321 samples: ~1e-6 from the curve
-        torch.testing.assert_close(out, exposure_fusion(stack), atol=2e-5, rtol=0)
+        # the exposures agree to 3e-8 (the transfer functions' two knees, see above)
+        torch.testing.assert_close(out, exposure_fusion(stack), atol=1e-7, rtol=0)
 
     @pytest.mark.parametrize("hw", [(1, 1), (3, 2), (65, 33), (130, 67)])
     @pytest.mark.parametrize("keep_weights", [True, False])
-    def test_8bit_photo_same_as_interpolated(self, hw, keep_weights, parallel, monkeypatch):
-        # a decoded 8-bit photo is looked up in 256-entry tables: bit for bit the interpolated tables'
-        # values (sizes around the 64-row blocks of expose_level0, and the 1-row borders)
+    def test_8bit_photo_same_as_computed(self, hw, keep_weights, parallel, monkeypatch):
+        # a decoded 8-bit photo is looked up in 256-entry tables: bit for bit the values the curve
+        # gives the float samples (sizes around the 64-row blocks of expose_level0, and the 1-row borders)
         g = torch.Generator().manual_seed(hw[0])
         img = torch.randint(0, 256, (1, 3, *hw), generator=g).float() / 255.0
         evs = [None, -1.3, 0.4, 1.9]
         assert fusion._codes8(img[0].numpy()) is not None
         direct = fusion.fuse_exposures(img, evs, keep_weights=keep_weights)
         monkeypatch.setattr(fusion, "_codes8", lambda src: None)
-        interpolated = fusion.fuse_exposures(img, evs, keep_weights=keep_weights)
-        assert torch.equal(direct, interpolated)
+        computed = fusion.fuse_exposures(img, evs, keep_weights=keep_weights)
+        assert torch.equal(direct, computed)
 
     def test_codes8_only_for_exact_8bit_values(self):
         img = torch.arange(256, dtype=torch.float32).view(1, 1, 256).expand(3, 2, 256).contiguous() / 255.0
@@ -333,7 +341,7 @@ class TestFuseExposures:
             other = img.clone()
             other[1, 1, 7] = bad
             assert fusion._codes8(other.numpy()) is None
-        assert fusion._codes8(img.double().numpy()) is None  # float64 keeps the interpolated tables
+        assert fusion._codes8(img.double().numpy()) is None  # float64 computes every sample
         assert np.array_equal(fusion._table8(None), np.arange(256, dtype=np.float32) / np.float32(255.0))
 
     def test_input_not_modified_and_bad_input(self):

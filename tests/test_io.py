@@ -548,6 +548,25 @@ class TestWriting:
         assert_one_line(e, p, "disk full")
         assert p.read_bytes() == before and os.listdir(tmp_path) == [f"a.{ext}"]
 
+    def test_files_written_as_one_unit(self, tmp_path):
+        # atomic_write_many (retouch_file's image + recipe + sheet): all placed, or none and no temp file
+        from deepexposure.atomic import atomic_write_many, bytes_file
+
+        img = as_tensor(levels(10, 10))
+        atomic_write_many([encode.image_file(tmp_path / "a.png", img), bytes_file(tmp_path / "a.json", b"{}")], False)
+        assert sorted(os.listdir(tmp_path)) == ["a.json", "a.png"]
+
+        def broken(f):
+            raise OSError("disk full")
+
+        with pytest.raises(dio.WriteError) as e:  # the second file fails while written: the first is never placed
+            atomic_write_many([encode.image_file(tmp_path / "b.png", img), (tmp_path / "b.json", broken, dio.WriteError)], False)
+        assert_one_line(e, tmp_path / "b.json", "disk full")
+        with pytest.raises(dio.WriteError) as e:  # the second exists: the first, placed already, is removed again
+            atomic_write_many([encode.image_file(tmp_path / "c.png", img), bytes_file(tmp_path / "a.json", b"[]")], False)
+        assert_one_line(e, tmp_path / "a.json", "exists")
+        assert sorted(os.listdir(tmp_path)) == ["a.json", "a.png"] and (tmp_path / "a.json").read_bytes() == b"{}"
+
     def test_missing_folder(self, tmp_path):
         p = tmp_path / "nope" / "a.png"
         with pytest.raises(dio.ImageWriteError) as e:

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from . import decode as _decode
-from .atomic import _EXISTS, _NAME_MAX, WriteError, atomic_write
+from .atomic import _EXISTS, _NAME_MAX, FileToWrite, WriteError, atomic_write_many
 from .metadata import _EXIF_PREFIX, _normalise_exif, _parse_exif, _srgb_icc, exif_sub_ifds, sub_ifd_bytes
 
 #: Extensions :func:`write_image` can write.
@@ -221,7 +221,33 @@ def write_image(
     overwrite: bool = False,
     protect: Iterable[str | os.PathLike] = (),
 ) -> Path:
-    """Encode an sRGB image to a file, atomically.
+    """Encode an sRGB image to a file, atomically: :func:`image_file` (the arguments, formats and checks)
+    written by :func:`deepexposure.atomic.atomic_write_many`.
+
+    Returns:
+        ``Path(path)``.
+    Raises:
+        ImageWriteError: one line ``"<path>: <problem>"``; no temp file is left behind.
+    """
+    file = image_file(path, img_srgb, alpha=alpha, exif=exif, quality=quality, bit_depth=bit_depth,
+                      overwrite=overwrite, protect=protect)
+    atomic_write_many([file], overwrite)
+    return file[0]
+
+
+def image_file(
+    path: str | os.PathLike,
+    img_srgb: torch.Tensor,
+    *,
+    alpha: torch.Tensor | None = None,
+    exif: bytes | None = None,
+    quality: int = 95,
+    bit_depth: int | None = None,
+    overwrite: bool = False,
+    protect: Iterable[str | os.PathLike] = (),
+) -> FileToWrite:
+    """An sRGB image as a file for :func:`deepexposure.atomic.atomic_write_many`: checked and converted
+    now, encoded when written.
 
     Samples are ``round(x * (2^bits - 1))`` after clipping to [0, 1]. The format follows the extension
     (:data:`WRITE_EXTENSIONS`): JPEG (8 bit; chroma 4:4:4 when ``quality >= 90``), PNG (8 or 16 bit),
@@ -240,9 +266,10 @@ def write_image(
         overwrite: allow replacing an existing file (never one in ``protect``).
         protect: input paths that must never be written over (see :func:`check_output_path`).
     Returns:
-        ``Path(path)``.
+        the file for :func:`deepexposure.atomic.atomic_write_many` (the image checked and converted,
+        encoded when written).
     Raises:
-        ImageWriteError: one line ``"<path>: <problem>"``; no temp file is left behind.
+        ImageWriteError: one line ``"<path>: <problem>"``.
     """
     path = Path(path)
     fmt = _WRITE_FORMATS.get(path.suffix.lower())
@@ -272,5 +299,4 @@ def write_image(
     except ValueError as e:
         raise ImageWriteError(path, str(e)) from None
     exif_up = _normalise_exif(exif)
-    atomic_write(path, lambda f: _encode(f, fmt, rgb, a, exif_up, int(quality)), overwrite, ImageWriteError)
-    return path
+    return path, lambda f: _encode(f, fmt, rgb, a, exif_up, int(quality)), ImageWriteError

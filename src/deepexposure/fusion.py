@@ -6,10 +6,10 @@ This module adds the same fusion of one full-resolution photo, without autograd 
 bounded memory, computed by the compiled kernels of :mod:`deepexposure.fusion_kernels`:
 
 * :func:`fuse_exposures` -- the render of an ``exposure_fusion`` recipe op: the photo and its
-  global re-exposures ``S * 2^ev`` (linear light). A re-exposure is a function of one sample,
-  so it is a lookup in a table of :data:`LUT_SIZE` samples of that function (computed with
-  :func:`deepexposure.filters.exposed_from_linear` in float64), instead of two transfer
-  functions (``pow``) per sample and exposure;
+  global re-exposures ``S * 2^ev`` (linear light). A re-exposure is a function of one sample
+  whose two transfer functions' powers cancel wherever both take their power branch, so it is
+  computed as a linear function of the sample except across the sRGB knee
+  (:func:`exposure_curve`), instead of two transfer functions (``pow``) per sample and exposure;
 * :func:`exposure_fusion_streaming` -- the same for any images given by a callable.
 
 Design (docs/performance.md): one exposure at full resolution at a time, never all ``K``.
@@ -46,12 +46,7 @@ from .mertens import (  # re-exported: this module is the one import for fusion
     pyr_up as pyr_up,
 )
 
-__all__ = [*mertens.__all__, "exposure_fusion_streaming", "fuse_exposures", "exposure_lut", "LUT_SIZE"]
-
-#: samples of [0, 1] in a re-exposure table: ``255 * 64 + 1``, so every 8-bit value ``v / 255``
-#: is a sample (exact up to float rounding), and between samples the piecewise-linear error is
-#: below 1e-5 (the curve's kink where ``S * 2^ev`` reaches white) -- far below 8-bit steps.
-LUT_SIZE = 255 * 64 + 1
+__all__ = [*mertens.__all__, "exposure_fusion_streaming", "fuse_exposures", "exposure_curve"]
 
 #: kernels on planes of fewer pixels run on the calling thread: a parallel loop hands work to the
 #: pool's sleeping workers twice, and on a busy machine each hand-over can cost a scheduler slice
@@ -67,38 +62,34 @@ KEEP_WEIGHTS_SAMPLES = 1 << 25
 _WORKQUEUE_LOCK = threading.Lock()
 
 
-@functools.lru_cache(maxsize=4)
-def _linear_grid(size: int) -> torch.Tensor:
-    """``srgb_to_linear`` of ``size`` evenly spaced samples of [0, 1], float64, ``(1, 1, 1, size)``."""
-    from .color import srgb_to_linear
-
-    return srgb_to_linear(torch.linspace(0.0, 1.0, size, dtype=torch.float64).view(1, 1, 1, size))
-
-
 @functools.lru_cache(maxsize=64)
-def _lut_cached(ev: float, size: int, dtype: torch.dtype) -> np.ndarray:
-    from .filters import exposed_from_linear
-
-    table = exposed_from_linear(_linear_grid(size), torch.tensor([[ev]], dtype=torch.float64))[0, 0, 0]
-    out = table.to(dtype).numpy()
+def _curve_cached(ev: float, dtype: torch.dtype) -> np.ndarray:
+    g, h = 2.0**ev, 2.0 ** (ev / 2.4)
+    if g >= 1.0:  # brightened darks cross the knee: f = 1.055 (s g / 12.92)^(1 / 2.4) - 0.055
+        y, power = (g / 12.92, 0.0), (1.0 / 2.4, 1.055, -0.055)
+    else:  # darkened lights cross it: f = 12.92 g ((s + 0.055) / 1.055)^2.4
+        y, power = (1.0 / 1.055, 0.055 / 1.055), (2.4, 12.92 * g, 0.0)
+    out = np.array([g, h, *y, *power], dtype=np.float32 if dtype == torch.float32 else np.float64)
     out.setflags(write=False)
     return out
 
 
-def exposure_lut(ev: float, size: int = LUT_SIZE, dtype: torch.dtype = torch.float32) -> np.ndarray:
-    """Table of the global re-exposure ``s -> linear_to_srgb(clip(srgb_to_linear(s) * 2^ev, 0, 1))``.
+def exposure_curve(ev: float, dtype: torch.dtype = torch.float32) -> np.ndarray:
+    """Parameters of the global re-exposure ``f(s) = linear_to_srgb(clip(srgb_to_linear(s) * 2^ev, 0, 1))``
+    (:func:`deepexposure.filters.global_exposure`) as the fusion kernels compute it.
+
+    With ``g = 2^ev`` and ``h = 2^(ev / 2.4)``: ``f(s) = s g`` where ``s`` and ``f(s)`` are both at
+    most the sRGB knee 0.04045 (both linear branches), ``f(s) = min((s + 0.055) h - 0.055, 1)``
+    where both are above it (the two powers cancel), and across the knee (one direction per sign
+    of ``ev``) ``f(s) = min(amp y^p + add, 1)`` with ``y = min(s ya + yb, 1)``.
 
     Args:
         ev: exposure value in stops.
-        size: number of evenly spaced samples of ``s`` in [0, 1] (>= 2).
         dtype: float32 or float64.
     Returns:
-        read-only ``(size,)`` array; ``table[i] = f(i / (size - 1))``, evaluated in float64 by
-        :func:`deepexposure.filters.exposed_from_linear`.
+        read-only ``(7,)`` array ``(g, h, ya, yb, p, amp, add)``.
     """
-    if size < 2:
-        raise ValueError(f"exposure_lut: size must be >= 2, got {size}")
-    return _lut_cached(float(ev), int(size), dtype)
+    return _curve_cached(float(ev), _work_dtype(dtype))
 
 
 def _kernels():
@@ -139,7 +130,8 @@ def _pool_lock() -> threading.Lock | None:
         return _WORKQUEUE_LOCK
 
 
-#: ``source(i) -> (src (3, H, W), lut or None)``: exposure ``i`` is ``lut(src)``, or ``src`` itself
+#: ``source(i) -> (src (3, H, W), curve or None)``: exposure ``i`` is ``src`` re-exposed by the
+#: :func:`exposure_curve` ``curve`` (``src`` uint8 codes: ``curve[src]``, a :func:`_table8`), or ``src`` itself
 _Source = Callable[[int], tuple[np.ndarray, np.ndarray | None]]
 
 
@@ -151,40 +143,43 @@ def _fuse(source: _Source, k: int, h: int, w: int, dtype: torch.dtype, cfg: Fusi
     shapes = _level_shapes(h, w, levels)
     prm = _weight_params(cfg, dtype)
     # Gaussian image + weight per level; level 0 only without levels (else expose_level0 works in row blocks)
-    g = [torch.empty((4, hl, wl) if lvl > 0 or levels == 0 else (4, 0, 0), dtype=dtype).numpy()
+    # numpy, not torch, allocates: a torch fill of more than 32768 samples is an OpenMP parallel region,
+    # which on a busy machine waits a scheduler slice for its second thread (8 ms for a 0.5 MP plane)
+    npdt = np.float32 if dtype == torch.float32 else np.float64
+    g = [np.empty((4, hl, wl) if lvl > 0 or levels == 0 else (4, 0, 0), dtype=npdt)
          for lvl, (hl, wl) in enumerate(shapes)]
     img0, w0 = g[0][0:3], g[0][3]
     keep = keep_weights and k > 1
     threads = _set_threads()
     par = [threads > 1 and hl * wl >= PARALLEL_MIN_PIXELS for hl, wl in shapes]  # per level
-    no_lut = np.zeros(2, dtype=w0.dtype)
+    identity = np.zeros(0, dtype=w0.dtype)
     fast_exp = dtype == torch.float32  # float64 keeps np.exp (agreement with the batched path to 1e-10)
     bits_proto = np.zeros(0, dtype=np.int32 if dtype == torch.float32 else np.int64)
 
     def lookup(i: int) -> tuple[np.ndarray, np.ndarray, int]:
-        src, lut = source(i)  # 8-bit codes come with their 256-entry table: looked up directly
-        return src, no_lut if lut is None else lut, 0 if lut is None else 2 if src.dtype == np.uint8 else 1
+        src, curve = source(i)  # 8-bit codes come with their 256-entry table: looked up directly
+        return src, identity if curve is None else curve, 0 if curve is None else 2 if src.dtype == np.uint8 else 1
 
     def expose_weigh(i: int, mode: int, wsum: np.ndarray, img_out: np.ndarray, w_out: np.ndarray) -> None:
-        src, lut, how = lookup(i)
-        kern.expose_weigh(src, lut, how, prm, mode, wsum, img_out, w_out, fast_exp, bits_proto, par[0])
+        src, curve, how = lookup(i)
+        kern.expose_weigh(src, curve, how, prm, mode, wsum, img_out, w_out, fast_exp, bits_proto, par[0])
 
     def expose_level0(i: int, wsum: np.ndarray, wkept: np.ndarray, g1: np.ndarray, out0: np.ndarray) -> None:
-        src, lut, how = lookup(i)
-        kern.expose_level0(src, lut, how, prm, keep, wsum, wkept, g1, out0, fast_exp, bits_proto, par[0])
+        src, curve, how = lookup(i)
+        kern.expose_level0(src, curve, how, prm, keep, wsum, wkept, g1, out0, fast_exp, bits_proto, par[0])
 
     # pass 1: the weight sum (and, with keep_weights, every raw weight)
-    wsum = torch.zeros((h, w), dtype=dtype).numpy()
+    wsum = np.zeros((h, w), dtype=npdt)
     kept: list[np.ndarray] = []
     for i in range(k):
         if keep:
-            kept.append(torch.empty((h, w), dtype=dtype).numpy())
+            kept.append(np.empty((h, w), dtype=npdt))
             expose_weigh(i, 3, wsum, img0, kept[-1])  # img0, w0: not written in modes 1 and 3
         else:
             expose_weigh(i, 1, wsum, img0, w0)
 
     # pass 2: per exposure, its pyramids level by level into the fused Laplacian pyramid
-    out = [torch.zeros((3, hl, wl), dtype=dtype).numpy() for hl, wl in shapes]
+    out = [np.zeros((3, hl, wl), dtype=npdt) for hl, wl in shapes]
     for i in range(k):
         if levels == 0:
             expose_weigh(i, 2 if not keep else 0, wsum, img0, w0)
@@ -227,20 +222,19 @@ def _check_image(img: torch.Tensor, i: int, shape: tuple[int, ...] | None) -> to
 def _codes8(src: np.ndarray) -> np.ndarray | None:
     """The 8-bit codes ``v`` of a float32 photo whose every sample is ``v / 255`` (a decoded 8-bit
     file), else None. Such a photo's exposures are looked up in 256-entry tables (:func:`_table8`)
-    instead of interpolated in :data:`LUT_SIZE`-sample ones: the same values, a quarter of the bytes
-    read, no float-to-index arithmetic."""
+    instead of computed per sample: the same values, a quarter of the bytes read."""
     if src.dtype != np.float32:
         return None
-    codes = torch.empty(src.shape, dtype=torch.uint8).numpy()
+    codes = np.empty(src.shape, dtype=np.uint8)
     par = torch.get_num_threads() > 1 and src.shape[1] * src.shape[2] >= PARALLEL_MIN_PIXELS
     return codes if _kernels().codes8(src, codes, par) else None
 
 
-def _table8(lut: np.ndarray | None) -> np.ndarray:
-    """``table[v]``: exposure ``lut`` (None: the photo itself) at the 8-bit value ``v / 255``, as the
-    interpolating lookup computes it."""
+def _table8(curve: np.ndarray | None) -> np.ndarray:
+    """``table[v]``: the float32 exposure ``curve`` (:func:`exposure_curve`; None: the photo itself) at
+    the 8-bit value ``v / 255``, as the kernels compute it for a float image."""
     out = np.empty(256, dtype=np.float32)
-    _kernels().table8(np.zeros(0, np.float32) if lut is None else lut, out)
+    _kernels().table8(np.zeros(0, np.float32) if curve is None else curve, out, True, np.zeros(0, np.int32))
     return out
 
 
@@ -305,8 +299,8 @@ def fuse_exposures(
 
     Exposure ``i`` is the photo itself where ``evs[i]`` is None, else
     ``linear_to_srgb(clip(srgb_to_linear(S) * 2^evs[i], 0, 1))``
-    (:func:`deepexposure.filters.global_exposure`), computed by table lookup
-    (:func:`exposure_lut`); no exposure is built twice at once, and none is kept.
+    (:func:`deepexposure.filters.global_exposure`), computed per sample by :func:`exposure_curve`
+    (8-bit photos: by 256-entry tables of it); no exposure is built twice at once, and none is kept.
 
     Args:
         img_srgb: ``(1, 3, H, W)`` sRGB in [0, 1].
@@ -334,12 +328,12 @@ def fuse_exposures(
             if on_source is not None:
                 on_source(i)
             ev = evs[i]
-            lut = None if ev is None else exposure_lut(float(ev), LUT_SIZE, dtype)
+            curve = None if ev is None else exposure_curve(float(ev), dtype)
             if not codes:
                 codes.append(_codes8(src))
             if codes[0] is None:
-                return src, lut
-            return codes[0], _table8(lut)
+                return src, curve
+            return codes[0], _table8(curve)
 
         keep = len(evs) * h * w <= KEEP_WEIGHTS_SAMPLES if keep_weights is None else keep_weights
         return _run(source, len(evs), h, w, dtype, cfg, keep).to(img_srgb.device)

@@ -12,7 +12,7 @@ down-sampling are unscaled integer-weight sums followed by an exact power-of-two
 the two agree to float rounding. Kernels are generic over float32/float64: constants are cast
 to the array's dtype (``dtype.type(...)``), so float32 stays float32.
 
-The driver, the LUT re-exposure and the order of the calls are in :mod:`deepexposure.fusion`.
+The driver, the exposure curves and the order of the calls are in :mod:`deepexposure.fusion`.
 Compiled code is cached on disk (``cache=True``, numba's ``__pycache__``) after the first use.
 """
 
@@ -51,26 +51,98 @@ def _refl(p: int, n: int) -> int:
 
 
 @nb.njit(cache=True)
-def _lut_row(x, lut, out):  # pragma: no cover - compiled
-    """``out[j] = lut(x[j])``: piecewise-linear lookup on ``len(lut)`` evenly spaced samples of
-    [0, 1]; inputs outside [0, 1] take the end values. Branch-free, so it vectorises."""
+def _curve_row(x, curve, out, tmp, bits, fbits, shift, bias, fast):  # pragma: no cover - compiled
+    """``out[j] = f(x[j])``: the global re-exposure ``f(s) = linear_to_srgb(clip(srgb_to_linear(s) 2^ev, 0, 1))``
+    of :func:`deepexposure.fusion.exposure_curve` ``curve = (g, h, ya, yb, p, amp, add)``, for ``x``
+    clipped to [0, 1]; ``tmp`` a row, ``bits``/``fbits`` as :func:`_exp_row`.
+
+    Where both transfer functions take their power branch the powers cancel and ``f`` is linear:
+    ``f(s) = min((s + 0.055) h - 0.055, 1)`` with ``h = 2^(ev / 2.4)``; where both take the linear
+    branch, ``f(s) = s g`` with ``g = 2^ev``. Only samples that cross the knee ``0.04045``
+    (brightened darks when ``ev > 0``, darkened lights when ``ev < 0``; never both) need a power:
+    ``f(s) = min(amp y^p + add, 1)``, ``y = min(s ya + yb, 1)`` (``fast``: :func:`_pow_row`, else ``**``),
+    computed for the rows that have any. Every loop vectorises (no table gather).
+    """
     c = out.dtype.type
-    last = lut.shape[0] - 1
-    scale = c(last)
-    zero = c(0.0)
-    for j in range(x.shape[0]):
-        t = min(max(x[j] * scale, zero), scale)
-        i = min(int(t), last - 1)
-        f = t - c(i)
-        lo = lut[i]
-        out[j] = lo + f * (lut[i + 1] - lo)
+    g, h, ya, yb, p, amp, add = curve[0], curve[1], curve[2], curve[3], curve[4], curve[5], curve[6]
+    zero, one, knee, off = c(0.0), c(1.0), c(0.04045), c(0.055)
+    n = x.shape[0]
+    cross = 0
+    for j in range(n):
+        s = min(max(x[j], zero), one)
+        low = s * g
+        high = min((s + off) * h - off, one)
+        dark = s <= knee
+        out[j] = low if dark else high
+        cross += np.intp((low > knee) if dark else (high <= knee))
+    if cross == 0:
+        return
+    for j in range(n):
+        tmp[j] = min(min(max(x[j], zero), one) * ya + yb, one)
+    if fast:
+        _pow_row(tmp, p, bits, fbits, shift, bias)
+    else:
+        for j in range(n):
+            tmp[j] = tmp[j] ** p
+    for j in range(n):
+        s = min(max(x[j], zero), one)
+        low = s * g
+        high = min((s + off) * h - off, one)
+        dark = s <= knee
+        v = min(amp * tmp[j] + add, one)
+        out[j] = v if ((low > knee) if dark else (high <= knee)) else out[j]
 
 
 @nb.njit(cache=True)
-def _index_row(x, lut, out):  # pragma: no cover - compiled
-    """``out[j] = lut[x[j]]`` for 8-bit codes ``x`` (uint8)."""
+def _pow_row(x, p, bits, fbits, shift, bias):  # pragma: no cover - compiled
+    """``x = x^p`` in place for ``0 < x <= 1`` and ``p > 0``: ``exp(p ln x)`` by :func:`_log_row` and
+    :func:`_exp_row` (vectorisable; relative error ~1e-6 in float32)."""
+    _log_row(x, bits, fbits, shift, bias)
     for j in range(x.shape[0]):
-        out[j] = lut[np.intp(x[j])]
+        x[j] = x[j] * p
+    _exp_row(x, bits, fbits, shift, bias)
+
+
+@nb.njit(cache=True, error_model="numpy")  # no zero-division check: the division loops vectorise
+def _log_row(x, bits, fbits, shift, bias):  # pragma: no cover - compiled
+    """``x = ln(x)`` in place for positive normal ``x`` (C-contiguous), vectorisable.
+
+    ``x = m 2^e`` read from the float's fields (``bits`` viewed as ``fbits``; ``shift``/``bias`` as
+    :func:`_exp_row`; ``e`` becomes a float as the low bits of ``2^shift + e + bias``, without an
+    integer-to-float conversion), ``m`` moved into [sqrt(1/2), sqrt(2)); ``ln m = 2 atanh(t)``,
+    ``t = (m - 1) / (m + 1)`` (``|t| < 0.172``) by its series to ``t^9`` (relative error < 1e-9);
+    ``e ln 2`` with the two-part ``ln 2`` of :func:`_exp_row`.
+    """
+    c = x.dtype.type
+    it = bits.dtype.type
+    mant, ones, magic = it((1 << shift) - 1), it(bias << shift), it((shift + bias) << shift)
+    one, two, half, sqrt2, emagic = c(1.0), c(2.0), c(0.5), c(1.4142135623730951), c((1 << shift) + bias)
+    ln2_hi, ln2_lo = c(0.693359375), c(-2.12194440e-4)
+    k3, k5, k7, k9 = c(1.0 / 3), c(1.0 / 5), c(1.0 / 7), c(1.0 / 9)
+    n = x.shape[0]
+    xbits = x.view(bits.dtype)
+    for j in range(n):
+        fbits[j] = x[j]
+    for j in range(n):
+        b = bits[j]
+        xbits[j] = (b >> shift) | magic
+        bits[j] = (b & mant) | ones
+    for j in range(n):
+        m = fbits[j]
+        e = x[j] - emagic
+        big = m > sqrt2
+        m = m * half if big else m
+        e = e + one if big else e
+        t = (m - one) / (m + one)
+        t2 = t * t
+        x[j] = e * ln2_hi + (e * ln2_lo + two * t * (one + t2 * (k3 + t2 * (k5 + t2 * (k7 + t2 * k9)))))
+
+
+@nb.njit(cache=True)
+def _index_row(x, table, out):  # pragma: no cover - compiled
+    """``out[j] = table[x[j]]`` for 8-bit codes ``x`` (uint8)."""
+    for j in range(x.shape[0]):
+        out[j] = table[np.intp(x[j])]
 
 
 @nb.njit(parallel=True, cache=True, nogil=True)
@@ -87,7 +159,7 @@ def codes8(src, codes, par):  # pragma: no cover - compiled
     return bad == 0
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")  # no zero-division check: the division loops vectorise
 def _codes8_row(src, codes, r):  # pragma: no cover - compiled
     c = src.dtype.type
     s, half, zero, one = c(255.0), c(0.5), c(0.0), c(1.0)
@@ -105,18 +177,21 @@ def _codes8_row(src, codes, r):  # pragma: no cover - compiled
 
 
 @nb.njit(cache=True)
-def table8(lut, out):  # pragma: no cover - compiled
-    """``out[v] = lut(v / 255)`` for ``v = 0 .. 255``: :func:`_lut_row` of the 8-bit values (the same
-    arithmetic, so an 8-bit image looked up by :func:`_index_row` gets the same samples); an
-    empty ``lut``: the values ``v / 255`` themselves."""
+def table8(curve, out, fast, bits_proto):  # pragma: no cover - compiled
+    """``out[v] = f(v / 255)`` for ``v = 0 .. 255``: :func:`_curve_row` of the 8-bit values (the same
+    arithmetic, so an 8-bit image looked up by :func:`_index_row` gets the same samples as its float
+    image); an empty ``curve``: the values ``v / 255`` themselves. ``fast``, ``bits_proto``: as
+    :func:`expose_weigh`."""
     c = out.dtype.type
     x = np.empty(256, dtype=out.dtype)
     for v in range(256):
         x[v] = c(v) / c(255.0)
-    if lut.shape[0] == 0:
+    if curve.shape[0] == 0:
         _copy_row(x, out)
     else:
-        _lut_row(x, lut, out)
+        bits = np.empty(256, dtype=bits_proto.dtype)
+        shift, bias = (23, 127) if bits_proto.itemsize == 4 else (52, 1023)
+        _curve_row(x, curve, out, np.empty(256, dtype=out.dtype), bits, bits.view(out.dtype), shift, bias, fast)
 
 
 @nb.njit(cache=True)
@@ -125,20 +200,24 @@ def _exp_row(x, bits, fbits, shift, bias):  # pragma: no cover - compiled
 
     ``exp(x) = 2^n e^r`` with ``n = round(x / ln 2)``, ``r = x - n ln 2`` (Cody-Waite, two-part
     ``ln 2``) in [-0.35, 0.35], ``e^r`` by its degree-7 Taylor polynomial (relative error < 1e-8),
-    ``2^n`` built as the float with exponent field ``n + bias`` (``bits`` viewed as ``fbits``).
+    ``2^n`` built as the float with exponent field ``n + bias`` (``bits`` viewed as ``fbits``):
+    the float ``n + 2^shift + bias`` holds ``n + bias`` in its low bits, shifted into the exponent
+    field (no float-to-integer conversion, which AVX2 lacks for 64-bit integers, so the loops vectorise).
     Inputs below -87 give ``exp(-87)`` (~1.6e-38, i.e. 0 next to ``eps`` = 1e-12).
     """
     c = x.dtype.type
     lo, l2e, half = c(-87.0), c(1.4426950408889634), c(0.5)
     ln2_hi, ln2_lo = c(0.693359375), c(-2.12194440e-4)
     k2, k3, k4, k5, k6, k7 = c(1.0 / 2), c(1.0 / 6), c(1.0 / 24), c(1.0 / 120), c(1.0 / 720), c(1.0 / 5040)
-    one = c(1.0)
+    one, magic = c(1.0), c((1 << shift) + bias)
     for j in range(x.shape[0]):
         y = max(x[j], lo)
         n = np.floor(y * l2e + half)
         r = (y - n * ln2_hi) - n * ln2_lo
         x[j] = one + r * (one + r * (k2 + r * (k3 + r * (k4 + r * (k5 + r * (k6 + r * k7))))))
-        bits[j] = (np.int64(n) + bias) << shift
+        fbits[j] = n + magic
+    for j in range(x.shape[0]):
+        bits[j] = bits[j] << shift
     for j in range(x.shape[0]):
         x[j] = x[j] * fbits[j]
 
@@ -150,11 +229,13 @@ def _copy_row(x, out):  # pragma: no cover - compiled
 
 
 @nb.njit(parallel=True, cache=True, nogil=True)
-def expose_weigh(src, lut, use_lut, prm, mode, wsum, img_out, w_out, fast_exp, bits_proto, par):  # pragma: no cover - compiled
-    """Exposure ``x = lut(src)`` (or ``src`` itself) and its Mertens weight (Eq. 30), row by row.
+def expose_weigh(src, curve, how, prm, mode, wsum, img_out, w_out, fast_exp, bits_proto, par):  # pragma: no cover - compiled
+    """Exposure ``x = f(src)`` (or ``src`` itself) and its Mertens weight (Eq. 30), row by row.
 
-    ``src (3, H, W)``; ``lut`` a table of :func:`deepexposure.fusion.exposure_lut` (read only when
-    ``use_lut``); ``prm = (c1, c2, c3, -c3 / (2 sigma^2), eps)`` in the images' dtype.
+    ``src (3, H, W)``; ``how`` 0: ``x = src``; 1: ``curve`` holds the parameters of
+    :func:`deepexposure.fusion.exposure_curve` (:func:`_curve_row`); 2: ``src`` holds 8-bit codes and
+    ``curve`` their 256 exposed values (:func:`table8`); ``prm = (c1, c2, c3, -c3 / (2 sigma^2), eps)``
+    in the images' dtype.
     ``mode`` 0: ``img_out = x`` only; 1: ``wsum += W`` (nothing else written); 2: ``img_out = x``, ``w_out = W / wsum``;
     3: ``w_out = W``, ``wsum += W``. ``W = C^c1 S^c2 E^c3 + eps`` with contrast
     ``C = |(up + down - 2 c) + (left + right - 2 c)|`` of the grey ``0.299 r + 0.587 g + 0.114 b``
@@ -169,15 +250,15 @@ def expose_weigh(src, lut, use_lut, prm, mode, wsum, img_out, w_out, fast_exp, b
     if par:
         for blk in nb.prange(nblk):
             a = blk * _BLOCK
-            _expose_weigh_block(src, lut, use_lut, prm, mode, wsum, img_out, w_out, fast_exp, bits_proto, a, min(a + _BLOCK, h), 0)
+            _expose_weigh_block(src, curve, how, prm, mode, wsum, img_out, w_out, fast_exp, bits_proto, a, min(a + _BLOCK, h), 0)
     else:
         for blk in range(nblk):
             a = blk * _BLOCK
-            _expose_weigh_block(src, lut, use_lut, prm, mode, wsum, img_out, w_out, fast_exp, bits_proto, a, min(a + _BLOCK, h), 0)
+            _expose_weigh_block(src, curve, how, prm, mode, wsum, img_out, w_out, fast_exp, bits_proto, a, min(a + _BLOCK, h), 0)
 
 
-@nb.njit(cache=True)
-def _expose_weigh_block(src, lut, use_lut, prm, mode, wsum, img_out, w_out, fast_exp, bits_proto, a, e, off):  # pragma: no cover - compiled
+@nb.njit(cache=True, error_model="numpy")  # no zero-division check: the division loops vectorise
+def _expose_weigh_block(src, curve, how, prm, mode, wsum, img_out, w_out, fast_exp, bits_proto, a, e, off):  # pragma: no cover - compiled
     """Rows ``a .. e - 1`` of :func:`expose_weigh` (serial: the parallel loops only call this), written
     to row ``r - off`` of ``img_out`` and ``w_out`` (``wsum`` is indexed by ``r``)."""
     c = wsum.dtype.type
@@ -197,10 +278,10 @@ def _expose_weigh_block(src, lut, use_lut, prm, mode, wsum, img_out, w_out, fast
         slot = q % 3
         rq = _refl(q, h)
         for ch in range(3):
-            if use_lut == 1:
-                _lut_row(src[ch, rq], lut, ring[slot, ch])
-            elif use_lut == 2:
-                _index_row(src[ch, rq], lut, ring[slot, ch])
+            if how == 1:
+                _curve_row(src[ch, rq], curve, ring[slot, ch], erow, bits, fbits, shift, bias, fast_exp)
+            elif how == 2:
+                _index_row(src[ch, rq], curve, ring[slot, ch])
             else:
                 _copy_row(src[ch, rq], ring[slot, ch])
         n0, n1, n2, gr = ring[slot, 0], ring[slot, 1], ring[slot, 2], grey[slot]
@@ -389,7 +470,7 @@ def _laplacian_row(g, g_off, g_next, hs, next_off, out, r):  # pragma: no cover 
 
 
 @nb.njit(parallel=True, cache=True, nogil=True)
-def expose_level0(src, lut, use_lut, prm, keep, wsum, wkept, g1, out, fast_exp, bits_proto, par):  # pragma: no cover - compiled
+def expose_level0(src, curve, how, prm, keep, wsum, wkept, g1, out, fast_exp, bits_proto, par):  # pragma: no cover - compiled
     """Level 0 of one exposure in one pass: ``expose_weigh`` (mode 2; with ``keep``: mode 0 and the
     weight ``wkept / wsum``), then ``down4`` into ``g1`` and ``laplacian_accumulate`` into ``out``.
 
@@ -397,7 +478,7 @@ def expose_level0(src, lut, use_lut, prm, keep, wsum, wkept, g1, out, fast_exp, 
     ``(4, H, W)`` level 0: each task takes :data:`_LEVEL0_BLOCK` rows of ``out``, computes the level-0
     rows their band and their level-1 rows need into a block buffer (a few rows around the block are
     computed by both neighbours), writes its own rows of ``g1 (4, ceil(H/2), ceil(W/2))`` and adds its
-    band rows to ``out (3, H, W)``. ``src``, ``lut``, ``use_lut``, ``prm``, ``fast_exp``,
+    band rows to ``out (3, H, W)``. ``src``, ``curve``, ``how``, ``prm``, ``fast_exp``,
     ``bits_proto``: as :func:`expose_weigh`; ``wkept (H, W)`` the exposure's raw weight (read only
     with ``keep``).
     """
@@ -405,14 +486,14 @@ def expose_level0(src, lut, use_lut, prm, keep, wsum, wkept, g1, out, fast_exp, 
     nblk = (h + _LEVEL0_BLOCK - 1) // _LEVEL0_BLOCK
     if par:
         for blk in nb.prange(nblk):
-            _level0_block(src, lut, use_lut, prm, keep, wsum, wkept, g1, out, fast_exp, bits_proto, blk)
+            _level0_block(src, curve, how, prm, keep, wsum, wkept, g1, out, fast_exp, bits_proto, blk)
     else:
         for blk in range(nblk):
-            _level0_block(src, lut, use_lut, prm, keep, wsum, wkept, g1, out, fast_exp, bits_proto, blk)
+            _level0_block(src, curve, how, prm, keep, wsum, wkept, g1, out, fast_exp, bits_proto, blk)
 
 
-@nb.njit(cache=True)
-def _level0_block(src, lut, use_lut, prm, keep, wsum, wkept, g1, out, fast_exp, bits_proto, blk):  # pragma: no cover - compiled
+@nb.njit(cache=True, error_model="numpy")  # no zero-division check: the division loops vectorise
+def _level0_block(src, curve, how, prm, keep, wsum, wkept, g1, out, fast_exp, bits_proto, blk):  # pragma: no cover - compiled
     """Block ``blk`` of :func:`expose_level0`: rows ``a .. b - 1`` of ``out``."""
     _, h, w = src.shape
     hs = g1.shape[1]
@@ -426,13 +507,13 @@ def _level0_block(src, lut, use_lut, prm, keep, wsum, wkept, g1, out, fast_exp, 
     hi0 = min(2 * hi1 + 2, h - 1)
     g0 = np.empty((4, hi0 - lo0 + 1, w), dtype=wsum.dtype)
     if keep:
-        _expose_weigh_block(src, lut, use_lut, prm, 0, wsum, g0, g0[3], fast_exp, bits_proto, lo0, hi0 + 1, lo0)
+        _expose_weigh_block(src, curve, how, prm, 0, wsum, g0, g0[3], fast_exp, bits_proto, lo0, hi0 + 1, lo0)
         for r in range(lo0, hi0 + 1):
             wo, wk, ws = g0[3, r - lo0], wkept[r], wsum[r]
             for j in range(w):
                 wo[j] = wk[j] / ws[j]
     else:
-        _expose_weigh_block(src, lut, use_lut, prm, 2, wsum, g0, g0[3], fast_exp, bits_proto, lo0, hi0 + 1, lo0)
+        _expose_weigh_block(src, curve, how, prm, 2, wsum, g0, g0[3], fast_exp, bits_proto, lo0, hi0 + 1, lo0)
     g1b = np.empty((4, hi1 - lo1 + 1, g1.shape[2]), dtype=wsum.dtype)
     for i in range(lo1, hi1 + 1):
         _down_row(g0, g1b, i, h, lo0, lo1)

@@ -138,7 +138,7 @@ def retouch_file(
 
     Raises :class:`deepexposure.io.ImageReadError` / ``WriteError`` (``ImageWriteError`` for images) with a one-line message.
     """
-    from .io import _WRITE_DEPTHS, _WRITE_FORMATS, WriteError, check_output_path, read_image, write_image
+    from .io import _WRITE_DEPTHS, _WRITE_FORMATS, check_output_path, read_image
 
     paths = output_paths(dst, write_recipe=write_recipe, explain=explain)
     for p in paths:
@@ -168,26 +168,22 @@ def retouch_file(
         report("explain", 0, 1)
         sheet = explain_image(loaded.img_srgb, recipe, out)
         report("explain", 1, 1)
-    recipe_bytes = (recipe.to_json() + "\n").encode("utf-8") if write_recipe else None
-    written: list[Path] = []
-    report("encode", 0, len(paths))
-    try:
-        write_image(dst, out, alpha=alpha, exif=loaded.exif, quality=quality, bit_depth=depth,
-                    overwrite=overwrite, protect=protect or [src])
-        written.append(dst)
-        report("encode", len(written), len(paths))
-        if recipe_bytes is not None:
-            from .atomic import atomic_write_bytes
+    from .atomic import atomic_write_many, bytes_file
+    from .encode import image_file
 
-            atomic_write_bytes(paths[1], recipe_bytes, overwrite=overwrite)
-            written.append(paths[1])
-            report("encode", len(written), len(paths))
-        if sheet is not None:
-            write_image(paths[-1], sheet, quality=90, overwrite=overwrite)
-            written.append(paths[-1])
-            report("encode", len(written), len(paths))
-    except (WriteError, OSError):  # ImageWriteError is a WriteError
-        for p in written:  # all or nothing: no image without its recipe and sheet
-            p.unlink(missing_ok=True)
-        raise
+    files = [image_file(dst, out, alpha=alpha, exif=loaded.exif, quality=quality, bit_depth=depth,
+                        overwrite=overwrite, protect=protect or [src])]
+    if write_recipe:
+        files.append(bytes_file(paths[1], (recipe.to_json() + "\n").encode("utf-8")))
+    if sheet is not None:
+        files.append(image_file(paths[-1], sheet, quality=90, overwrite=overwrite, protect=protect or [src]))
+    report("encode", 0, len(paths))
+    placed: list[Path] = []
+
+    def done(path: Path) -> None:
+        placed.append(path)
+        report("encode", len(placed), len(paths))
+
+    # one unit, synced together: no image without its recipe and sheet
+    atomic_write_many(files, overwrite, placed=done)
     return RetouchResult(src, dst, paths[1] if write_recipe else None, paths[-1] if explain else None, recipe)

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar
@@ -67,6 +68,7 @@ __all__ = [
     "OUNoise",
     "Rollout",
     "rollout",
+    "policy_steps",
     "de2_advantage_weights",
     "de2_policy_weights",
     "DeepExposureAgent",
@@ -272,24 +274,45 @@ def rollout(
         masks: ``(B, T, 1, h, w)`` ordered segment masks.
         noise: optional ``(B, T)`` exploration noise added to the policy's output.
     """
-    t_steps = masks.shape[1]
+    globals_ = [s0]
+    evs, locals_ = policy_steps(policy, s0, masks, noise, on_step=lambda ev: globals_.append(global_exposure(s0, ev)))
+    stack = torch.stack(globals_, dim=1)
+    fused = exposure_fusion(stack, fusion_cfg).clamp(0.0, 1.0)
+    return Rollout(evs, locals_, stack, fused)
+
+
+def policy_steps(
+    policy: ExposurePolicy,
+    s0: torch.Tensor,
+    masks: torch.Tensor,
+    noise: torch.Tensor | None = None,
+    on_step: Callable[[torch.Tensor], None] | None = None,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The policy's decisions of a rollout: ``e_t = pi(S0, S0 * m_t, S^l_t)`` and
+    ``S^l_{t+1} = local_exposure(S^l_t, m_t, e_t)`` for each segment in turn, without the global
+    exposures and their fusion (all that inference needs; :func:`rollout` adds them).
+
+    Args:
+        s0, masks, noise: as :func:`rollout`.
+        on_step: called with each step's ``(B, 1)`` exposure before ``S^l_{t+1}`` is computed.
+    Returns:
+        ``(evs (B, T), [S^l_0, ..., S^l_T])``.
+    """
     s_local = s0
     locals_ = [s0]
-    globals_ = [s0]
     evs = []
-    for t in range(t_steps):
+    for t in range(masks.shape[1]):
         m = masks[:, t]
         e = policy(s0, s0 * m, s_local)
         if noise is not None:
             e = e + noise[:, t].to(e)
         evs.append(e)
         ev = e.unsqueeze(1)
-        globals_.append(global_exposure(s0, ev))
+        if on_step is not None:
+            on_step(ev)
         s_local = local_exposure(s_local, m, ev)
         locals_.append(s_local)
-    stack = torch.stack(globals_, dim=1)
-    fused = exposure_fusion(stack, fusion_cfg).clamp(0.0, 1.0)
-    return Rollout(torch.stack(evs, dim=1), locals_, stack, fused)
+    return torch.stack(evs, dim=1), locals_
 
 
 class DeepExposureAgent(nn.Module):
@@ -680,8 +703,8 @@ class DeepExposureMethod:
         s0 = thumbnail(img_srgb, self.size)
         with torch.no_grad(), torch_threads(1):  # thumbnail-sized ops (deepexposure.threads)
             seg = segment_thumbnail(s0, self.segment_cfg)
-            r = rollout(self.policy, s0, seg.masks.unsqueeze(0).to(s0), self.fusion_cfg)
-        return [float(e) for e in r.evs[0]], seg
+            evs, _ = policy_steps(self.policy, s0, seg.masks.unsqueeze(0).to(s0))
+        return [float(e) for e in evs[0]], seg
 
     def plan(self, img_srgb: torch.Tensor) -> Recipe:
         evs, seg = self.exposures(img_srgb)
