@@ -432,3 +432,20 @@ def test_shipped_denoisers_are_chosen_by_the_photo_noise():
         recipe = method.plan(noisy)
         assert recipe.method["model"] == f"pixelrl-denoise-{name}", recipe.method
         assert any(f"gaussian:{sigma}" in n for n in recipe.notes), recipe.notes
+
+
+def test_nlmeans_baseline_without_a_noise_level():
+    """Restoration has no noise level: NL-means estimates it (once a crash on skimage's per-channel list)."""
+    from deepexposure.pixelrl.evaluate import baseline
+
+    clean = photo("camera")[..., :48, :48]
+    noisy = overlay_text(clean, torch.Generator().manual_seed(0))
+    out = baseline("nlmeans", noisy, None)
+    assert out.shape == noisy.shape and float((out - noisy).abs().max()) > 0
+
+
+def test_shipped_restorer_is_a_restore_model():
+    from deepexposure.pixelrl.model import load_model
+
+    m = load_model(None, "restore")
+    assert m.config["task"] == "restore" and m.task.t_max == 15 and m.path.name == "pixelrl-restore"

@@ -36,7 +36,7 @@ def _sigma(noisy: np.ndarray, noise: NoiseModel | None) -> float:
         return noise.lo / 255.0
     from skimage.restoration import estimate_sigma
 
-    return float(estimate_sigma(noisy, channel_axis=0))
+    return float(estimate_sigma(noisy, channel_axis=0, average_sigmas=True))
 
 
 def baseline(name: str, noisy: torch.Tensor, noise: NoiseModel | None) -> torch.Tensor:

@@ -37,9 +37,9 @@ SHIPPED_DENOISERS = {15: "pixelrl-denoise-gaussian15", 25: "pixelrl-denoise-gaus
 
 
 def default_model_dir(task: str) -> Path:
-    """The shipped model of ``task``: ``weights/pixelrl-enhance``, or for ``denoise`` the sigma-25
-    member of :data:`SHIPPED_DENOISERS` (also used for ``restore`` when no restoration model is
-    shipped; :func:`load_models` gives the whole set)."""
+    """The shipped model of ``task``: ``weights/pixelrl-enhance`` / ``pixelrl-restore``, or for
+    ``denoise`` the sigma-25 member of :data:`SHIPPED_DENOISERS` (also used for ``restore`` should no
+    restoration model be shipped; :func:`load_models` gives the whole set)."""
     d = WEIGHTS_DIR / f"pixelrl-{task}"
     if task == "denoise" or (task == "restore" and not (d / WEIGHTS_NAME).exists()):
         return WEIGHTS_DIR / SHIPPED_DENOISERS[25]
