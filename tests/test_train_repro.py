@@ -122,11 +122,11 @@ def test_pixelrl_kill_9_in_the_warmup_then_resume_matches_uninterrupted_run(tmp_
     """PixelRL with the supervised warm-up: killed during the warm-up, resumed through the RL phase,
     it ends on the uninterrupted run's bytes (network, reward-map filter, Adam, generator)."""
     ins, _ = _folders(tmp_path)
-    total = 6 + 40
-    opts = ["--algo", "pixelrl", "--task", "denoise", "--inputs", ins, "--pretrain-steps", "6", "--steps", "40", "--batch-size", "2",
+    total = 4 + 16
+    opts = ["--algo", "pixelrl", "--task", "denoise", "--inputs", ins, "--pretrain-steps", "4", "--steps", "16", "--batch-size", "2",
             "--image-size", "16", "--channels", "4", "--photo-size", "64", "--rmc-start", "0.5", "--sample-every", "0",
             "--threads", "1", "--quiet", "--seed", "2"]
-    _train("--out", tmp_path / "A", "--ckpt-every", "23", *opts)
+    _train("--out", tmp_path / "A", "--ckpt-every", "7", *opts)
     run = tmp_path / "killed"
     done = _kill_after_checkpoint(["--out", run, "--ckpt-every", "1", *opts], run, 2)
     assert 2 <= done < total
@@ -134,7 +134,7 @@ def test_pixelrl_kill_9_in_the_warmup_then_resume_matches_uninterrupted_run(tmp_
     assert f"trained {total} episodes" in r.stdout
     assert _ckpt(run, total) == _ckpt(tmp_path / "A", total)
     phases = [row.split(",")[1] for row in (run / "log.csv").read_text().splitlines()[1:]]
-    assert phases == ["warmup"] * 6 + ["pixelrl"] * 40
+    assert phases == ["warmup"] * 4 + ["pixelrl"] * 16
 
 
 def _copy(reference, name: str) -> Path:
