@@ -358,7 +358,7 @@ class PixelRLTrainer:
                 "noise": self.cfg.noise if self.task.name == "denoise" else None,
                 "training": {k: v for k, v in asdict(self.cfg).items() if k not in ("threads", "device", "log_every", "sample_every")}}
         if self.task.name == "enhance":
-            info["work_size"] = enhance_work_size(self.cfg.image_size, getattr(self.data, "scale", (0.35, 1.0)))
+            info["work_size"] = enhance_work_size(self.cfg.image_size, self.data.scale)  # SyntheticPairs crop fractions
         return save_model(self.run_dir / "model", self.net, self.task, info)
 
     def config_dict(self) -> dict:
