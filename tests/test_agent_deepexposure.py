@@ -227,11 +227,11 @@ def test_policy_average_matches_loop_and_is_exported(tmp_path):
 # -- learning on a toy set whose answer is known -----------------------------------------------
 
 
-def _toy_trainer(algo: str, tmp_path, steps: int, seed: int = 0, policy_gradient: str = "paper"):
+def _toy_trainer(algo: str, tmp_path, steps: int, seed: int = 0, policy_gradient: str = "paper", p_steps: int = 20):
     inputs, targets = toy_exposure_set(ev_offset=-1.5)
     acfg = DeepExposureConfig(algo=algo, n_segments=3, base_channels=16, lr_policy=1e-4, lr_value=1e-3,
                               policy_gradient=policy_gradient)
-    tcfg = TrainConfig(steps=steps, p_steps=20, d_steps=5, lr_disc=1e-3, disc_base_channels=16, batch_size=8,
+    tcfg = TrainConfig(steps=steps, p_steps=p_steps, d_steps=5, lr_disc=1e-3, disc_base_channels=16, batch_size=8,
                        seed=seed, sample_every=0, ckpt_every=10_000)
     torch.manual_seed(seed)
     agent = DeepExposureAgent(acfg, tcfg.batch_size)
@@ -244,7 +244,9 @@ def _toy_trainer(algo: str, tmp_path, steps: int, seed: int = 0, policy_gradient
 def test_learns_toy_exposure(algo, policy_gradient, tmp_path):
     """Inputs are real photos 1.5 EV darker than the (unpaired) targets: the mean EV must move towards +1.5
     and the final discriminator must score the trained outputs above the untrained ones (both gradient paths)."""
-    tr, inputs = _toy_trainer(algo, tmp_path, steps=60, policy_gradient=policy_gradient)
+    # 10 + 30 steps (was 20 + 60): at seed 0 the mean EV ends 0.37-0.41 EV past the asserted
+    # margin on all four variants (0.79-0.88 with 80 steps), at half the suite time
+    tr, inputs = _toy_trainer(algo, tmp_path, steps=30, policy_gradient=policy_gradient, p_steps=10)
     tr.agent.prepare(inputs)
     cfg = tr.agent.cfg
     with torch.no_grad():

@@ -465,14 +465,43 @@ def test_pretraining_learns_to_undo_a_known_underexposure():
     assert abs(float(out.mean() - refs.mean())) < 0.5 * float(refs.mean() - inputs.mean())
 
 
+def test_policy_average_matches_loop_and_is_exported(tmp_path):
+    """``--policy-ema``: after supervised and RL steps the average is the running mean of the loop
+    below, and the exported model (and nothing else) is that average."""
+    torch.manual_seed(0)
+    beta = 0.7
+    refs = random_crops(3, 2, size=16)
+    inputs = quantize_8bit(global_exposure(refs, torch.full((refs.shape[0], 1), -1.0)))
+    agent = WhiteBoxAgent(WhiteBoxConfig(n_edits=2, buffer_size=8, base_channels=4, image_size=16, lr_policy=3e-3,
+                                         pretrain_samples=2, policy_ema=beta), batch_size=4)
+    ref = [p.detach().clone() for p in agent.policy.parameters()]
+    g = torch.Generator().manual_seed(1)
+    for i in range(5):
+        idx = torch.arange(4) + 4 * (i % 2)
+        if i < 3:
+            agent.pretrain_step(idx, inputs, refs)
+        else:
+            agent.train_step(idx, inputs, nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 1)), g)
+        ref = [beta * r + (1 - beta) * p.detach() for r, p in zip(ref, agent.policy.parameters())]
+    for r, a in zip(ref, agent.policy_avg.parameters()):
+        assert torch.allclose(r, a, atol=1e-6)
+    assert not all(torch.equal(a, p) for a, p in zip(agent.policy_avg.parameters(), agent.policy.parameters()))
+    agent.save_model(tmp_path)
+    exported = WhiteBoxMethod(tmp_path).policy
+    for r, e in zip(ref, exported.parameters()):
+        assert torch.allclose(r, e, atol=1e-6)
+    with pytest.raises(ValueError, match="policy_ema"):
+        WhiteBoxConfig(policy_ema=1.0)
+
+
 # -- resume and the exported model -------------------------------------------------------------
 
 
-def _tiny_trainer(run, tmp_path, steps=8, p_steps=4, ckpt_every=7, pretrain_steps=0):
+def _tiny_trainer(run, tmp_path, steps=8, p_steps=4, ckpt_every=7, pretrain_steps=0, policy_ema=0.0):
     targets = random_crops(0, 2, 16)
     inputs = random_crops(1, 2, 16)
     acfg = WhiteBoxConfig(n_edits=2, buffer_size=8, base_channels=4, image_size=16, lr_policy=1e-3, lr_value=1e-3,
-                          pretrain_samples=2)
+                          pretrain_samples=2, policy_ema=policy_ema)
     tcfg = TrainConfig(steps=steps, p_steps=p_steps, d_steps=2, disc_base_channels=4, batch_size=4, image_size=16,
                        seed=3, sample_every=0, ckpt_every=ckpt_every, pretrain_steps=pretrain_steps)
     torch.manual_seed(123)
@@ -481,10 +510,13 @@ def _tiny_trainer(run, tmp_path, steps=8, p_steps=4, ckpt_every=7, pretrain_step
 
 
 def test_pretraining_resume_matches_uninterrupted_run(tmp_path):
-    """Checkpoint at step 7 of 10 supervised steps (then 1 + 1 RL): the filter draws continue where they were."""
-    straight, second = straight_and_resumed(lambda run: _tiny_trainer(run, tmp_path, steps=1, p_steps=1, pretrain_steps=10))
+    """Checkpoint at step 7 of 10 supervised steps (then 1 + 1 RL): the filter draws and the weight
+    average continue where they were."""
+    straight, second = straight_and_resumed(
+        lambda run: _tiny_trainer(run, tmp_path, steps=1, p_steps=1, pretrain_steps=10, policy_ema=0.5))
     assert second.step == 12
     assert_same_training_state(straight, second)
+    assert "policy_ema" in second.agent.networks()
     with (tmp_path / "resumed" / "log.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [r["phase"] for r in rows] == ["-1"] * 10 + ["0", "1"]
