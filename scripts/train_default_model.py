@@ -14,8 +14,8 @@ Steps (every one is a ``deepexposure`` command, printed before it runs):
    crops (written here, seed 2) so the discriminator sees more than one view of each photo.
 3. ``deepexposure train`` on those folders (with ``--paired``, also ``--references`` the
    well-exposed originals of the inputs, which ``synth`` wrote to ``train_inputs/reference``).
-4. With ``--select-on-val``: ``deepexposure synth`` the *target* half (seed 7, one error each) as a
-   validation set, export every checkpoint (``deepexposure train --export-step N``), score each on
+4. With ``--select-on-val``: ``deepexposure synth`` the *target* half (seed 8, three errors each;
+   defaults before v3 used seed 7, one error each) as a validation set, export every checkpoint (``deepexposure train --export-step N``), score each on
    it with ``deepexposure eval``, and keep the one with the highest validation PSNR. The held-out
    photos play no part in the choice.
 5. ``deepexposure synth`` the held-out photos (seed 123, other errors) and ``deepexposure eval``
@@ -88,9 +88,11 @@ def write_crops(paths: list[Path], out: Path, per_photo: int, seed: int, size: i
 
 def select_on_val(de: list[str], run: Path, targets_src: list[Path], w: Path, method: str) -> Path:
     """Export every checkpoint of ``run``, score each on the validation set, return the best model folder."""
-    val = w / "val"
+    # 90 pairs (3 errors per target-half photo, seed 8): the 30-pair set of earlier defaults (seed 7,
+    # one error each) was too small and easy to rank checkpoints (MODEL_CARD.md of the v3 default)
+    val = w / "val3"
     if not (val / "synth.json").exists():
-        sh(de + ["synth", *map(str, targets_src), "--out", str(val), "--seed", "7", "--variants", "1", "--quiet"])
+        sh(de + ["synth", *map(str, targets_src), "--out", str(val), "--seed", "8", "--variants", "3", "--quiet"])
     steps = sorted(int(p.name[5:]) for p in (run / "checkpoints").glob("step_*") if (p / "state.json").exists())
     scores = {}
     for n in steps:
