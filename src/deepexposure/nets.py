@@ -20,7 +20,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["TrunkConfig", "Trunk", "frozen"]
+__all__ = ["TrunkConfig", "Trunk", "frozen", "update_average"]
+
+
+@torch.no_grad()
+def update_average(avg: nn.Module, model: nn.Module, beta: float) -> None:
+    """Polyak average of weights: ``avg <- beta avg + (1 - beta) theta`` for every parameter of
+    ``model`` (same architecture); buffers are copied. Used by both agents' ``--policy-ema``."""
+    for a, p in zip(avg.parameters(), model.parameters()):
+        a.lerp_(p, 1.0 - beta)
+    for buf_avg, buf in zip(avg.buffers(), model.buffers()):
+        buf_avg.copy_(buf)
 
 
 @contextlib.contextmanager

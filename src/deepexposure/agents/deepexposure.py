@@ -53,7 +53,7 @@ from torch import nn
 from ..filters import global_exposure, local_exposure
 from ..fusion import FusionConfig, exposure_fusion
 from ..local import as_render, check_render
-from ..nets import Trunk, TrunkConfig, frozen
+from ..nets import Trunk, TrunkConfig, frozen, update_average
 from ..pretrained import from_pretrained, save_pretrained
 from ..recipe import Recipe, fusion_op
 from ..resize import make_thumbnail as thumbnail
@@ -433,12 +433,9 @@ class DeepExposureAgent(nn.Module):
         """The policy the model export and sample grids use: the weight average if ``policy_ema`` > 0."""
         return self.policy_avg if self.policy_avg is not None else self.policy
 
-    @torch.no_grad()
     def _update_average(self) -> None:
-        """``avg <- beta avg + (1 - beta) theta`` for every policy weight."""
         assert self.policy_avg is not None
-        for a, p in zip(self.policy_avg.parameters(), self.policy.parameters()):
-            a.lerp_(p, 1.0 - self.cfg.policy_ema)
+        update_average(self.policy_avg, self.policy, self.cfg.policy_ema)
 
     def reward(self, disc: nn.Module, r: Rollout) -> torch.Tensor:
         """``R = D(S^f) + w_l D(S^l_T)``, ``(B,)`` (``render='local'``: ``S^l_T`` in place of ``S^f``)."""

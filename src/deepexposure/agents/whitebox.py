@@ -57,7 +57,7 @@ import torch
 from torch import nn
 
 from ..filters import FILTER_NAMES, FILTERS
-from ..nets import Trunk, TrunkConfig, frozen
+from ..nets import Trunk, TrunkConfig, frozen, update_average
 from ..pretrained import from_pretrained, resolve_model_dir, save_pretrained
 from ..recipe import Recipe
 from ..resize import make_thumbnail
@@ -768,14 +768,9 @@ class WhiteBoxAgent(nn.Module):
         """The policy the model export and sample grids use: the weight average if ``policy_ema`` > 0."""
         return self.policy_avg if self.policy_avg is not None else self.policy
 
-    @torch.no_grad()
     def _update_average(self) -> None:
-        """``avg <- beta avg + (1 - beta) theta`` for every policy weight (buffers copied)."""
         assert self.policy_avg is not None
-        for a, p in zip(self.policy_avg.parameters(), self.policy.parameters()):
-            a.lerp_(p, 1.0 - self.cfg.policy_ema)
-        for buf_avg, buf in zip(self.policy_avg.buffers(), self.policy.buffers()):
-            buf_avg.copy_(buf)
+        update_average(self.policy_avg, self.policy, self.cfg.policy_ema)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"policy": self.opt_policy, "value": self.opt_value}
