@@ -367,9 +367,77 @@ def test_apply_reproduces_the_retouch(tmp_path, task):
     assert torch.equal(out, again)
     op = recipe.ops[0]
     assert op["op"] == "pixelrl_actions" and len(op["counts"]) == Task.make(task).t_max
+    assert op.get("upsample", "nearest") == ("guided" if task == "enhance" else "nearest")
     if task == "denoise":  # at full resolution the recipe's render is exactly the agents' own run
         direct = run_agent(method.models[0].net, method.models[0].task, img).out
         assert torch.equal(out, direct)
+
+
+class TestGuidedTransfer:
+    """The enhance op's upsampling: the working copy's edit carried to the full photo (recipe_op.guided_transfer)."""
+
+    def _edge_photo(self):
+        # a dark and a bright half split at column 97 of 200 (not on the 50 px grid), with texture
+        g = torch.Generator().manual_seed(0)
+        full = torch.full((1, 3, 120, 200), 0.25) + 0.05 * torch.rand(1, 3, 120, 200, generator=g)
+        full[..., 97:] += 0.4
+        return full
+
+    def test_untouched_pixels_stay_exact(self):
+        from deepexposure.pixelrl.recipe_op import guided_transfer
+        from deepexposure.resize import resize_exact
+
+        full = self._edge_photo()
+        small = resize_exact(full, (30, 50))
+        assert torch.equal(guided_transfer(small, small.clone(), full), full)
+
+    def test_gains_carry_over_exactly_and_contrast_closely(self):
+        from deepexposure.pixelrl.actions import enhance_action
+        from deepexposure.pixelrl.recipe_op import guided_transfer
+        from deepexposure.resize import resize_exact
+
+        full = self._edge_photo()
+        small = resize_exact(full, (30, 50))
+        for kind in ("brightness", "red+green", "contrast"):
+            out = guided_transfer(small, enhance_action(enhance_action(small, kind, 1.05), kind, 1.05), full)
+            want = enhance_action(enhance_action(full, kind, 1.05), kind, 1.05)
+            assert (out - want).abs().max() < (1e-4 if kind != "contrast" else 2 / 255), kind
+
+    def test_a_local_edit_follows_the_full_resolution_edge(self):
+        """Brightening the dark half only: the guided transfer puts the step near the photo's own edge
+        (a few per cent off within a grid pixel or two of it); nearest-neighbour maps put it on the
+        coarse grid (the blocks of the old render: one column 10 % off)."""
+        from deepexposure.pixelrl.recipe_op import actions_op, render_actions_op
+
+        task = Task.make("enhance")
+        full = self._edge_photo()
+        bright = task.actions.names.index("brightness x1.05")
+        nothing = task.actions.names.index("nothing")
+        small_dark = torch.zeros(1, 30, 50, dtype=torch.long)
+        small_dark[..., :24] = 1  # column 24 of 50 = 96..100 of 200: the edge pixel's block is mixed
+        maps = [torch.where(small_dark.bool(), bright, nothing).to(torch.uint8) for _ in range(6)]
+        truth = full.clone()
+        truth[..., :97] = (full[..., :97] * 1.05**6).clamp(0, 1)
+        errs = {}
+        for up in ("nearest", "guided"):
+            out = render_actions_op(actions_op(task, maps, upsample=up), full)
+            errs[up] = (out - truth).abs().amax(dim=(0, 1, 2))  # per column
+        g, n = errs["guided"], errs["nearest"]
+        assert g[:70].max() < 1e-3 and g[125:].max() < 1e-3  # a gain is exact away from the edge, texture included
+        assert n.max() > 0.09 and n.max() > 3 * g.max()  # the grid block that straddles the edge
+
+    def test_old_ops_render_nearest_and_bad_values_are_refused(self):
+        from deepexposure.pixelrl.recipe_op import OpError, actions_op, validate_actions_op
+
+        task = Task.make("enhance")
+        maps = [torch.zeros(1, 8, 8, dtype=torch.uint8)]
+        assert "upsample" not in actions_op(task, maps)  # old layout, rendered as before
+        op = actions_op(task, maps, upsample="guided")
+        validate_actions_op(op, "r.json")
+        with pytest.raises(OpError, match="r.json: upsample"):
+            validate_actions_op({**op, "upsample": "bicubic"}, "r.json")
+        with pytest.raises(OpError, match="enhance task"):
+            validate_actions_op({**actions_op(Task.make("denoise"), maps), "upsample": "guided"}, "r.json")
 
 
 @pytest.mark.slow

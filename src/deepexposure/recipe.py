@@ -33,8 +33,9 @@ nesting before any work; the same rules, as a JSON Schema, are :func:`recipe_sch
 
 - ``local_exposure`` / ``local_filters``: per-region exposures / white-box filters rendered through
   edge-aware masks rebuilt from ``segment_map`` (:mod:`deepexposure.local`, ``docs/local.md``).
-- ``pixelrl_actions``: PixelRL's per-pixel action maps, one per step, zlib-compressed
-  (:mod:`deepexposure.pixelrl.recipe_op`, ``docs/pixelrl.md``).
+- ``pixelrl_actions``: PixelRL's per-pixel action maps, one per step, zlib-compressed, and
+  ``upsample`` (``nearest``, the default, or ``guided``): how a plan made on a working copy reaches
+  the full photo (:mod:`deepexposure.pixelrl.recipe_op`, ``docs/pixelrl.md``).
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ _OP_KEYS = {
     "clahe": ("op", "clip_limit", "kernel_size"),
     "local_exposure": ("op", "evs", "masks", "fuse_original", "fusion"),
     "local_filters": ("op", "masks", "regions"),
-    "pixelrl_actions": ("op", "task", "actions", "shape", "maps", "counts"),
+    "pixelrl_actions": ("op", "task", "actions", "shape", "maps", "counts", "upsample"),
 }
 _TOP_KEYS = ("format", "version", "image", "method", "segments", "segment_map", "ops", "notes")
 
@@ -424,11 +425,14 @@ def recipe_schema() -> dict:
         "required": ["op", *(["evs"] if kind == "local_exposure" else ["regions"])],
         "properties": {"op": {"const": kind}, **{k: {} for k in _OP_KEYS[kind] if k != "op"}},
     } for kind in ("local_exposure", "local_filters")]
+    from .pixelrl.recipe_op import UPSAMPLE
+
     pixelrl_op = {  # the maps are checked against shape and actions by deepexposure.pixelrl.method
         "type": "object",
         "additionalProperties": False,
         "required": ["op", "task", "actions", "shape", "maps"],
-        "properties": {"op": {"const": "pixelrl_actions"}, **{k: {} for k in _OP_KEYS["pixelrl_actions"] if k != "op"}},
+        "properties": {"op": {"const": "pixelrl_actions"}, **{k: {} for k in _OP_KEYS["pixelrl_actions"] if k != "op"},
+                       "upsample": {"enum": list(UPSAMPLE)}},
     }
     string = {"type": "string", "maxLength": LIMITS["max_string"]}
     return {

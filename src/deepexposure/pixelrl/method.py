@@ -3,7 +3,8 @@
 ``deepexposure retouch --method pixelrl`` runs the enhancement agents (Table VII) on a working copy
 of the photo (long edge ``work_size``: the scale the model was trained at, or 512, the paper's test
 images being 384x512) and
-records what every pixel did at every step (a ``pixelrl_actions`` op). ``retouch``
+records what every pixel did at every step (a ``pixelrl_actions`` op, ``"upsample": "guided"``: the
+edit of the working copy reaches the full photo as a local per-channel transform, guided filter). ``retouch``
 renders the recipe it writes, so ``apply`` on the same photo gives the same pixels. ``denoise`` and
 ``restore`` plan at full resolution with the same op (``C`` = 1 for a grey photo, 3 for colour).
 """
@@ -29,7 +30,7 @@ class PixelRLMethod:
     """``--method pixelrl``: local colour and exposure enhancement by the PixelRL agents (Table VII).
 
     ``model``: a model folder or training run (default: the shipped ``pixelrl-enhance``);
-    ``work_size``: long edge the agents look at (the maps are applied to the full photo); default the
+    ``work_size``: long edge the agents look at (their edit is carried to the full photo); default the
     model's ``work_size`` (the scale of its training views, written by the trainer), else 512."""
 
     name = "pixelrl"
@@ -46,9 +47,11 @@ class PixelRLMethod:
 
         small = resize_long_edge(img_srgb, self.work_size, upscale=False).to(self.device)
         run = run_agent(self.model.net, self.model.task, small, tile=512)
-        return Recipe(ops=[actions_op(self.model.task, run.maps)], method=model_info(self.model),
-                      notes=[f"PixelRL agents acted on a {small.shape[-1]}x{small.shape[-2]} working copy; "
-                             "their action maps are applied to the full photo (nearest neighbour)"])
+        big = tuple(small.shape[-2:]) != tuple(img_srgb.shape[-2:])
+        return Recipe(ops=[actions_op(self.model.task, run.maps, upsample="guided")], method=model_info(self.model),
+                      notes=[f"PixelRL agents acted on a {small.shape[-1]}x{small.shape[-2]} working copy"
+                             + ("; their edit is carried to the full photo as a local per-channel transform "
+                                "(guided filter)" if big else "")])
 
 
 class PixelRLRestorer:
