@@ -470,6 +470,16 @@ def test_commands_train_resume_denoise_restore_apply_eval(tmp_path):
     r = _cli(*common, "--steps", "3", "--resume")
     assert r.returncode == 0, r.stderr
     assert json.loads((run / "model" / "config.json").read_text())["trained_steps"] == 3
+    # --export-step: the last checkpoint's model is RUN/model bit for bit, an earlier one differs
+    from safetensors.torch import load_file
+
+    for n in (2, 3):
+        r = _cli("train", "--out", run, "--export-step", n, "--export-to", tmp_path / f"m{n}")
+        assert r.returncode == 0, r.stderr
+    ref, a, b = (load_file(str(d / "model.safetensors")) for d in (run / "model", tmp_path / "m3", tmp_path / "m2"))
+    assert ref.keys() == a.keys() and all(torch.equal(ref[k], a[k]) for k in ref)
+    assert any(not torch.equal(ref[k], b[k]) for k in ref)
+    assert json.loads((tmp_path / "m2" / "config.json").read_text())["trained_steps"] == 2
     out = tmp_path / "out"
     r = _cli("denoise", photos, "-o", out, "--model", run, "--explain", "--recipe", "--quiet")
     assert r.returncode == 0, r.stderr

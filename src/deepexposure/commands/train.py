@@ -184,9 +184,15 @@ def _export(args) -> int:
         have = sorted(int(p.name[5:]) for p in (run_dir / "checkpoints").glob("step_*") if (p / "state.json").exists())
         error(f"{ckpt}: no such checkpoint (the run has steps {', '.join(map(str, have)) or 'none'})")
         return 2
+    out = args.export_to or run_dir / f"model-step_{args.export_step}"
+    if saved.get("algo") == "pixelrl":
+        from ..pixelrl.train import export_checkpoint as export_pixelrl
+
+        export_pixelrl(run_dir, ckpt, out)
+        print(f"model of {ckpt} written to {out}")
+        return 0
     agent_cfg = _agent_config(saved["algo"], argparse.Namespace(), saved["agent"], saved["train"]["image_size"])
     agent = _make_agent(saved["algo"], agent_cfg, saved["train"]["batch_size"])
-    out = args.export_to or run_dir / f"model-step_{args.export_step}"
     export_checkpoint(agent, ckpt, out, {"name": f"{run_dir.name}-step_{args.export_step}", "seed": saved["train"]["seed"]})
     print(f"model of {ckpt} written to {out}")
     return 0

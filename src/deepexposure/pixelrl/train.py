@@ -37,7 +37,8 @@ from .model import save_model
 from .net import PixelRLNet, PixelRLNetConfig
 from .tasks import TASKS, Task, add_noise, overlay_text, parse_noise, to_gray
 
-__all__ = ["PixelRLConfig", "PixelRLTrainer", "PhotoCrops", "PAIRED_KINDS", "relaxed_episode", "final_error", "enhance_work_size"]
+__all__ = ["PixelRLConfig", "PixelRLTrainer", "PhotoCrops", "PAIRED_KINDS", "relaxed_episode", "final_error", "enhance_work_size",
+           "model_info", "export_checkpoint"]
 
 #: what ``enhance`` trains on: the benchmark's exposure model (deepexposure.synth), as the DeepExposure agent
 PAIRED_KINDS = "default"
@@ -154,6 +155,39 @@ def enhance_work_size(image_size: int, crop_scale: tuple[float, float]) -> int:
     (fractions of the photo's short side, :class:`deepexposure.pairs.SyntheticPairs`) resized to
     ``image_size``, so a 3:2 photo's long edge is ``1.5 image_size / mean(crop_scale)``."""
     return int(round(1.5 * image_size / (0.5 * (crop_scale[0] + crop_scale[1]))))
+
+
+def model_info(cfg: PixelRLConfig, name: str, step: int, crop_scale: tuple[float, float] | None = None) -> dict[str, Any]:
+    """The ``config.json`` entries of a model exported from a run after ``step`` episodes (an
+    enhancement model also gets the ``work_size`` of its training views; ``crop_scale``: the crop
+    fractions of its :class:`deepexposure.pairs.SyntheticPairs`)."""
+    info: dict[str, Any] = {"name": name, "trained_steps": step, "seed": cfg.seed,
+                            "noise": cfg.noise if cfg.task == "denoise" else None,
+                            "training": {k: v for k, v in asdict(cfg).items() if k not in ("threads", "device", "log_every", "sample_every")}}
+    if cfg.task == "enhance" and crop_scale is not None:
+        info["work_size"] = enhance_work_size(cfg.image_size, crop_scale)
+    return info
+
+
+def export_checkpoint(run_dir: str | Path, checkpoint: str | Path, out_dir: str | Path) -> Path:
+    """Write the model of an earlier checkpoint of a PixelRL run (``RUN/checkpoints/step_N``) to
+    ``out_dir``: what ``RUN/model/`` held right after that checkpoint was written (the settings come
+    from ``RUN/config.json``; an enhancement model's ``work_size`` from ``RUN/model/config.json``)."""
+    from safetensors.torch import load_file
+
+    run_dir, checkpoint = Path(run_dir), Path(checkpoint)
+    saved = json.loads((run_dir / "config.json").read_text())
+    cfg = PixelRLConfig(**saved["train"])
+    task = Task.make(cfg.task, cfg.t_max)
+    net = PixelRLNet(PixelRLNetConfig(task.in_channels, task.actions.n, cfg.channels, cfg.conv_gru))
+    state = load_file(str(checkpoint / "net.safetensors"))
+    net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")}, strict=True)
+    step = int(json.loads((checkpoint / "state.json").read_text())["step"])
+    info = model_info(cfg, f"{run_dir.name}-step_{step}", step)
+    latest = run_dir / "model" / "config.json"
+    if cfg.task == "enhance" and latest.exists():
+        info["work_size"] = json.loads(latest.read_text()).get("work_size")
+    return save_model(out_dir, net, task, {k: v for k, v in info.items() if v is not None or k == "noise"})
 
 
 class PhotoCrops:
@@ -354,12 +388,8 @@ class PixelRLTrainer:
         self.step = int(state["step"])
 
     def export_model(self) -> Path:
-        info: dict[str, Any] = {"name": self.run_dir.name, "trained_steps": self.step, "seed": self.cfg.seed,
-                "noise": self.cfg.noise if self.task.name == "denoise" else None,
-                "training": {k: v for k, v in asdict(self.cfg).items() if k not in ("threads", "device", "log_every", "sample_every")}}
-        if self.task.name == "enhance":
-            info["work_size"] = enhance_work_size(self.cfg.image_size, self.data.scale)  # SyntheticPairs crop fractions
-        return save_model(self.run_dir / "model", self.net, self.task, info)
+        return save_model(self.run_dir / "model", self.net, self.task,
+                          model_info(self.cfg, self.run_dir.name, self.step, getattr(self.data, "scale", None)))
 
     def config_dict(self) -> dict:
         return {"train": asdict(self.cfg), "agent": {}, **self.extra_config}
